@@ -1,0 +1,101 @@
+"""Skip-GANomaly: generator + discriminator + the anomaly score A(x) = λ·R(x) + (1−λ)·L(x)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..scoring import combine_scores, error_map
+from .discriminator import Discriminator
+from .unet import UNetGenerator, check_isize
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """Everything needed to rebuild the networks; stored in every model file."""
+
+    isize: int = 32
+    nc: int = 3
+    ngf: int = 64
+    ndf: int = 64
+    nz: int = 100
+
+    def __post_init__(self):
+        check_isize(self.isize)
+        for name in ("nc", "ngf", "ndf", "nz"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be a positive integer")
+
+
+class Scores(NamedTuple):
+    score: torch.Tensor  # [B] fp32, λ·R + (1−λ)·L
+    pixel: torch.Tensor  # [B] R(x): mean squared pixel error
+    feature: torch.Tensor  # [B] L(x): mean squared discriminator-feature error
+    reconstruction: torch.Tensor  # [B, C, H, W] x̂
+    error_map: torch.Tensor | None  # [B, H, W] per-pixel squared error, mean over channels
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02), BN weights N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class SkipGANomaly(nn.Module):
+    def __init__(self, arch: Architecture = Architecture(), lam: float = 0.9):
+        super().__init__()
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"lam={lam}: λ weights pixel against feature error and must lie in [0, 1]")
+        self.arch, self.lam = arch, lam
+        self.generator = UNetGenerator(arch.isize, arch.nc, arch.ngf)
+        self.discriminator = Discriminator(arch.isize, arch.nc, arch.ndf, arch.nz)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Anomaly scores [B] (fp32). Call .eval() first: scores are only meaningful in eval mode."""
+        return self.score(x).score
+
+    def score(self, x: torch.Tensor, with_error_map: bool = False) -> Scores:
+        x_hat = self.generator(x)
+        # One discriminator pass over [x; x̂] (eval-mode BN is per-sample, so batching them together is exact).
+        f_both = self.discriminator.features(torch.cat([x, x_hat], 0))
+        f, f_hat = f_both.chunk(2, 0)
+        score, pixel, feature = combine_scores(x, x_hat, f, f_hat, self.lam)
+        emap = error_map(x, x_hat) if with_error_map else None
+        return Scores(score, pixel, feature, x_hat, emap)
+
+
+@torch.no_grad()
+def score_in_batches(
+    model: SkipGANomaly, images: torch.Tensor, batch_size: int = 256, with_error_map: bool = False,
+    keep_reconstructions: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Score a stack of images [N, C, H, W] in eval mode; results on the CPU.
+
+    The model's mode is restored afterwards, so this is safe to call mid-training.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: dict[str, list[torch.Tensor]] = {"score": [], "pixel": [], "feature": []}
+    if with_error_map:
+        out["error_map"] = []
+    if keep_reconstructions:
+        out["reconstruction"] = []
+    try:
+        for i in range(0, len(images), batch_size):
+            s = model.score(images[i : i + batch_size].to(device), with_error_map=with_error_map)
+            for key in out:
+                out[key].append(getattr(s, key).float().cpu())
+    finally:
+        model.train(was_training)
+    return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}

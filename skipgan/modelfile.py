@@ -1,0 +1,55 @@
+"""Model files: ONE .safetensors file with the weights and a JSON metadata block.
+
+Metadata: format version, architecture, input normalisation, λ, calibration (threshold at the target FPR and the
+validation score statistics) and the training settings. No pickle anywhere: loading cannot execute code, and a
+save/load round trip is bit-exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+
+from .errors import InputError
+from .model import Architecture, SkipGANomaly
+from .tensorfile import load_tensors, save_tensors
+
+FORMAT = "skipgan-model"
+FORMAT_VERSION = 1
+# How images become network input; scorers (Python, C++, ONNX) must reproduce it.
+NORMALISATION = {"scale": "divide by the dtype's full range (255 or 65535)", "range": [-1.0, 1.0],
+                 "resize": "bilinear, antialiased, to isize x isize"}
+
+
+def save_model(path: str | os.PathLike, model: SkipGANomaly, calibration: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> None:
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": dataclasses.asdict(model.arch),
+        "lam": model.lam,
+        "normalisation": NORMALISATION,
+        "calibration": calibration,
+        **(extra or {}),
+    }
+    save_tensors(path, model.state_dict(), meta)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[SkipGANomaly, dict[str, Any]]:
+    """(model in eval mode, metadata). Any problem with the file is an InputError naming it."""
+    tensors, meta = load_tensors(path, what="model file")
+    if meta.get("format") != FORMAT:
+        raise InputError(f"{path}: not a skipgan model file (a checkpoint? use the model.safetensors of the run)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: model format version {meta.get('format_version')!r} is not supported "
+                         f"(this skipgan reads version {FORMAT_VERSION}); retrain or upgrade skipgan")
+    try:
+        model = SkipGANomaly(Architecture(**meta["architecture"]), lam=meta["lam"])
+        model.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise InputError(f"{path}: weights do not match the stored architecture ({first}); retrain") from None
+    return model.to(device).eval(), meta

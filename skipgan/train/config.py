@@ -1,0 +1,62 @@
+"""Training settings; stored verbatim in checkpoints and model files so a run can be resumed and audited."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .losses import LossWeights
+
+AMP_CHOICES = ("none", "bf16", "fp16")
+SELECT_CHOICES = ("last", "val")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    w_adv: float = 1.0
+    w_con: float = 50.0
+    w_lat: float = 1.0
+    lam: float = 0.9
+    val_fraction: float = 0.1
+    target_fpr: float = 0.01
+    seed: int = 0
+    amp: str = "none"
+    channels_last: bool = False
+    # Std of Gaussian noise added to the generator's input during training only (0 = the paper's recipe).
+    # A denoising objective stops the skip connections from learning the identity map.
+    noise_std: float = 0.0
+    # "last": keep the last epoch (no selection). "val": the epoch with the lowest mean validation score.
+    select: str = "last"
+
+    def __post_init__(self):
+        checks = [
+            (self.epochs >= 1, "epochs", "at least 1"),
+            (self.batch_size >= 2, "batch_size", "at least 2 (BatchNorm needs more than one image)"),
+            (self.lr > 0, "lr", "positive"),
+            (0.0 <= self.lam <= 1.0, "lam", "in [0, 1]"),
+            (0.0 < self.val_fraction < 1.0, "val_fraction", "in (0, 1)"),
+            (0.0 < self.target_fpr < 1.0, "target_fpr", "in (0, 1)"),
+            (self.noise_std >= 0.0, "noise_std", "non-negative"),
+            (self.amp in AMP_CHOICES, "amp", f"one of {', '.join(AMP_CHOICES)}"),
+            (self.select in SELECT_CHOICES, "select", f"one of {', '.join(SELECT_CHOICES)}"),
+        ]
+        for ok, name, want in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be {want}")
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(self.w_adv, self.w_con, self.w_lat)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
