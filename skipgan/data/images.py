@@ -1,0 +1,338 @@
+"""Decode image files into (C, H, W) arrays and normalise them to float32 tensors in [-1, 1].
+
+Decoding keeps the file's native sample type (uint8, uint16, float32) so that 16-bit data keeps its precision
+until `to_tensor` converts it to float32; only then is it resized (antialiased bilinear, in float).
+
+Rules (decisions written down here so the behaviour is predictable):
+
+* PNG / JPEG / BMP go through Pillow, TIFF through tifffile; the choice is made by the file extension.
+* Alpha is dropped: RGBA -> RGB, LA -> L, P (palette) -> RGB. Anomaly models look at intensities; a
+  transparency channel would only make folders of mixed PNGs disagree on the channel count.
+* 16-bit grey PNGs (Pillow modes 'I;16*' or 'I') come back as uint16 with all 16 bits. Pillow cannot decode
+  16-bit *colour* PNGs at full depth (it gives 8-bit RGB); a warning says so. Use 16-bit TIFF for that.
+* TIFF channel axis: when the file itself stores several samples per pixel (one page; tifffile axis 'S'),
+  that axis is the channel axis (interleaved -> HWC, planar -> CHW). Otherwise (a stack of pages, or no
+  such metadata) the shape decides: if the first axis is <= 8 and the last axis is > 8, the first axis is
+  the channel axis (planar CHW); otherwise the last axis is (interleaved HWC).
+* Sample types: uint8 and uint16 are kept; float16/32/64 become float32 and must already lie in [0, 1];
+  bool becomes uint8 0/255; other integer types are refused with a message.
+* Non-square images are resized to isize x isize without cropping (aspect ratio is not kept): a defect at
+  the border must not be cropped away.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from skipgan.errors import InputError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+
+# ITU-R BT.601 luma weights, used for 3 -> 1 channel conversion.
+LUMA_601 = (0.299, 0.587, 0.114)
+
+# Images resized per call of F.interpolate in `batch_to_tensor`; bounds the float32 working memory.
+RESIZE_CHUNK = 512
+
+
+class CorruptImageError(InputError):
+    """The file exists but cannot be decoded (truncated, corrupt, not an image). `--skip-bad` skips these."""
+
+    def __init__(self, path: str | os.PathLike, detail: str | None = None):
+        self.path = str(path)
+        msg = f"{path}: cannot decode image (truncated or corrupt); remove it or pass --skip-bad"
+        if detail:
+            msg += f" [{detail}]"
+        super().__init__(msg)
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file into a (C, H, W) array of its native dtype (uint8, uint16 or float32).
+
+    Raises `InputError` if the file is missing or of an unsupported kind, and `CorruptImageError` (a subclass
+    of `InputError`) if it cannot be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such image file; check the path")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        raise InputError(f"{path}: unsupported image type '{suffix}'; use one of {' '.join(IMAGE_EXTENSIONS)}")
+    if suffix in TIFF_EXTENSIONS:
+        arr = _read_tiff(path)
+    else:
+        arr = _read_pillow(path)
+    return _native_dtype(arr, path)
+
+
+# ----------------------------------------------------------------------------------------------- Pillow
+
+
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's IHDR, or None if the file does not look like a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image, ImageFile
+
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone else switched it on: we still want truncation caught
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated images would pass silently")
+    try:
+        with Image.open(path) as im:
+            im.load()  # force the full decode so that truncation is caught here
+            arr = _pillow_to_array(im)
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: image is too large to decode safely ({_one_line(exc)})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError) as exc:
+        # OSError covers PIL.UnidentifiedImageError and "image file is truncated".
+        raise CorruptImageError(path, _one_line(exc)) from None
+    if path.suffix.lower() == ".png":
+        header = _png_header(path)
+        if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
+            warnings.warn(
+                f"{path}: 16-bit colour PNG is decoded at 8 bits by Pillow; save it as a 16-bit TIFF to keep "
+                "full precision",
+                stacklevel=3,
+            )
+    return arr
+
+
+def _pillow_to_array(im) -> np.ndarray:
+    mode = im.mode
+    if mode.startswith("I;16"):  # I;16, I;16L, I;16B, I;16N: 16-bit grey, any byte order
+        arr = np.asarray(im)
+        arr = arr.astype(np.uint16)  # native byte order, values unchanged
+        return arr[None]
+    if mode == "I":  # 32-bit signed ints; 16-bit PNGs open like this in some Pillow versions
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise InputError(
+                f"{im.filename}: 32-bit integer image with values outside 0..65535; save it as 8/16-bit or float TIFF"
+            )
+        return arr.astype(np.uint16)[None]
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32)[None]
+    if mode == "1":
+        return (np.asarray(im).astype(np.uint8) * 255)[None]
+    if mode == "L":
+        return np.asarray(im)[None]
+    if mode in ("LA", "La"):
+        return np.asarray(im.getchannel(0))[None]
+    if mode == "RGB":
+        return np.asarray(im).transpose(2, 0, 1)
+    if mode in ("RGBA", "RGBa", "RGBX"):
+        return np.asarray(im)[..., :3].transpose(2, 0, 1)
+    if mode in ("P", "PA"):
+        rgb = im.convert("RGBA") if "transparency" in im.info or mode == "PA" else im.convert("RGB")
+        return np.asarray(rgb)[..., :3].transpose(2, 0, 1)
+    # CMYK, YCbCr, LAB, HSV, ...: let Pillow convert to RGB
+    return np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+
+
+# ----------------------------------------------------------------------------------------------- TIFF
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not tf.series:
+                raise CorruptImageError(path, "no image data")
+            series = tf.series[0]
+            axes = series.axes
+            arr = series.asarray()
+    except InputError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # tifffile raises many types (TiffFileError, ValueError, struct.error, ...)
+        raise CorruptImageError(path, _one_line(exc)) from None
+    arr = np.asarray(arr)
+    return _tiff_to_chw(arr, axes, path)
+
+
+def _tiff_to_chw(arr: np.ndarray, axes: str, path: Path) -> np.ndarray:
+    # drop singleton axes (e.g. a 1-page stack, or 1 sample per pixel)
+    if len(axes) != arr.ndim:
+        axes = "?" * arr.ndim
+    keep = [i for i, n in enumerate(arr.shape) if n != 1]
+    if len(keep) < 2:
+        raise InputError(f"{path}: TIFF image of shape {arr.shape} is not 2-D; expected (H, W), (H, W, C) or (C, H, W)")
+    if len(keep) < arr.ndim:
+        axes = "".join(axes[i] for i in keep)
+        arr = arr.reshape([arr.shape[i] for i in keep])
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim != 3:
+        raise InputError(
+            f"{path}: TIFF image of shape {arr.shape} has too many dimensions; expected (H, W), (H, W, C) or (C, H, W)"
+        )
+    if axes.count("S") == 1:  # the file says where the samples are
+        c_axis = axes.index("S")
+    elif arr.shape[0] <= 8 and arr.shape[-1] > 8:
+        c_axis = 0
+    else:
+        c_axis = 2
+    if c_axis == 1:
+        raise InputError(f"{path}: TIFF layout '{axes}' with samples in the middle axis is not supported")
+    return arr if c_axis == 0 else np.moveaxis(arr, 2, 0)
+
+
+# ----------------------------------------------------------------------------------------------- dtypes
+
+
+def _native_dtype(arr: np.ndarray, path: Path) -> np.ndarray:
+    dt = arr.dtype
+    if dt == np.uint8 or dt == np.uint16:
+        out = arr.astype(dt.newbyteorder("="), copy=False)
+    elif dt == np.bool_:
+        out = arr.astype(np.uint8) * np.uint8(255)
+    elif dt.kind == "f":
+        out = arr.astype(np.float32, copy=False)
+    elif dt.kind in "iu" and dt.itemsize == 1:  # int8
+        raise InputError(f"{path}: signed 8-bit samples are not supported; save as unsigned 8/16-bit or float")
+    else:
+        raise InputError(
+            f"{path}: unsupported sample type {dt} ({dt.itemsize * 8}-bit); save as unsigned 8/16-bit or float in [0, 1]"
+        )
+    return np.ascontiguousarray(out)
+
+
+def dtype_scale(dtype: np.dtype) -> float:
+    """Full range of a sample type: 255 for uint8, 65535 for uint16, 1 for float."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    if dtype.kind == "f":
+        return 1.0
+    raise InputError(f"unsupported sample type {dtype}; expected uint8, uint16 or float")
+
+
+# ----------------------------------------------------------------------------------------------- tensors
+
+
+def adapt_channels(x: torch.Tensor, channels: int | None, name: str | None = None) -> torch.Tensor:
+    """[N, C, H, W] -> [N, channels, H, W]: 1 -> N by repetition, 3 -> 1 by ITU-R 601 luma, else InputError."""
+    c = x.shape[1]
+    if channels is None or channels == c:
+        return x
+    if channels < 1:
+        raise InputError(f"--channels must be >= 1, got {channels}")
+    if c == 1:
+        return x.expand(-1, channels, -1, -1).contiguous()
+    if c == 3 and channels == 1:
+        w = torch.tensor(LUMA_601, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * w).sum(dim=1, keepdim=True)
+    who = f"{name}: " if name else ""
+    raise InputError(
+        f"{who}image has {c} channels but --channels {channels} was given; only 1 -> N (repeat) and "
+        "3 -> 1 (luminance) are converted: pick a matching --channels"
+    )
+
+
+def batch_to_tensor(
+    arr: np.ndarray | torch.Tensor,
+    isize: int,
+    channels: int | None = None,
+    *,
+    name: str | None = None,
+    antialias: bool = True,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """[N, C, H, W] uint8/uint16/float array -> float32 [N, C', isize, isize] in [-1, 1].
+
+    Converts to float32 first (full precision of 16-bit data), scales by the dtype's full range, resizes with
+    bilinear interpolation (antialiased when shrinking), adapts channels. Works in chunks of RESIZE_CHUNK
+    images; writes into `out` (a float32 tensor of the final shape) when given.
+    """
+    if isinstance(arr, torch.Tensor):
+        arr = arr.numpy()
+    if arr.ndim != 4:
+        raise ValueError(f"batch_to_tensor expects [N, C, H, W], got shape {arr.shape}")
+    isize = _check_isize(isize)
+    scale = dtype_scale(arr.dtype)
+    n = arr.shape[0]
+    chunks = []
+    for s in range(0, n, RESIZE_CHUNK):
+        part = torch.from_numpy(np.ascontiguousarray(arr[s : s + RESIZE_CHUNK], dtype=np.float32))
+        if scale != 1.0:
+            part = part * (1.0 / scale)  # new tensor: never modify the caller's array
+        else:
+            part = _check_float_range(part, name)  # returns a new (clamped) tensor
+        if part.shape[-2:] != (isize, isize):  # resize in [0, 1]: black stays exactly 0
+            aa = antialias and (part.shape[-2] > isize or part.shape[-1] > isize)
+            part = F.interpolate(part, size=(isize, isize), mode="bilinear", align_corners=False, antialias=aa)
+            part = part.clamp_(0.0, 1.0)
+        part = part.mul_(2.0).sub_(1.0)
+        part = adapt_channels(part, channels, name)
+        if out is not None:
+            out[s : s + part.shape[0]].copy_(part)
+        else:
+            chunks.append(part)
+    if out is not None:
+        return out
+    if not chunks:
+        c = arr.shape[1] if channels is None else channels
+        return torch.empty(0, c, isize, isize)
+    return chunks[0].contiguous() if len(chunks) == 1 else torch.cat(chunks)
+
+
+def to_tensor(
+    arr: np.ndarray, isize: int, channels: int | None = None, *, name: str | None = None
+) -> torch.Tensor:
+    """(C, H, W) array from `read_image` -> float32 tensor (C', isize, isize) in [-1, 1].
+
+    uint8 is scaled by 255, uint16 by 65535, float is taken as already in [0, 1]. `channels` converts 1 -> N
+    by repetition and 3 -> 1 by ITU-R 601 luminance; any other mismatch raises InputError naming `name`.
+    """
+    if arr.ndim != 3:
+        raise ValueError(f"to_tensor expects (C, H, W), got shape {arr.shape}")
+    return batch_to_tensor(arr[None], isize, channels, name=name)[0]
+
+
+def _check_isize(isize) -> int:
+    if isinstance(isize, bool) or not isinstance(isize, (int, np.integer)) or isize < 1:
+        raise InputError(f"--isize must be a positive integer, got {isize!r}")
+    return int(isize)
+
+
+def _check_float_range(x: torch.Tensor, name: str | None) -> torch.Tensor:
+    who = f"{name}: " if name else ""
+    if x.numel() == 0:
+        return x
+    if not torch.isfinite(x).all():
+        raise InputError(f"{who}float image contains NaN or infinity; fix or remove the image")
+    lo, hi = float(x.min()), float(x.max())
+    tol = 1e-3
+    if lo < -tol or hi > 1.0 + tol:
+        raise InputError(
+            f"{who}float image values span [{lo:.4g}, {hi:.4g}] but must lie in [0, 1]; rescale it or save it as 8/16-bit"
+        )
+    return x.clamp(0.0, 1.0)

@@ -1,0 +1,128 @@
+"""Helpers that write tiny image files and fake datasets for the data-layer tests (no downloads)."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+LAYOUT_DIRS = {
+    "skipgan": ("train/normal", "test/normal", ["test/abnormal"]),
+    "official": ("train/0.normal", "test/0.normal", ["test/1.abnormal"]),
+    "mvtec": ("train/good", "test/good", ["test/crack", "test/scratch"]),
+}
+
+
+def gray8(h=12, w=10, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)
+
+
+def rgb8(h=12, w=10, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def write_png(path, arr: np.ndarray) -> Path:
+    """(H, W) uint8/uint16 or (H, W, 3|4) uint8 -> PNG (16-bit grey for uint16)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def write_pil(path, arr: np.ndarray, **save_kw) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, **save_kw)
+    return path
+
+
+def write_tiff(path, arr: np.ndarray, **kw) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, arr, **kw)
+    return path
+
+
+def truncate(path, keep: float = 0.5) -> Path:
+    path = Path(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: max(1, int(len(data) * keep))])
+    return path
+
+
+def make_folder_dataset(
+    root, layout: str = "skipgan", n_train: int = 3, n_test: int = 2, n_abn: int = 2, size=(12, 10), rgb=False,
+    ext: str = ".png",
+) -> Path:
+    """Write a tiny image-folder dataset in one of the layouts ('skipgan', 'official', 'mvtec')."""
+    root = Path(root)
+    train, test_normal, abnormal = LAYOUT_DIRS[layout]
+    k = 0
+
+    def img():
+        nonlocal k
+        k += 1
+        return rgb8(*size, seed=k) if rgb else gray8(*size, seed=k)
+
+    for i in range(n_train):
+        write_pil(root / train / f"img{i:03d}{ext}", img())
+    for i in range(n_test):
+        write_pil(root / test_normal / f"img{i:03d}{ext}", img())
+    for d in abnormal:
+        for i in range(n_abn):
+            write_pil(root / d / f"img{i:03d}{ext}", img())
+    if layout == "mvtec":  # masks that must be ignored
+        write_pil(root / "ground_truth" / "crack" / "000_mask.png", np.zeros(size, np.uint8))
+    return root
+
+
+def write_cifar(folder, n_per_batch: int = 20, seed: int = 0, protocol: int = 2) -> Path:
+    """Fake cifar-10-batches-py: data_batch_1..5 and test_batch, pickled dicts like the real files.
+
+    Image i of every batch has all pixels equal to its label * 20 + (i % 3), so tests can check the order.
+    Labels cycle through 0..9.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        labels = [(i + b) % 10 for i in range(n_per_batch)]
+        data = np.empty((n_per_batch, 3072), np.uint8)
+        for i, lab in enumerate(labels):
+            data[i] = lab * 20 + (i % 3)
+        obj = {
+            b"batch_label": f"fake batch {b}".encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [f"img_{b}_{i}.png".encode() for i in range(n_per_batch)],
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(obj, f, protocol=protocol)
+    return folder
+
+
+def idx_bytes(arr: np.ndarray, magic_type: int = 0x08) -> bytes:
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    header = bytes([0, 0, magic_type, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+    return header + arr.tobytes()
+
+
+def write_mnist(folder, n_train: int = 30, n_test: int = 20, gz: bool = False, hw=(28, 28)) -> Path:
+    """Fake MNIST idx files; image i has all pixels = label * 25, labels cycle 0..9."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n, dtype=np.uint8) % 10
+        images = np.repeat((labels * 25)[:, None, None], hw[0] * hw[1], axis=1).reshape(n, *hw).astype(np.uint8)
+        for kind, arr in (("images-idx3-ubyte", images), ("labels-idx1-ubyte", labels)):
+            data = idx_bytes(arr)
+            path = folder / f"{prefix}-{kind}"
+            if gz:
+                with gzip.open(str(path) + ".gz", "wb") as f:
+                    f.write(data)
+            else:
+                path.write_bytes(data)
+    return folder
