@@ -246,3 +246,46 @@ def test_missing_and_unsupported(tmp_path):
     (tmp_path / "a.gif").write_bytes(b"GIF89a")
     with pytest.raises(InputError, match="a.gif.*unsupported"):
         read_image(tmp_path / "a.gif")
+
+
+def test_tiff_page_stack_ambiguous_refused(tmp_path):
+    p = write_tiff(tmp_path / "z.tif", np.zeros((12, 16, 16), np.uint8))  # 12 pages of 16x16
+    with pytest.raises(InputError, match="z.tif: cannot tell the channel axis"):
+        read_image(p)
+
+
+def test_pillow_16bit_modes():
+    from skipgan.data.images import _pillow_to_array
+
+    a = np.array([[1000, 65535], [0, 256]], dtype=np.uint16)
+    im = Image.frombytes("I;16B", (2, 2), a.astype(">u2").tobytes())
+    out = _pillow_to_array(im)
+    assert out.dtype == np.uint16 and out.dtype.isnative
+    np.testing.assert_array_equal(out[0], a)
+    out = _pillow_to_array(Image.fromarray(a.astype(np.int32)))  # mode 'I'
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out[0], a)
+
+
+def _png16_rgb(path, rgb16):
+    """Minimal 16-bit RGB PNG writer (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_png_16bit_colour_warns(tmp_path):
+    a = np.full((4, 5, 3), 1000, np.uint16)
+    p = _png16_rgb(tmp_path / "c16.png", a)
+    with pytest.warns(UserWarning, match="c16.png: 16-bit colour PNG"):
+        arr = read_image(p)
+    assert arr.shape == (3, 4, 5)

@@ -13,7 +13,8 @@ Rules (decisions written down here so the behaviour is predictable):
 * TIFF channel axis: when the file itself stores several samples per pixel (one page; tifffile axis 'S'),
   that axis is the channel axis (interleaved -> HWC, planar -> CHW). Otherwise (a stack of pages, or no
   such metadata) the shape decides: if the first axis is <= 8 and the last axis is > 8, the first axis is
-  the channel axis (planar CHW); otherwise the last axis is (interleaved HWC).
+  the channel axis (planar CHW); else if the last axis is <= 8 it is the channel axis (interleaved HWC);
+  else (e.g. a z-stack of 30 pages) InputError. Singleton axes are dropped first.
 * Sample types: uint8 and uint16 are kept; float16/32/64 become float32 and must already lie in [0, 1];
   bool becomes uint8 0/255; other integer types are refused with a message.
 * Non-square images are resized to isize x isize without cropping (aspect ratio is not kept): a defect at
@@ -196,8 +197,13 @@ def _tiff_to_chw(arr: np.ndarray, axes: str, path: Path) -> np.ndarray:
         c_axis = axes.index("S")
     elif arr.shape[0] <= 8 and arr.shape[-1] > 8:
         c_axis = 0
-    else:
+    elif arr.shape[-1] <= 8:
         c_axis = 2
+    else:
+        raise InputError(
+            f"{path}: cannot tell the channel axis of TIFF shape {arr.shape} (a stack of pages?); store it as "
+            "(H, W, C) or (C, H, W) with C <= 8, or as one page with several samples per pixel"
+        )
     if c_axis == 1:
         raise InputError(f"{path}: TIFF layout '{axes}' with samples in the middle axis is not supported")
     return arr if c_axis == 0 else np.moveaxis(arr, 2, 0)
