@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -80,11 +81,81 @@ def make_folder_dataset(
     return root
 
 
-def write_cifar(folder, n_per_batch: int = 20, seed: int = 0, protocol: int = 2) -> Path:
+def py2_pickle(obj) -> bytes:
+    """Pickle `obj` the way Python 2's cPickle (protocol 2) wrote the real CIFAR-10 batches.
+
+    Supports dict, list, tuple, bytes (as Python 2 str), int, bool, None and uint8 numpy arrays (through
+    ``numpy.core.multiarray._reconstruct``, the name found in the real files). Python 3's own protocol-2
+    pickles differ: they store bytes via ``_codecs.encode``.
+    """
+    out = bytearray(b"\x80\x02")
+
+    def string(b: bytes):
+        out.extend(b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b)
+
+    def integer(n: int):
+        out.extend(b"K" + bytes([n]) if 0 <= n < 256 else b"J" + struct.pack("<i", n))
+
+    def w(o):
+        if isinstance(o, dict):
+            out.extend(b"}(")
+            for k, v in o.items():
+                w(k)
+                w(v)
+            out.extend(b"u")
+        elif isinstance(o, list):
+            out.extend(b"](")
+            for v in o:
+                w(v)
+            out.extend(b"e")
+        elif isinstance(o, tuple):
+            out.extend(b"(")
+            for v in o:
+                w(v)
+            out.extend(b"t")
+        elif isinstance(o, bytes):
+            string(o)
+        elif isinstance(o, bool):
+            out.extend(b"\x88" if o else b"\x89")
+        elif isinstance(o, int):
+            integer(o)
+        elif o is None:
+            out.extend(b"N")
+        elif isinstance(o, np.ndarray):
+            assert o.dtype == np.uint8
+            out.extend(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n")
+            integer(0)
+            out.extend(b"\x85")  # TUPLE1
+            string(b"b")
+            out.extend(b"\x87R(")  # TUPLE3, REDUCE, MARK (state)
+            integer(1)
+            w(tuple(int(n) for n in o.shape))
+            out.extend(b"cnumpy\ndtype\n")
+            string(b"u1")
+            out.extend(b"\x89\x88\x87R(")  # False, True, TUPLE3, REDUCE, MARK (dtype state)
+            integer(3)
+            string(b"|")
+            out.extend(b"NNN")
+            integer(-1)
+            integer(-1)
+            integer(0)
+            out.extend(b"tb\x89")  # TUPLE, BUILD (dtype), is_fortran=False
+            string(np.ascontiguousarray(o).tobytes())
+            out.extend(b"tb")  # TUPLE, BUILD (array)
+        else:
+            raise TypeError(type(o))
+
+    w(obj)
+    out.extend(b".")
+    return bytes(out)
+
+
+def write_cifar(folder, n_per_batch: int = 20, seed: int = 0, protocol: int | None = None) -> Path:
     """Fake cifar-10-batches-py: data_batch_1..5 and test_batch, pickled dicts like the real files.
 
-    Image i of every batch has all pixels equal to its label * 20 + (i % 3), so tests can check the order.
-    Labels cycle through 0..9.
+    protocol None writes Python-2-style pickles like the real download (`py2_pickle`); an int uses Python 3's
+    pickle with that protocol. Image i of every batch has all pixels equal to label * 20 + (i % 3), so tests
+    can check the order. Labels cycle through 0..9 (offset by the batch number).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,8 +170,8 @@ def write_cifar(folder, n_per_batch: int = 20, seed: int = 0, protocol: int = 2)
             b"data": data,
             b"filenames": [f"img_{b}_{i}.png".encode() for i in range(n_per_batch)],
         }
-        with open(folder / name, "wb") as f:
-            pickle.dump(obj, f, protocol=protocol)
+        raw = py2_pickle(obj) if protocol is None else pickle.dumps(obj, protocol=protocol)
+        (folder / name).write_bytes(raw)
     return folder
 
 
