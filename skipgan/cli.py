@@ -183,7 +183,7 @@ def add_score_parser(sub) -> None:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from .data.images import read_image, to_tensor
+    from .data.images import CorruptImageError, read_image, to_tensor
     from .metrics import normalise
     from .modelfile import load_model
 
@@ -197,7 +197,7 @@ def cmd_score(a: argparse.Namespace) -> int:
             try:
                 batch.append(to_tensor(read_image(p), arch["isize"], channels=arch["nc"], name=str(p)))
                 names.append(p)
-            except InputError:
+            except CorruptImageError:  # only undecodable files are skippable, never a configuration mistake
                 if not a.skip_bad:
                     raise
                 skipped += 1

@@ -1,0 +1,112 @@
+"""`skipgan` end to end on a tiny configuration, and every bad input → one line, exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skipgan.cli import main
+
+TINY = ["--epochs", "1", "--ngf", "4", "--ndf", "4", "--nz", "8", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--abnormal-class", "3", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def write_png(path, value, size=8):
+    Image.fromarray(np.full((size, size), value, dtype=np.uint8)).save(path)
+
+
+def test_train_writes_model_metrics_and_plots(trained, capsys):
+    names = {p.name for p in trained.iterdir()}
+    assert {"model.safetensors", "metrics.json", "roc.png", "pr.png", "histogram.png", "examples.png",
+            "checkpoint.safetensors"} <= names
+    assert not [n for n in names if ".tmp" in n]
+    m = json.loads((trained / "metrics.json").read_text())
+    assert 0.0 <= m["auroc"] <= 1.0
+    assert m["abnormal_class"] == 3 and m["n_abnormal"] == 183
+    assert {"average_precision", "f1_max", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "confusion_matrix",
+            "auroc_pixel", "auroc_feature", "calibration"} <= set(m)
+    assert m["calibration"]["target_fpr"] == 0.01
+
+
+def test_evaluate_reproduces_train_metrics(trained, tmp_path, capsys):
+    assert main(["evaluate", str(trained / "model.safetensors"), "--out", str(tmp_path), "--device", "cpu"]) == 0
+    a = json.loads((trained / "metrics.json").read_text())
+    b = json.loads((tmp_path / "metrics.json").read_text())
+    assert a["auroc"] == b["auroc"] and a["confusion_matrix"] == b["confusion_matrix"]
+    assert "AUROC" in capsys.readouterr().out
+
+
+def test_score_prints_one_json_line_per_image(trained, tmp_path, capsys):
+    write_png(tmp_path / "a.png", 0)
+    write_png(tmp_path / "b.png", 255)
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["score", str(trained / "model.safetensors"), str(tmp_path), "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["path"].rsplit("/", 1)[1] for line in lines] == ["a.png", "b.png"]
+    for line in lines:
+        assert set(line) == {"path", "score", "normalised_score", "verdict"}
+        assert line["verdict"] in ("normal", "abnormal")
+
+
+def test_score_corrupt_image(trained, tmp_path, capsys):
+    write_png(tmp_path / "good.png", 10)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert main(["score", str(trained / "model.safetensors"), str(tmp_path / "bad.png"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.png" in err and "--skip-bad" in err
+    assert main(["score", str(trained / "model.safetensors"), str(tmp_path), "--skip-bad", "--device", "cpu"]) == 0
+    cap = capsys.readouterr()
+    assert len(cap.out.splitlines()) == 1 and "skipped 1" in cap.err
+
+
+def test_resume_finished_run_is_a_no_op_retrain(trained, capsys):
+    before = json.loads((trained / "metrics.json").read_text())
+    assert main(["train", "--resume", str(trained), "--no-progress", "--device", "cpu"]) == 0
+    assert json.loads((trained / "metrics.json").read_text())["auroc"] == before["auroc"]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "--isize", "48", *TINY], "--isize 48: must be a power of two"),
+        (["train", "--lam", "2", *TINY], "--lam 2"),
+        (["train", "--target-fpr", "1.5", *TINY], "--target-fpr 1.5"),
+        (["train", "--batch-size", "1", *TINY], "--batch-size 1"),
+        (["train", "--data", "imagenet:/x", *TINY], "imagenet"),
+        (["train", "--data", "folder:/no/such/dir", *TINY], "/no/such/dir"),
+        (["train", "--resume", "/no/such/run", *TINY], "/no/such/run"),
+        (["evaluate", "/no/model.safetensors"], "/no/model.safetensors"),
+        (["score", "/no/model.safetensors", "x.png"], "/no/model.safetensors"),
+        (["train", *TINY, "--device", "tpu"], "--device tpu"),
+    ],
+)
+def test_bad_input_one_line_exit_2(argv, needle, capsys, tmp_path):
+    argv = [a if a != "*OUT*" else str(tmp_path) for a in argv] + (["--out", str(tmp_path / "o")]
+                                                                    if argv[0] == "train" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("skipgan: error: ") and err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def test_unreadable_model_file(tmp_path, capsys):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"garbage")
+    assert main(["score", str(bad), str(bad)]) == 2
+    assert f"{bad}: not a readable model file" in capsys.readouterr().err
+
+
+def test_console_script_entry_point_exit_code(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "skipgan.cli", "evaluate", str(tmp_path / "none.safetensors")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and r.stderr.startswith("skipgan: error:")
