@@ -1,0 +1,155 @@
+// CPU partial sums of skipgan::anomaly_score, per instruction set (see isa.h). The caller
+// (anomaly_score.cpp) cuts every sample into fixed-size chunks and adds the partials in chunk order, so
+// a chunk's partial must depend only on its data: fixed summation order, no thread-dependent state.
+#pragma once
+
+#include <algorithm>
+
+#include "isa.h"
+#include "vec_io.h"
+
+namespace skipgan::cpu {
+inline namespace CPU_CAPABILITY {
+namespace score_detail {
+
+inline float hsum(const Vec& v) {
+  return at::vec::vec_reduce_all<float>([](Vec& u, Vec& w) { return u + w; }, v);
+}
+
+// out[i] = (a[i] - b[i])^2 for i < n.
+template <typename T>
+inline void sqdiff_to(const T* a, const T* b, int64_t n, float* out) {
+  int64_t i = 0;
+  Vec a0, a1, b0, b1;
+  for (; i + kStep <= n; i += kStep) {
+    load2(a + i, a0, a1);
+    load2(b + i, b0, b1);
+    const Vec d0 = a0 - b0, d1 = a1 - b1;
+    (d0 * d0).store(out + i);
+    (d1 * d1).store(out + i + Vec::size());
+  }
+  for (; i < n; ++i) {
+    const float d = static_cast<float>(a[i]) - static_cast<float>(b[i]);
+    out[i] = d * d;
+  }
+}
+
+// acc[i] += (a[i] - b[i])^2 for i < n.
+template <typename T>
+inline void add_sqdiff(const T* a, const T* b, int64_t n, float* acc) {
+  int64_t i = 0;
+  Vec a0, a1, b0, b1;
+  for (; i + kStep <= n; i += kStep) {
+    load2(a + i, a0, a1);
+    load2(b + i, b0, b1);
+    const Vec d0 = a0 - b0, d1 = a1 - b1;
+    at::vec::fmadd(d0, d0, Vec::loadu(acc + i)).store(acc + i);
+    at::vec::fmadd(d1, d1, Vec::loadu(acc + i + Vec::size())).store(acc + i + Vec::size());
+  }
+  for (; i < n; ++i) {
+    const float d = static_cast<float>(a[i]) - static_cast<float>(b[i]);
+    acc[i] += d * d;
+  }
+}
+
+// Sum of buf[0..n): two vector chains, then their lanes, then the scalar tail.
+inline float sum_buf(const float* buf, int64_t n) {
+  Vec s0(0.f), s1(0.f);
+  int64_t i = 0;
+  for (; i + kStep <= n; i += kStep) {
+    s0 = s0 + Vec::loadu(buf + i);
+    s1 = s1 + Vec::loadu(buf + i + Vec::size());
+  }
+  float s = hsum(s0 + s1);
+  for (; i < n; ++i) s += buf[i];
+  return s;
+}
+
+// Sum of (a - b)^2 over a flat span, no scratch.
+template <typename T>
+inline float sqdiff_sum(const T* a, const T* b, int64_t n) {
+  Vec s0(0.f), s1(0.f), a0, a1, b0, b1;
+  int64_t i = 0;
+  for (; i + kStep <= n; i += kStep) {
+    load2(a + i, a0, a1);
+    load2(b + i, b0, b1);
+    const Vec d0 = a0 - b0, d1 = a1 - b1;
+    s0 = at::vec::fmadd(d0, d0, s0);
+    s1 = at::vec::fmadd(d1, d1, s1);
+  }
+  float s = hsum(s0 + s1);
+  for (; i < n; ++i) {
+    const float d = static_cast<float>(a[i]) - static_cast<float>(b[i]);
+    s += d * d;
+  }
+  return s;
+}
+
+// Image chunk: pixels [p0, p0 + np) of sample b, all channels. Returns the sum of (x - x_hat)^2 and writes
+// the per-pixel channel mean into the error map when there is one. The same code runs with or without a
+// map, so the scores do not depend on whether a map was requested.
+template <typename T>
+float image_chunk(const ScoreParams& p, int64_t b, int64_t p0, int64_t np, float* scratch, int64_t scratch_len) {
+  const T* x = static_cast<const T*>(p.x) + b * p.x_bstride;
+  const T* xh = static_cast<const T*>(p.x_hat) + b * p.x_hat_bstride;
+  const int64_t C = p.C;
+  float* map = p.error_map ? p.error_map + b * p.npix + p0 : nullptr;
+  const float inv_c = 1.f / static_cast<float>(C);
+  if (p.planar) {
+    // NCHW: per-pixel sums of the channel planes in scratch (L1/L2-resident), then their total.
+    float* acc = scratch;
+    sqdiff_to(x + p0, xh + p0, np, acc);
+    for (int64_t c = 1; c < C; ++c) add_sqdiff(x + c * p.npix + p0, xh + c * p.npix + p0, np, acc);
+    if (map) {
+      for (int64_t i = 0; i < np; ++i) map[i] = acc[i] * inv_c;
+    }
+    return sum_buf(acc, np);
+  }
+  // NHWC: the chunk is one contiguous span of np * C elements, taken in blocks of whole pixels: squared
+  // differences into scratch (vectorised), the block total from there, and the per-pixel sums only when a
+  // map is wanted. Block sizes depend on C and scratch_len only (both fixed), so the order is fixed.
+  const T* xs = x + p0 * C;
+  const T* xhs = xh + p0 * C;
+  const int64_t pix_per_block = std::max<int64_t>(1, scratch_len / C);
+  float total = 0.f;
+  for (int64_t q = 0; q < np; q += pix_per_block) {
+    const int64_t nq = std::min(pix_per_block, np - q);
+    sqdiff_to(xs + q * C, xhs + q * C, nq * C, scratch);
+    total += sum_buf(scratch, nq * C);
+    if (map) {
+      for (int64_t i = 0; i < nq; ++i) {
+        float s = 0.f;
+        for (int64_t c = 0; c < C; ++c) s += scratch[i * C + c];
+        map[q + i] = s * inv_c;
+      }
+    }
+  }
+  return total;
+}
+
+template <typename T>
+float feature_chunk(const ScoreParams& p, int64_t b, int64_t e0, int64_t ne) {
+  const T* f = static_cast<const T*>(p.f) + b * p.f_bstride + e0;
+  const T* fh = static_cast<const T*>(p.f_hat) + b * p.f_hat_bstride + e0;
+  return sqdiff_sum(f, fh, ne);
+}
+
+}  // namespace score_detail
+
+inline float image_chunk(const ScoreParams& p, int64_t b, int64_t p0, int64_t np, float* scratch,
+                         int64_t scratch_len) {
+  float s = 0.f;
+  dispatch_dtype(p.x_dtype, [&](auto tag) {
+    s = score_detail::image_chunk<decltype(tag)>(p, b, p0, np, scratch, scratch_len);
+  });
+  return s;
+}
+
+inline float feature_chunk(const ScoreParams& p, int64_t b, int64_t e0, int64_t ne) {
+  float s = 0.f;
+  dispatch_dtype(p.f_dtype, [&](auto tag) { s = score_detail::feature_chunk<decltype(tag)>(p, b, e0, ne); });
+  return s;
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace skipgan::cpu

@@ -1,0 +1,151 @@
+// CPU epilogue of skipgan::conv_bn_act_out, per instruction set (see isa.h): ONE pass over the conv output
+// y that applies scale/shift and one or two activations in fp32 and writes both outputs (any strides).
+#pragma once
+
+#include <algorithm>
+
+#include "../activation.h"
+#include "vec_io.h"
+
+namespace skipgan::cpu {
+inline namespace CPU_CAPABILITY {
+namespace epilogue_detail {
+
+// Elements staged in an fp32 scratch row (L1-resident) between the affine step and the activations:
+// y is read from memory once, then each output is produced from the scratch.
+constexpr int64_t kBlock = 512;
+
+template <int ACT>
+inline Vec act_vec(const Vec& v, const Vec& slope) {
+  const Vec zero(0.f);
+  if constexpr (ACT == kActReLU) {
+    return Vec::blendv(zero, v, v > zero);
+  } else if constexpr (ACT == kActLeakyReLU) {
+    return Vec::blendv(v * slope, v, v > zero);
+  } else if constexpr (ACT == kActTanh) {
+    return v.tanh();
+  } else if constexpr (ACT == kActSigmoid) {
+    const Vec one(1.f);
+    return one / (one + v.neg().exp());
+  } else {
+    return v;
+  }
+}
+
+// buf[i] = y[i] * scale + shift: per element (scale/shift arrays, channels_last rows) or one value for the
+// whole run (s0, b0: an NCHW plane); absent arrays mean 1 and 0.
+template <typename T>
+inline void affine(const T* y, int64_t n, const float* scale, const float* shift, float s0, float b0, float* buf) {
+  int64_t i = 0;
+  Vec a, b;
+  const int64_t h = Vec::size();
+  if (scale == nullptr && shift == nullptr) {
+    const Vec vs(s0), vb(b0);
+    for (; i + kStep <= n; i += kStep) {
+      load2(y + i, a, b);
+      at::vec::fmadd(a, vs, vb).store(buf + i);
+      at::vec::fmadd(b, vs, vb).store(buf + i + h);
+    }
+    for (; i < n; ++i) buf[i] = static_cast<float>(y[i]) * s0 + b0;
+    return;
+  }
+  const Vec one(1.f), zero(0.f);
+  for (; i + kStep <= n; i += kStep) {
+    load2(y + i, a, b);
+    const Vec sa = scale ? Vec::loadu(scale + i) : one, sb = scale ? Vec::loadu(scale + i + h) : one;
+    const Vec ba = shift ? Vec::loadu(shift + i) : zero, bb = shift ? Vec::loadu(shift + i + h) : zero;
+    at::vec::fmadd(a, sa, ba).store(buf + i);
+    at::vec::fmadd(b, sb, bb).store(buf + i + h);
+  }
+  for (; i < n; ++i) buf[i] = static_cast<float>(y[i]) * (scale ? scale[i] : 1.f) + (shift ? shift[i] : 0.f);
+}
+
+template <typename T, int ACT>
+inline void store_act_impl(const float* buf, int64_t n, float slope, T* out, int64_t stride) {
+  int64_t i = 0;
+  if (stride == 1) {
+    const Vec vslope(slope);
+    for (; i + kStep <= n; i += kStep) {
+      store2(out + i, act_vec<ACT>(Vec::loadu(buf + i), vslope),
+             act_vec<ACT>(Vec::loadu(buf + i + Vec::size()), vslope));
+    }
+  }
+  for (; i < n; ++i) out[i * stride] = static_cast<T>(apply_act(ACT, buf[i], slope));
+}
+
+// The activation is chosen once per block, not per element, so the inner loops stay branch-free.
+template <typename T>
+inline void store_act(const float* buf, int64_t n, int act, float slope, T* out, int64_t stride) {
+  switch (act) {
+    case kActReLU:
+      return store_act_impl<T, kActReLU>(buf, n, slope, out, stride);
+    case kActLeakyReLU:
+      return store_act_impl<T, kActLeakyReLU>(buf, n, slope, out, stride);
+    case kActTanh:
+      return store_act_impl<T, kActTanh>(buf, n, slope, out, stride);
+    case kActSigmoid:
+      return store_act_impl<T, kActSigmoid>(buf, n, slope, out, stride);
+    default:
+      return store_act_impl<T, kActNone>(buf, n, slope, out, stride);
+  }
+}
+
+// One run of n consecutive conv-output elements, written to out / out2 from the given offsets with
+// element strides s1 / s2.
+template <typename T>
+inline void run_segment(const EpilogueParams& p, const T* y, int64_t n, const float* scale, const float* shift,
+                        float s0, float b0, int64_t off1, int64_t s1, int64_t off2, int64_t s2, float* buf) {
+  T* out = static_cast<T*>(p.out);
+  T* out2 = static_cast<T*>(p.out2);
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t m = std::min(kBlock, n - i);
+    affine(y + i, m, scale ? scale + i : nullptr, shift ? shift + i : nullptr, s0, b0, buf);
+    store_act(buf, m, p.act, p.slope, out + off1 + i * s1, s1);
+    if (out2) store_act(buf, m, p.act2, p.slope, out2 + off2 + i * s2, s2);
+  }
+}
+
+template <typename T>
+void rows(const EpilogueParams& p, int64_t begin, int64_t end) {
+  alignas(64) float buf[kBlock];
+  const T* y = static_cast<const T*>(p.y);
+  const int64_t C = p.C, H = p.H, W = p.W, HW = H * W;
+  const int64_t* o1 = p.out_stride;
+  const int64_t* o2 = p.out2 ? p.out2_stride : p.out_stride;
+  if (!p.channels_last) {
+    // Row r = (n, c) plane, one scale/shift. A plane is one segment when every output holds it contiguously
+    // (true for channel slices of an NCHW buffer), else one segment per image row.
+    auto plane_dense = [&](const int64_t* s) { return (W == 1 || s[3] == 1) && (H == 1 || s[2] == W); };
+    const bool whole = plane_dense(o1) && plane_dense(o2);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / C, c = r % C;
+      const float s0 = p.scale ? p.scale[c] : 1.f, b0 = p.shift ? p.shift[c] : 0.f;
+      const int64_t base1 = n * o1[0] + c * o1[1], base2 = n * o2[0] + c * o2[1];
+      if (whole) {
+        run_segment<T>(p, y + r * HW, HW, nullptr, nullptr, s0, b0, base1, 1, base2, 1, buf);
+      } else {
+        for (int64_t h = 0; h < H; ++h) {
+          run_segment<T>(p, y + r * HW + h * W, W, nullptr, nullptr, s0, b0, base1 + h * o1[2], o1[3],
+                         base2 + h * o2[2], o2[3], buf);
+        }
+      }
+    }
+  } else {
+    // Row r = pixel holding C channels; scale/shift vary along the row. Channel slices of a channels_last
+    // buffer have channel stride 1, so these stores are contiguous.
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / HW, h = (r % HW) / W, w = r % W;
+      run_segment<T>(p, y + r * C, C, p.scale, p.shift, 1.f, 0.f, n * o1[0] + h * o1[2] + w * o1[3], o1[1],
+                     n * o2[0] + h * o2[2] + w * o2[3], o2[1], buf);
+    }
+  }
+}
+
+}  // namespace epilogue_detail
+
+inline void epilogue_rows(const EpilogueParams& p, int64_t begin, int64_t end) {
+  dispatch_dtype(p.dtype, [&](auto tag) { epilogue_detail::rows<decltype(tag)>(p, begin, end); });
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace skipgan::cpu

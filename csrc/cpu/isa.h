@@ -1,0 +1,34 @@
+// The CPU kernels are compiled three times (isa_default.cpp, isa_avx2.cpp, isa_avx512.cpp) and the best
+// copy the CPU supports is picked at run time, like PyTorch's own CPU kernels: one wheel that is fast on
+// AVX-512 machines and still runs on plain x86-64. The choice follows at::get_cpu_capability(), so
+// ATEN_CPU_CAPABILITY=default|avx2|avx512 overrides it (tests use that to cover every copy).
+#pragma once
+
+#include <cstdint>
+
+#include "../params.h"
+
+namespace skipgan::cpu {
+
+struct Kernels {
+  // conv_bn_act epilogue over rows [begin, end): (n, c) planes when y is NCHW, pixels when channels_last.
+  void (*epilogue_rows)(const EpilogueParams& p, int64_t begin, int64_t end);
+  // anomaly_score partial sums of one fixed-size chunk. `scratch` holds at least max(kPixChunk, C) floats.
+  float (*image_chunk)(const ScoreParams& p, int64_t b, int64_t p0, int64_t np, float* scratch,
+                       int64_t scratch_len);
+  float (*feature_chunk)(const ScoreParams& p, int64_t b, int64_t e0, int64_t ne);
+  const char* isa;
+};
+
+// Fixed chunk sizes of anomaly_score (independent of the thread count: this is what makes it deterministic).
+constexpr int64_t kPixChunk = 4096;    // image pixels per chunk, all channels (48 KiB of fp32 RGB per input)
+constexpr int64_t kFeatChunk = 16384;  // feature elements per chunk
+
+Kernels kernels_default();
+Kernels kernels_avx2();    // == kernels_default() where the compiler/arch cannot build it
+Kernels kernels_avx512();  // idem
+
+// The copy selected for this CPU (decided once).
+const Kernels& kernels();
+
+}  // namespace skipgan::cpu

@@ -1,0 +1,58 @@
+// AVX-512 copy of the CPU kernels (PyTorch's AVX512 level: F, BW, VL, DQ); see isa.h and isa_prelude.h.
+// Built with GCC on x86-64 only (the target pragma is GCC's); elsewhere this copy is the baseline one.
+#include "isa_prelude.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+
+// Benign for this file only: lambda thunks that GCC compiles outside the target (-Wpsabi, never called)
+// and GCC 12's false positives on _mm512_undefined_* inside the intrinsics headers.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt")
+// GCC's target pragma does not define the ISA macros, and sleef.h (at::vec's tanh / exp) declares its
+// wide functions only under them. Define them around that one header (declarations only).
+#ifndef __AVX__
+#define __AVX__ 1
+#define SKIPGAN_DEFINED__AVX__
+#endif
+#ifndef __AVX2__
+#define __AVX2__ 1
+#define SKIPGAN_DEFINED__AVX2__
+#endif
+#ifndef __AVX512F__
+#define __AVX512F__ 1
+#define SKIPGAN_DEFINED__AVX512F__
+#endif
+#include <sleef.h>
+#ifdef SKIPGAN_DEFINED__AVX__
+#undef __AVX__
+#undef SKIPGAN_DEFINED__AVX__
+#endif
+#ifdef SKIPGAN_DEFINED__AVX2__
+#undef __AVX2__
+#undef SKIPGAN_DEFINED__AVX2__
+#endif
+#ifdef SKIPGAN_DEFINED__AVX512F__
+#undef __AVX512F__
+#undef SKIPGAN_DEFINED__AVX512F__
+#endif
+#define CPU_CAPABILITY AVX512
+#define CPU_CAPABILITY_AVX512
+#include "anomaly_score_kernel.h"
+#include "conv_bn_act_kernel.h"
+#pragma GCC pop_options
+
+namespace skipgan::cpu {
+Kernels kernels_avx512() {
+  return {&AVX512::epilogue_rows, &AVX512::image_chunk, &AVX512::feature_chunk, "avx512"};
+}
+}  // namespace skipgan::cpu
+
+#else
+
+namespace skipgan::cpu {
+Kernels kernels_avx512() { return kernels_default(); }
+}  // namespace skipgan::cpu
+
+#endif

@@ -1,0 +1,14 @@
+// Baseline x86-64 (or any architecture) copy of the CPU kernels; see isa.h.
+#include "isa_prelude.h"
+
+#define CPU_CAPABILITY DEFAULT
+#include "anomaly_score_kernel.h"
+#include "conv_bn_act_kernel.h"
+
+namespace skipgan::cpu {
+
+Kernels kernels_default() {
+  return {&DEFAULT::epilogue_rows, &DEFAULT::image_chunk, &DEFAULT::feature_chunk, "default"};
+}
+
+}  // namespace skipgan::cpu
