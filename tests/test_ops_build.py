@@ -1,0 +1,114 @@
+"""What the built library is: its build info, no Python inside, and its per-ISA CPU kernels."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from skipgan import ops
+
+
+def test_library_loaded_and_build_info():
+    info = ops.build_info()
+    assert info["available"], info.get("error")
+    assert os.path.exists(info["library"])
+    assert isinstance(info["cuda"], bool)
+    assert bool(info["cuda_arch_list"]) == info["cuda"]
+    # built against the torch that runs it (a mismatch would be an ABI hazard)
+    assert info["torch_version"] == torch.__version__.split("+")[0]
+    assert info["cpu_isa"] in {"default", "avx2", "avx512"}
+    if info["cuda"]:
+        assert torch.version.cuda is not None
+
+
+def test_cuda_kernels_registered_as_built():
+    # A build without CUDA kernels still registers a CUDA kernel: the one that explains how to rebuild.
+    for op in ("conv_bn_act_out", "anomaly_score", "anomaly_score_out"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"skipgan::{op}", "CUDA")
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"skipgan::{op}", "CPU")
+
+
+@pytest.mark.skipif(ops.build_info()["cuda"] or not torch.cuda.is_available(),
+                    reason="needs a GPU and a build without CUDA kernels")
+def test_clear_error_without_cuda_kernels():
+    x = torch.rand(1, 3, 4, 4, device="cuda")
+    with pytest.raises(RuntimeError, match="built without CUDA kernels.*FORCE_CUDA=1"):
+        torch.ops.skipgan.anomaly_score(x, x, x.flatten(1), x.flatten(1), 0.9)
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None or shutil.which("nm") is None, reason="needs binutils")
+def test_library_has_no_python_dependency():
+    """A C++ program (the scanner) must be able to load the same shared object."""
+    lib = ops.build_info()["library"]
+    needed = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True, check=True).stdout
+    assert "libpython" not in needed and "torch_python" not in needed
+    undefined = subprocess.run(["nm", "-D", "--undefined-only", lib], capture_output=True, text=True,
+                               check=True).stdout.split()
+    assert not [s for s in undefined if s.startswith(("Py", "_Py"))]
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None or not sys.platform.startswith("linux")
+                    or os.uname().machine != "x86_64", reason="needs objdump on x86-64")
+def test_wide_instructions_only_in_isa_namespaces():
+    """AVX / AVX-512 code may only live in the AVX2 / AVX512 copies of the CPU kernels.
+
+    Anything else (say a c10 inline function compiled inside isa_avx512.cpp) could be the copy the linker keeps
+    for every caller, and crash a CPU without AVX-512. csrc/cpu/isa_prelude.h exists to prevent that.
+    """
+    lib = ops.build_info()["library"]
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", lib], capture_output=True, text=True,
+                         check=True).stdout
+    offenders, wide, current = set(), set(), None
+    for line in dis.splitlines():
+        head = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+        if head:
+            current = head.group(1)
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or not fields[1].split():
+            continue
+        mnemonic = fields[1].split()[0]
+        if mnemonic.startswith("v") or "%ymm" in line or "%zmm" in line:  # VEX / EVEX encoded
+            wide.add(current)
+            if "::AVX2::" not in current and "::AVX512::" not in current:
+                offenders.add(current)
+    assert wide, "no vectorised kernels found at all"
+    assert not offenders, sorted(offenders)[:10]
+
+
+SCRIPT = r"""
+import torch, skipgan.ops as o
+assert o.build_info()["cpu_isa"] == "{isa}", o.build_info()
+g = torch.Generator().manual_seed(0)
+for dt in (torch.float32, torch.bfloat16):
+    for cl in (False, True):
+        x = torch.rand(2, 3, 70, 61, generator=g).to(dt); xh = torch.rand(2, 3, 70, 61, generator=g).to(dt)
+        if cl:
+            x, xh = x.contiguous(memory_format=torch.channels_last), xh.contiguous(memory_format=torch.channels_last)
+        f = torch.randn(2, 33, generator=g).to(dt); fh = torch.randn(2, 33, generator=g).to(dt)
+        s, m = o.anomaly_score(x, xh, f, fh, error_map=True)
+        rs, rm = o.anomaly_score_reference(x, xh, f, fh, error_map=True)
+        torch.testing.assert_close(s, rs, rtol=1e-4, atol=1e-6); torch.testing.assert_close(m, rm, rtol=1e-4, atol=1e-6)
+        w = (torch.randn(5, 3, 4, 4, generator=g) / 7).to(dt); sc = torch.rand(5, generator=g); sh = torch.randn(5, generator=g)
+        tol = dict(rtol=1e-4, atol=1e-5) if dt == torch.float32 else dict(rtol=3e-2, atol=3e-2)
+        for act in o.ACTIVATIONS:
+            got = o.conv_bn_act(x, w, sc, sh, stride=2, padding=1, act=act, act2="leaky_relu")
+            ref = o.conv_bn_act_reference(x, w, sc, sh, stride=2, padding=1, act=act, act2="leaky_relu")
+            torch.testing.assert_close(got, ref, **tol)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("isa", ["default", "avx2"])
+def test_other_cpu_kernel_copies(isa):
+    """The copies this CPU does not pick by itself, forced the way ATen's own kernels are."""
+    if isa == "avx2" and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("CPU without AVX2")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
+    res = subprocess.run([sys.executable, "-c", SCRIPT.replace("{isa}", isa)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-3000:]
