@@ -117,3 +117,21 @@ def test_select_val_uses_validation_only():
 def test_bad_config(kw, flag):
     with pytest.raises(ValueError, match=f"^{flag}="):
         TrainConfig(**kw)
+
+
+def test_collapsed_discriminator_is_reinitialised(monkeypatch):
+    import skipgan.train.trainer as tr
+
+    calls = []
+    real_init = tr.init_weights
+    monkeypatch.setattr(tr, "D_REINIT_BELOW", float("inf"))  # every step counts as collapsed
+    monkeypatch.setattr(tr, "init_weights", lambda m: (calls.append(m), real_init(m)))
+    trainer, _ = fit(epochs=1)
+    assert calls and all(m is trainer.model.discriminator for m in calls)
+    assert len(calls) == 3  # 22 training images, batch 8: 3 steps
+
+
+@pytest.mark.parametrize("kw", [{"amp": "bf16"}, {"channels_last": True}])
+def test_amp_and_channels_last_train_on_cpu(kw):
+    _, r = fit(epochs=1, **kw)
+    assert torch.isfinite(r.val_scores).all()
