@@ -114,7 +114,8 @@ def extensions():
     rel = lambda pattern: sorted(str(p.relative_to(ROOT)) for p in CSRC.glob(pattern))  # noqa: E731
     sources = rel("*.cpp") + rel("cpu/*.cpp")
     # -g0: the interpreter's CFLAGS carry -g, which doubles compile time and library size for no use here.
-    cxx = ["-O3", "-g0", "-std=c++20", "-Wno-unknown-pragmas"]  # at::vec headers carry nvcc pragmas
+    # -Wno-unknown-pragmas: at::vec headers carry nvcc pragmas; -Wno-psabi: GCC notes on vector types by value.
+    cxx = ["-O3", "-g0", "-std=c++20", "-Wno-unknown-pragmas", "-Wno-psabi"]
     nvcc = ["-O3", "-std=c++20", "-lineinfo"]
     macros = []
     if with_cuda:
