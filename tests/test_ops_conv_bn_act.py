@@ -88,6 +88,16 @@ def test_channels_last_and_noncontiguous_inputs(dtype):
                     act="relu")
 
 
+def test_few_channels_channels_last():
+    """The last layer's shape: 3 output channels, channels_last, tanh(convT + bias), dense and sliced outputs."""
+    x, w, _, b = make(3, 8, 3, 13, 11, transposed=True)
+    x = x.contiguous(memory_format=torch.channels_last)
+    run_and_compare(x, w, None, b, stride=2, padding=1, transposed=True, act="tanh", act2="sigmoid")
+    d_in = torch.full((6, 3, 26, 22), 7.0).contiguous(memory_format=torch.channels_last)  # [x; x_hat] buffer
+    run_and_compare(x, w, None, b, stride=2, padding=1, transposed=True, act="tanh", out=d_in[3:])
+    assert torch.all(d_in[:3] == 7)
+
+
 @pytest.mark.parametrize("fmt", ["nchw", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_writes_into_channel_slices(fmt, dtype):

@@ -133,6 +133,25 @@ void rows(const EpilogueParams& p, int64_t begin, int64_t end) {
   } else {
     // Row r = pixel holding C channels; scale/shift vary along the row. Channel slices of a channels_last
     // buffer have channel stride 1, so these stores are contiguous.
+    auto nhwc_dense = [&](const int64_t* s) {
+      return (C == 1 || s[1] == 1) && (W == 1 || s[3] == C) && (H == 1 || s[2] == W * C) &&
+             (p.N == 1 || s[0] == HW * C);
+    };
+    const int64_t group = std::max<int64_t>(1, kBlock / C);
+    if (group > 1 && nhwc_dense(o1) && nhwc_dense(o2)) {
+      // Few channels (the 3-channel last layer) and outputs laid out exactly like y: take `group` whole
+      // pixels per segment with scale/shift repeated, instead of paying per-pixel overhead on 3 elements.
+      alignas(64) float pat_s[kBlock], pat_b[kBlock];
+      for (int64_t i = 0; i < group * C; ++i) {
+        pat_s[i] = p.scale ? p.scale[i % C] : 1.f;
+        pat_b[i] = p.shift ? p.shift[i % C] : 0.f;
+      }
+      for (int64_t r = begin; r < end; r += group) {
+        const int64_t n = std::min(group, end - r) * C;
+        run_segment<T>(p, y + r * C, n, pat_s, pat_b, 1.f, 0.f, r * C, 1, r * C, 1, buf);
+      }
+      return;
+    }
     for (int64_t r = begin; r < end; ++r) {
       const int64_t n = r / HW, h = (r % HW) / W, w = r % W;
       run_segment<T>(p, y + r * C, C, p.scale, p.shift, 1.f, 0.f, n * o1[0] + h * o1[2] + w * o1[3], o1[1],
