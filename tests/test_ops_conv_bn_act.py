@@ -291,3 +291,36 @@ def test_cuda_rejects_mixed_devices():
         call(x, w, out=torch.empty(2, 5, 4, 4))
     with pytest.raises(RuntimeError, match=r"scale: expected device cuda:0"):
         call(x, w, scale=s.cpu(), out=torch.empty(2, 5, 4, 4, device="cuda"))
+
+
+@CUDA
+def test_cuda_graph_capture():
+    """Both ops inside one captured CUDA graph (the engine replays one per batch size): no sync, no host work."""
+    x, w, s, b = make(2, 3, 5, 8, 8, device="cuda")
+    x_hat = torch.rand_like(x)
+    f, f_hat = torch.randn(2, 7, device="cuda"), torch.randn(2, 7, device="cuda")
+    out, buf = torch.empty(2, 5, 4, 4, device="cuda"), torch.zeros(2, 10, 4, 4, device="cuda")
+    scores, maps = torch.empty(2, device="cuda"), torch.empty(2, 8, 8, device="cuda")
+
+    def body():
+        torch.ops.skipgan.conv_bn_act_out(x, w, s, b, [2, 2], [1, 1], False, ops.ACTIVATIONS["leaky_relu"], 0.2,
+                                          out, ops.ACTIVATIONS["relu"], buf[:, 5:])
+        torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, 0.9, scores, maps)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream (cuDNN plans, allocator)
+        body()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    x.copy_(torch.randn_like(x))
+    graph.replay()
+    torch.cuda.synchronize()
+    ref = ops.conv_bn_act_reference(x, w, s, b, stride=2, padding=1, act="leaky_relu", act2="relu")
+    torch.testing.assert_close(out, ref[0], rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(buf[:, 5:], ref[1], rtol=1e-3, atol=1e-3)
+    ref_s, ref_m = ops.anomaly_score_reference(x, x_hat, f, f_hat, 0.9, error_map=True)
+    torch.testing.assert_close(scores, ref_s)
+    torch.testing.assert_close(maps, ref_m)

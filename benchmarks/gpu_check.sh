@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# One run on a GPU machine does every GPU check of the native ops in under 8 minutes (the step time limits
+# add up to 450 s):
+#   1. build skipgan._C in place against THIS machine's torch, for this GPU's architecture only (fast);
+#   2. run the ops tests (the CUDA ones are skipped everywhere else);
+#   3. run the ops benchmarks on the GPU (pytest-benchmark, if installed).
+# Logs go to $OUT when set (else a temporary folder, printed at the end). Exit status: non-zero if the build
+# or the tests failed. Usage: benchmarks/gpu_check.sh   (PYTHON=... to pick the interpreter)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+LOG=${OUT:-$(mktemp -d)}
+LOG=$LOG/gpu_check
+mkdir -p "$LOG"
+start=$SECONDS
+status=0
+
+step() {  # step NAME SECONDS CMD...: run with a time limit, log to $LOG/NAME.log, record the outcome
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.log" 2>&1
+  local rc=$?
+  echo "$name: exit $rc in $((SECONDS - t0)) s" | tee -a "$LOG/summary.txt"
+  return $rc
+}
+
+{
+  date -u +%Y-%m-%dT%H:%M:%SZ
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
+  "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name())'
+  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+} >"$LOG/env.txt" 2>&1
+cat "$LOG/env.txt"
+
+# This GPU's architecture only: one -gencode keeps nvcc to a few seconds per file.
+ARCH=$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())') || ARCH="9.0"
+export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS=${MAX_JOBS:-$(nproc)}
+# the in-place build under test, not some installed skipgan
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+unset SKIPGAN_OPS_LIBRARY
+
+if ! step build 180 "$PY" setup.py build_ext --inplace; then
+  tail -n 40 "$LOG/build.log"
+  echo "build failed; logs in $LOG"
+  exit 1
+fi
+"$PY" -c 'import skipgan.ops as o; i = o.build_info(); print(i); assert i["cuda"], "no CUDA kernels built"' \
+  2>&1 | tee "$LOG/build_info.txt" || status=1
+
+# All ops tests (CPU and CUDA). -p no:cacheprovider: the tree may be read-only / shared.
+step tests 150 "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_ops_anomaly_score.py \
+  tests/test_ops_conv_bn_act.py tests/test_ops_compile.py tests/test_ops_build.py || status=1
+tail -n 15 "$LOG/tests.log"
+
+if "$PY" -c 'import pytest_benchmark' 2>/dev/null; then
+  step bench 120 "$PY" -m pytest -p no:cacheprovider -q benchmarks/bench_ops_anomaly_score.py \
+    benchmarks/bench_ops_conv_bn_act.py --benchmark-columns=median,iqr,rounds \
+    --benchmark-json="$LOG/bench.json"
+  grep -A 150 "skipgan ops: medians" "$LOG/bench.log" | grep -v "^-* benchmark\|^Name\|^---" | head -n 100
+else
+  echo "bench: skipped (pytest-benchmark not installed)" | tee -a "$LOG/summary.txt"
+fi
+
+echo "total $((SECONDS - start)) s; status $status; logs in $LOG" | tee -a "$LOG/summary.txt"
+exit $status
