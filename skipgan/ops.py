@@ -49,16 +49,18 @@ def _find_library() -> str | None:
     env = os.environ.get("SKIPGAN_OPS_LIBRARY")
     if env:
         return env
-    spec = importlib.util.find_spec("skipgan._C")
-    if spec is not None and spec.origin:
-        return spec.origin
+    # The library built next to this file (installed package, or an in-place / editable build).
+    here = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_C.*so")))
+    if here:
+        return here[0]
     # `python -m pytest` in a checkout puts the source tree first on sys.path, shadowing a non-editable
-    # install whose _C lives in site-packages: look for the built module in every skipgan folder.
+    # install whose _C lives in site-packages: look for the built module in every skipgan folder on the path.
     for entry in sys.path:
         hits = sorted(glob.glob(os.path.join(entry or ".", "skipgan", "_C.*so")))
         if hits:
             return hits[0]
-    return None
+    spec = importlib.util.find_spec("skipgan._C")  # e.g. an editable install's import hook
+    return spec.origin if spec is not None and spec.origin else None
 
 
 def _load() -> tuple[str | None, str | None]:
