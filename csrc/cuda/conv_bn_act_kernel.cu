@@ -61,7 +61,10 @@ cudaError_t launch_conv_epilogue(const EpilogueParams& p, cudaStream_t stream) {
   if (total == 0) return cudaSuccess;
   const int64_t blocks_needed = (total + kThreads - 1) / kThreads;
   const int grid = static_cast<int>(std::min<int64_t>(blocks_needed, int64_t{current_sm_count()} * 8));
-  const bool small = total < INT32_MAX && max_offset(p, p.out_stride) < INT32_MAX &&
+  // int32 indexing when neither the index (plus one grid stride, so the loop increment cannot overflow) nor
+  // an output offset can exceed it.
+  const int64_t limit = INT32_MAX - int64_t{grid} * kThreads;
+  const bool small = total < limit && max_offset(p, p.out_stride) < INT32_MAX &&
                      (!p.out2 || max_offset(p, p.out2_stride) < INT32_MAX);
   return dispatch_dtype(p.dtype, [&](auto tag) {
     using T = decltype(tag);
