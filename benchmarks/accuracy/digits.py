@@ -30,7 +30,7 @@ from baselines import BASELINES, baseline_aurocs  # noqa: E402
 from skipgan.data.datasets import load_splits  # noqa: E402
 from skipgan.fileio import write_text_atomic  # noqa: E402
 from skipgan.model import Architecture, score_in_batches  # noqa: E402
-from skipgan.train import Trainer, TrainConfig  # noqa: E402
+from skipgan.train import Trainer, TrainConfig, split_validation  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,7 +50,14 @@ def run_class(k: int, overrides: dict) -> dict:
     seconds = time.time() - t0
     s = score_in_batches(result.model, splits.test)
     y = splits.test_labels.numpy()
+    # λ rebalanced on the validation normals: each error term divided by its validation std, so that λ weighs
+    # comparable quantities (a monotone transform of λ'·R + (1−λ')·L for one λ', chosen without test data).
+    _, val = split_validation(splits.train, cfg.val_fraction, cfg.seed)
+    v = score_in_batches(result.model, val)
+    lam = cfg.lam
+    balanced = lam * s["pixel"] / v["pixel"].std() + (1 - lam) * s["feature"] / v["feature"].std()
     return {"class": k, "auroc": float(roc_auc_score(y, s["score"].numpy())),
+            "auroc_balanced": float(roc_auc_score(y, balanced.numpy())),
             "auroc_pixel": float(roc_auc_score(y, s["pixel"].numpy())),
             "auroc_feature": float(roc_auc_score(y, s["feature"].numpy())),
             "train_seconds": round(seconds, 1), "config": cfg.to_dict(), **baseline_aurocs(k)}

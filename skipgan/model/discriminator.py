@@ -12,20 +12,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .unet import LEAKY_SLOPE, check_isize
+from .unet import LEAKY_SLOPE, EncoderLevel, check_isize
 
 
-class PyramidLevel(nn.Module):
-    def __init__(self, cin: int, cout: int, norm: bool):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 4, 2, 1, bias=False)
-        self.bn = nn.BatchNorm2d(cout) if norm else None
+class PyramidLevel(EncoderLevel):
+    """The generator's encoder level (conv 4/2/1 + optional BN) followed by LeakyReLU(0.2)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        if self.bn is not None:
-            y = self.bn(y)
-        return F.leaky_relu(y, LEAKY_SLOPE)
+        return F.leaky_relu(super().forward(x), LEAKY_SLOPE)
 
 
 class Discriminator(nn.Module):
