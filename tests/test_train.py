@@ -135,3 +135,23 @@ def test_collapsed_discriminator_is_reinitialised(monkeypatch):
 def test_amp_and_channels_last_train_on_cpu(kw):
     _, r = fit(epochs=1, **kw)
     assert torch.isfinite(r.val_scores).all()
+
+
+def test_balanced_lambda_by_hand():
+    from skipgan.train import balanced_lambda
+
+    pixel = torch.tensor([1.0, 3.0])  # std sqrt(2)
+    feature = torch.tensor([10.0, 30.0])  # std 10*sqrt(2)
+    # 0.9/σp : 0.1/σf = 0.9 : 0.01  →  λ' = 0.9 / 0.91
+    assert balanced_lambda(0.9, pixel, feature) == pytest.approx(0.9 / 0.91)
+    assert balanced_lambda(0.9, pixel, torch.zeros(2)) == 0.9  # degenerate: keep λ
+    assert balanced_lambda(1.0, pixel, feature) == 1.0
+
+
+def test_balance_lam_is_stored_and_used():
+    _, r = fit(balance_lam=True)
+    cal = r.calibration
+    assert cal["lam_requested"] == 0.9 and cal["lam"] == r.model.lam != 0.9
+    test = tiny_images(4, seed=2)
+    s = score_in_batches(r.model, test)
+    torch.testing.assert_close(s["score"], cal["lam"] * s["pixel"] + (1 - cal["lam"]) * s["feature"])

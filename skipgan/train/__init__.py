@@ -1,6 +1,7 @@
 from .config import TrainConfig
 from .losses import LossWeights, discriminator_loss, generator_loss
-from .trainer import Trainer, TrainResult, calibrate, split_validation
+from .calibrate import balanced_lambda, calibrate
+from .trainer import Trainer, TrainResult, split_validation
 
-__all__ = ["LossWeights", "TrainConfig", "TrainResult", "Trainer", "calibrate", "discriminator_loss",
+__all__ = ["LossWeights", "balanced_lambda", "TrainConfig", "TrainResult", "Trainer", "calibrate", "discriminator_loss",
            "generator_loss", "split_validation"]

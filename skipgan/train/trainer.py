@@ -20,8 +20,8 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
-from ..metrics import score_statistics, threshold_at_fpr
 from ..model import Architecture, SkipGANomaly, init_weights, score_in_batches
+from .calibrate import balanced_lambda, calibrate
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .config import TrainConfig
 from .losses import discriminator_loss, generator_loss
@@ -45,16 +45,6 @@ def split_validation(images: torch.Tensor, fraction: float, seed: int) -> tuple[
         raise ValueError(f"only {len(images)} training images: need at least {n_val + 2} for a validation split")
     perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     return images[perm[n_val:]], images[perm[:n_val]]
-
-
-def calibrate(val_scores: torch.Tensor, target_fpr: float) -> dict[str, Any]:
-    """Threshold at the target false-positive rate on normal validation scores, plus their statistics."""
-    scores = val_scores.double().numpy()
-    return {
-        "threshold": float(threshold_at_fpr(scores, target_fpr)),
-        "target_fpr": target_fpr,
-        "val_stats": score_statistics(scores),
-    }
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -151,9 +141,9 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
-    def _val_scores(self, val: torch.Tensor) -> torch.Tensor:
+    def _val_scores(self, val: torch.Tensor) -> dict[str, torch.Tensor]:
         with self._autocast():
-            return score_in_batches(self.model, val)["score"]
+            return score_in_batches(self.model, val)
 
     # ---------------------------------------------------------------- loop
     def fit(self, images: torch.Tensor) -> TrainResult:
@@ -180,7 +170,7 @@ class Trainer:
                         torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
                         init_weights(self.model.discriminator)
             bar.close()
-            vs = self._val_scores(val)
+            vs = self._val_scores(val)["score"]
             row = {"epoch": epoch + 1, **{k: v / len(batches) for k, v in sums.items()},
                    "val_mean": float(vs.mean())}
             self.history.append(row)
@@ -194,9 +184,13 @@ class Trainer:
         if cfg.select == "val" and self.best is not None:
             _, selected, state = self.best
             self.model.load_state_dict(state)
-        val_scores = self._val_scores(val)
-        return TrainResult(self.model.eval(), self.history, val_scores, calibrate(val_scores, cfg.target_fpr),
-                           selected)
+        val = self._val_scores(val)
+        if cfg.balance_lam:
+            self.model.lam = balanced_lambda(cfg.lam, val["pixel"], val["feature"])
+        lam = self.model.lam
+        val_scores = lam * val["pixel"] + (1.0 - lam) * val["feature"]
+        calibration = {**calibrate(val_scores, cfg.target_fpr), "lam": lam, "lam_requested": cfg.lam}
+        return TrainResult(self.model.eval(), self.history, val_scores, calibration, selected)
 
     def _save_checkpoint(self, epoch: int) -> None:
         if self.out_dir is None:

@@ -1,0 +1,33 @@
+"""Calibration on the normal validation split only: the decision threshold and (optionally) the balance of λ."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..metrics import score_statistics, threshold_at_fpr
+
+
+def calibrate(val_scores: torch.Tensor, target_fpr: float) -> dict[str, Any]:
+    """Threshold at the target false-positive rate on normal validation scores, plus their statistics."""
+    scores = val_scores.double().numpy()
+    return {
+        "threshold": float(threshold_at_fpr(scores, target_fpr)),
+        "target_fpr": target_fpr,
+        "val_stats": score_statistics(scores),
+    }
+
+
+def balanced_lambda(lam: float, pixel: torch.Tensor, feature: torch.Tensor) -> float:
+    """λ' such that λ'·R + (1−λ')·L ∝ λ·R/σ_R + (1−λ)·L/σ_L, with σ the std over normal validation images.
+
+    The raw terms live on unrelated scales (the feature error grows as the discriminator sharpens), so a fixed
+    λ = 0.9 can let either term swamp the other; dividing each by its spread on normal data makes λ weigh
+    comparable quantities. The result is still a plain λ, so every scorer (Python, native op, exports) is unchanged.
+    """
+    s_pix, s_feat = float(pixel.double().std()), float(feature.double().std())
+    if not (s_pix > 0 and s_feat > 0) or lam in (0.0, 1.0):
+        return lam
+    a, b = lam / s_pix, (1.0 - lam) / s_feat
+    return a / (a + b)
