@@ -4,8 +4,7 @@ Honest protocol: normals shuffled with seed 0, 80 % train / 20 % test, plus ever
 the model trains on the 80 % (minus a 10 % validation split used only for calibration), is scored in eval()
 mode at its LAST epoch, and never sees a test image before scoring.
 
-    python benchmarks/accuracy/digits.py --recipe paper      # the paper's recipe, as published
-    python benchmarks/accuracy/digits.py --recipe skipgan    # our default recipe
+    python benchmarks/accuracy/digits.py                     # the paper's recipe (skipgan's defaults), ~30 min
     python benchmarks/accuracy/digits.py --table             # markdown table from the saved results
 
 Results go to benchmarks/accuracy/results/<recipe>.json (one entry per class, written as each class finishes,
@@ -81,11 +80,12 @@ def table() -> str:
     if not loaded:
         return "no results yet"
     first = next(iter(loaded.values()))
-    cols = [f"Skip-GANomaly ({r})" for r in loaded] + list(BASELINES)
+    cols = [f"Skip-GANomaly {r} λ=0.9" for r in loaded] + [f"{r}, balanced λ" for r in loaded] + list(BASELINES)
     lines = ["| abnormal digit | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     means = {c: [] for c in cols}
     for k in range(10):
         vals = [loaded[r].get(str(k), {}).get("auroc") for r in loaded]
+        vals += [loaded[r].get(str(k), {}).get("auroc_balanced") for r in loaded]
         vals += [first.get(str(k), {}).get(b) for b in BASELINES]
         for c, v in zip(cols, vals):
             if v is not None:
@@ -97,7 +97,7 @@ def table() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="skipgan")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
     p.add_argument("--classes", type=int, nargs="*", default=list(range(10)))
     p.add_argument("--table", action="store_true", help="print the markdown table of saved results")
     a = p.parse_args()
