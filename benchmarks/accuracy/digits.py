@@ -5,6 +5,7 @@ the model trains on the 80 % (minus a 10 % validation split used only for calibr
 mode at its LAST epoch, and never sees a test image before scoring.
 
     python benchmarks/accuracy/digits.py                     # the paper's recipe (skipgan's defaults), ~30 min
+    python benchmarks/accuracy/digits.py --recipe noise      # + input noise during training
     python benchmarks/accuracy/digits.py --table             # markdown table from the saved results
 
 Results go to benchmarks/accuracy/results/<recipe>.json (one entry per class, written as each class finishes,
@@ -37,6 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # w_adv 1, w_con 50, w_lat 1, λ 0.9, 15 epochs).
 RECIPES = {
     "paper": {},
+    "noise": {"noise_std": 0.5},  # + a denoising objective: N(0, 0.5²) added to the generator's input in training
 }
 
 
