@@ -115,7 +115,9 @@ def extensions():
     sources = rel("*.cpp") + rel("cpu/*.cpp")
     # -g0: the interpreter's CFLAGS carry -g, which doubles compile time and library size for no use here.
     # -Wno-unknown-pragmas: at::vec headers carry nvcc pragmas; -Wno-psabi: GCC notes on vector types by value.
-    cxx = ["-O3", "-g0", "-std=c++20", "-Wno-unknown-pragmas", "-Wno-psabi"]
+    # -fopenmp: at::parallel_for is an inline `#pragma omp parallel` (ATen/ParallelOpenMP.h) compiled into THIS
+    # library; without the flag it silently runs on one thread.
+    cxx = ["-O3", "-g0", "-std=c++20", "-Wno-unknown-pragmas", "-Wno-psabi", "-fopenmp"]
     nvcc = ["-O3", "-std=c++20", "-lineinfo"]
     macros = []
     if with_cuda:
@@ -136,6 +138,7 @@ def extensions():
             include_dirs=[str(GENERATED)],
             define_macros=macros,
             extra_compile_args={"cxx": cxx, "nvcc": nvcc} if with_cuda else {"cxx": cxx},
+            extra_link_args=["-fopenmp"],
             # No libtorch_python link and no PyInit: the library is loaded with torch.ops.load_library.
             py_limited_api=True,
         )

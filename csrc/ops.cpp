@@ -36,6 +36,11 @@ std::string build_info() {
   s += std::string("builder=") + SKIPGAN_BUILDER + "\n";
   s += std::string("compiler=") + __VERSION__ + "\n";
   s += std::string("cpu_isa=") + cpu::kernels().isa + "\n";  // the CPU kernel copy in use (see cpu/isa.h)
+#ifdef _OPENMP
+  s += "openmp=1\n";  // at::parallel_for in this library really runs in parallel (ATen's OpenMP backend)
+#else
+  s += "openmp=0\n";
+#endif
   return s;
 }
 

@@ -89,7 +89,8 @@ def build_info() -> dict:
     Keys: available, library, cuda (bool: CUDA kernels compiled in), cuda_arch_list (list of str),
     torch_version (headers it was compiled against), torch_runtime (the torch running now), builder
     (setuptools or cmake), compiler, cpu_isa (the CPU kernel copy chosen for this
-    machine: default, avx2 or avx512), and error when the library could not be loaded.
+    machine: default, avx2 or avx512), openmp (bool: the CPU kernels' at::parallel_for really
+    runs on several threads with ATen's OpenMP backend), and error when the library could not be loaded.
     """
     info: dict = {"available": AVAILABLE, "library": library_path, "torch_runtime": torch.__version__}
     if not AVAILABLE:
@@ -102,6 +103,7 @@ def build_info() -> dict:
     info["builder"] = raw.get("builder")
     info["compiler"] = raw.get("compiler")
     info["cpu_isa"] = raw.get("cpu_isa")  # CPU kernel copy in use: default / avx2 / avx512
+    info["openmp"] = raw.get("openmp") == "1"  # compiled with OpenMP: at::parallel_for is multi-threaded
     return info
 
 

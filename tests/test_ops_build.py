@@ -25,6 +25,13 @@ def test_library_loaded_and_build_info():
         assert torch.version.cuda is not None
 
 
+def test_cpu_kernels_run_in_parallel():
+    # With ATen's OpenMP backend, at::parallel_for is an inline `omp parallel` compiled into OUR library: a build
+    # without -fopenmp passes every numerics test while using one core.
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        assert ops.build_info()["openmp"]
+
+
 def test_cuda_kernels_registered_as_built():
     # A build without CUDA kernels still registers a CUDA kernel: the one that explains how to rebuild.
     for op in ("conv_bn_act_out", "anomaly_score", "anomaly_score_out"):
