@@ -34,24 +34,6 @@ inline void sqdiff_to(const T* a, const T* b, int64_t n, float* out) {
   }
 }
 
-// acc[i] += (a[i] - b[i])^2 for i < n.
-template <typename T>
-inline void add_sqdiff(const T* a, const T* b, int64_t n, float* acc) {
-  int64_t i = 0;
-  Vec a0, a1, b0, b1;
-  for (; i + kStep <= n; i += kStep) {
-    load2(a + i, a0, a1);
-    load2(b + i, b0, b1);
-    const Vec d0 = a0 - b0, d1 = a1 - b1;
-    at::vec::fmadd(d0, d0, Vec::loadu(acc + i)).store(acc + i);
-    at::vec::fmadd(d1, d1, Vec::loadu(acc + i + Vec::size())).store(acc + i + Vec::size());
-  }
-  for (; i < n; ++i) {
-    const float d = static_cast<float>(a[i]) - static_cast<float>(b[i]);
-    acc[i] += d * d;
-  }
-}
-
 // Sum of buf[0..n): two vector chains, then their lanes, then the scalar tail.
 inline float sum_buf(const float* buf, int64_t n) {
   Vec s0(0.f), s1(0.f);
@@ -96,14 +78,38 @@ float image_chunk(const ScoreParams& p, int64_t b, int64_t p0, int64_t np, float
   float* map = p.error_map ? p.error_map + b * p.npix + p0 : nullptr;
   const float inv_c = 1.f / static_cast<float>(C);
   if (p.planar) {
-    // NCHW: per-pixel sums of the channel planes in scratch (L1/L2-resident), then their total.
-    float* acc = scratch;
-    sqdiff_to(x + p0, xh + p0, np, acc);
-    for (int64_t c = 1; c < C; ++c) add_sqdiff(x + c * p.npix + p0, xh + c * p.npix + p0, np, acc);
-    if (map) {
-      for (int64_t i = 0; i < np; ++i) map[i] = acc[i] * inv_c;
+    // NCHW: for each vector of pixels, the channels are accumulated in registers (one FMA chain per pixel
+    // lane, channels in order), giving the per-pixel sums directly; those feed the map and the total.
+    const Vec vinv(inv_c);
+    Vec t0(0.f), t1(0.f), a0, a1, b0, b1;
+    int64_t i = 0;
+    for (; i + kStep <= np; i += kStep) {
+      Vec s0(0.f), s1(0.f);
+      for (int64_t c = 0; c < C; ++c) {
+        load2(x + c * p.npix + p0 + i, a0, a1);
+        load2(xh + c * p.npix + p0 + i, b0, b1);
+        const Vec d0 = a0 - b0, d1 = a1 - b1;
+        s0 = at::vec::fmadd(d0, d0, s0);
+        s1 = at::vec::fmadd(d1, d1, s1);
+      }
+      if (map) {
+        (s0 * vinv).store(map + i);
+        (s1 * vinv).store(map + i + Vec::size());
+      }
+      t0 = t0 + s0;
+      t1 = t1 + s1;
     }
-    return sum_buf(acc, np);
+    float total = hsum(t0 + t1);
+    for (; i < np; ++i) {
+      float acc = 0.f;
+      for (int64_t c = 0; c < C; ++c) {
+        const float d = static_cast<float>(x[c * p.npix + p0 + i]) - static_cast<float>(xh[c * p.npix + p0 + i]);
+        acc += d * d;
+      }
+      if (map) map[i] = acc * inv_c;
+      total += acc;
+    }
+    return total;
   }
   // NHWC: the chunk is one contiguous span of np * C elements, taken in blocks of whole pixels: squared
   // differences into scratch (vectorised), the block total from there, and the per-pixel sums only when a
