@@ -60,6 +60,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--w-con", type=float, default=d.w_con, help="contextual (L1) weight; the paper uses 40")
     p.add_argument("--w-lat", type=float, default=d.w_lat)
     p.add_argument("--lam", type=float, default=d.lam, help="λ in A = λ·pixel error + (1−λ)·feature error")
+    p.add_argument("--score-margin", type=int, default=d.score_margin,
+                   help="border pixels left out of the pixel error (0 = the paper's score)")
     p.add_argument("--balance-lam", action="store_true",
                    help="rescale λ so pixel and feature errors count equally on validation normals")
     p.add_argument("--noise-std", type=float, default=d.noise_std, help="input noise during training (denoising)")
@@ -97,8 +99,10 @@ def cmd_train(a: argparse.Namespace) -> int:
                 epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, w_adv=a.w_adv, w_con=a.w_con, w_lat=a.w_lat,
                 lam=a.lam, val_fraction=a.val_fraction, target_fpr=a.target_fpr, seed=a.seed, amp=a.amp,
                 channels_last=a.channels_last, noise_std=a.noise_std, select=a.select,
-                balance_lam=a.balance_lam)
+                balance_lam=a.balance_lam, score_margin=a.score_margin)
             Architecture(isize=a.isize, nc=a.channels or 1, ngf=a.ngf, ndf=a.ndf, nz=a.nz)
+            if not 0 <= a.score_margin < a.isize // 4:
+                raise ValueError(f"score_margin={a.score_margin}: must be in [0, {a.isize // 4}) for isize {a.isize}")
         except ValueError as e:
             raise as_input_error(e) from None
         info = {"data": a.data, "abnormal_class": a.abnormal_class, "isize": a.isize, "channels": a.channels,

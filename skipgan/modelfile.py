@@ -31,6 +31,7 @@ def save_model(path: str | os.PathLike, model: SkipGANomaly, calibration: dict[s
         "format_version": FORMAT_VERSION,
         "architecture": dataclasses.asdict(model.arch),
         "lam": model.lam,
+        "score_margin": model.margin,
         "normalisation": NORMALISATION,
         "calibration": calibration,
         **(extra or {}),
@@ -47,7 +48,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise InputError(f"{path}: model format version {meta.get('format_version')!r} is not supported "
                          f"(this skipgan reads version {FORMAT_VERSION}); retrain or upgrade skipgan")
     try:
-        model = SkipGANomaly(Architecture(**meta["architecture"]), lam=meta["lam"])
+        model = SkipGANomaly(Architecture(**meta["architecture"]), lam=meta["lam"], margin=meta.get("score_margin", 0))
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]

@@ -9,8 +9,14 @@ from __future__ import annotations
 import torch
 
 
-def combine_scores(x, x_hat, f, f_hat, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(score, R, L), each [B] fp32."""
+def interior(t: torch.Tensor, margin: int) -> torch.Tensor:
+    """The image without a `margin`-pixel border (a view)."""
+    return t[..., margin : t.shape[-2] - margin, margin : t.shape[-1] - margin] if margin else t
+
+
+def combine_scores(x, x_hat, f, f_hat, lam: float, margin: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(score, R, L), each [B] fp32. R is taken over the interior: `margin` border pixels are left out."""
+    x, x_hat = interior(x, margin), interior(x_hat, margin)
     pixel = (x.float() - x_hat.float()).pow(2).flatten(1).mean(1)
     feature = (f.float() - f_hat.float()).pow(2).flatten(1).mean(1)
     return lam * pixel + (1.0 - lam) * feature, pixel, feature

@@ -87,6 +87,7 @@ def test_resume_finished_run_is_a_no_op_retrain(trained, capsys):
         (["evaluate", "/no/model.safetensors"], "/no/model.safetensors"),
         (["score", "/no/model.safetensors", "x.png"], "/no/model.safetensors"),
         (["train", *TINY, "--device", "tpu"], "--device tpu"),
+        (["train", "--score-margin", "8", *TINY], "--score-margin 8: must be in [0, 8)"),
     ],
 )
 def test_bad_input_one_line_exit_2(argv, needle, capsys, tmp_path):

@@ -125,3 +125,17 @@ def test_unet_equals_inplace_pix2pix(isize, train):
     ref.train(train)
     x = torch.randn(4, 2, isize, isize)
     torch.testing.assert_close(ours(x.clone()), ref(x.clone()), rtol=1e-5, atol=1e-6)
+
+
+def test_score_margin_leaves_the_border_out_of_the_pixel_error():
+    torch.manual_seed(0)
+    m = SkipGANomaly(Architecture(isize=32, nc=1, ngf=4, ndf=4, nz=8), lam=1.0, margin=2).eval()
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        s = m.score(x, with_error_map=True)
+    inner = (x - s.reconstruction)[:, :, 2:30, 2:30].pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(s.pixel, inner)
+    torch.testing.assert_close(s.score, inner)
+    assert s.error_map.shape == (3, 32, 32)  # the map still shows the whole image
+    with pytest.raises(ValueError, match="score_margin=8: must be in"):
+        SkipGANomaly(Architecture(isize=32, nc=1, ngf=4, ndf=4, nz=8), margin=8)

@@ -83,3 +83,10 @@ def test_wrong_version_and_mismatched_weights(tmp_path):
     save_tensors(path, sd, meta)
     with pytest.raises(InputError, match="weights do not match the stored architecture"):
         load_model(path)
+
+
+def test_score_margin_round_trip(tmp_path):
+    m = SkipGANomaly(Architecture(isize=32, nc=1, ngf=4, ndf=4, nz=8), margin=3).eval()
+    save_model(tmp_path / "m.safetensors", m, CAL)
+    m2, meta = load_model(tmp_path / "m.safetensors")
+    assert m2.margin == 3 and meta["score_margin"] == 3

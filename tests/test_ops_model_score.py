@@ -21,3 +21,15 @@ def test_native_score_matches_model(nc):
     scores, emap = ops.anomaly_score(x, s.reconstruction, f, f_hat, m.lam, error_map=True)
     torch.testing.assert_close(scores, s.score, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(emap, s.error_map, rtol=1e-5, atol=1e-7)
+
+
+def test_native_score_with_margin_on_interior_views():
+    torch.manual_seed(1)
+    m = SkipGANomaly(Architecture(isize=32, nc=2, ngf=8, ndf=8, nz=16), lam=0.9, margin=2).eval()
+    x = torch.rand(3, 2, 32, 32) * 2 - 1
+    with torch.no_grad():
+        s = m.score(x)
+        f, f_hat = m.discriminator.features(x), m.discriminator.features(s.reconstruction)
+    inner = (slice(None), slice(None), slice(2, 30), slice(2, 30))  # non-contiguous views, no copies by the caller
+    scores = ops.anomaly_score(x[inner], s.reconstruction[inner], f, f_hat, m.lam)
+    torch.testing.assert_close(scores, s.score, rtol=1e-5, atol=1e-7)

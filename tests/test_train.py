@@ -149,7 +149,8 @@ def test_balanced_lambda_by_hand():
 
 
 def test_balance_lam_is_stored_and_used():
-    _, r = fit(balance_lam=True)
+    _, r = fit(balance_lam=True, score_margin=2)
+    assert r.model.margin == 2
     cal = r.calibration
     assert cal["lam_requested"] == 0.9 and cal["lam"] == r.model.lam != 0.9
     test = tiny_images(4, seed=2)

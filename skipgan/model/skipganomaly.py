@@ -51,11 +51,15 @@ def init_weights(module: nn.Module) -> None:
 
 
 class SkipGANomaly(nn.Module):
-    def __init__(self, arch: Architecture = Architecture(), lam: float = 0.9):
+    def __init__(self, arch: Architecture = Architecture(), lam: float = 0.9, margin: int = 0):
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam={lam}: λ weights pixel against feature error and must lie in [0, 1]")
-        self.arch, self.lam = arch, lam
+        if not 0 <= margin < arch.isize // 4:
+            raise ValueError(f"score_margin={margin}: must be in [0, {arch.isize // 4}) for isize {arch.isize}")
+        # Border pixels left out of the pixel error R: the transposed convs reconstruct the outermost pixels
+        # worst, on normal images too, so there they add noise rather than evidence. 0 = the paper's score.
+        self.arch, self.lam, self.margin = arch, lam, margin
         self.generator = UNetGenerator(arch.isize, arch.nc, arch.ngf)
         self.discriminator = Discriminator(arch.isize, arch.nc, arch.ndf, arch.nz)
         init_weights(self)
@@ -69,7 +73,7 @@ class SkipGANomaly(nn.Module):
         # One discriminator pass over [x; x̂] (eval-mode BN is per-sample, so batching them together is exact).
         f_both = self.discriminator.features(torch.cat([x, x_hat], 0))
         f, f_hat = f_both.chunk(2, 0)
-        score, pixel, feature = combine_scores(x, x_hat, f, f_hat, self.lam)
+        score, pixel, feature = combine_scores(x, x_hat, f, f_hat, self.lam, self.margin)
         emap = error_map(x, x_hat) if with_error_map else None
         return Scores(score, pixel, feature, x_hat, emap)
 

@@ -30,6 +30,8 @@ class TrainConfig:
     # Std of Gaussian noise added to the generator's input during training only (0 = the paper's recipe).
     # A denoising objective stops the skip connections from learning the identity map.
     noise_std: float = 0.0
+    # Border pixels left out of the pixel error (0 = the paper's score); see SkipGANomaly.
+    score_margin: int = 0
     # Rescale λ on the validation normals so both error terms count (see calibrate.balanced_lambda).
     balance_lam: bool = False
     # "last": keep the last epoch (no selection). "val": the epoch with the lowest mean validation score.

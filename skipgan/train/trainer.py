@@ -67,7 +67,7 @@ class Trainer:
         self.run_info = run_info or {}
         self.progress, self.log = progress, log
         torch.manual_seed(cfg.seed)
-        self.model = SkipGANomaly(arch, lam=cfg.lam).to(self.device)
+        self.model = SkipGANomaly(arch, lam=cfg.lam, margin=cfg.score_margin).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         G, D = self.model.generator, self.model.discriminator
