@@ -5,13 +5,16 @@
 #   2. run the ops tests (the CUDA ones are skipped everywhere else);
 #   3. run the ops benchmarks on the GPU (pytest-benchmark, if installed).
 # Logs go to $OUT when set (else a temporary folder, printed at the end). Exit status: non-zero if the build
-# or the tests failed. Usage: benchmarks/gpu_check.sh   (PYTHON=... to pick the interpreter)
+# or the tests failed. Usage: benchmarks/gpu_check.sh [build] [tests] [bench]   (no argument: all three;
+# PYTHON=... picks the interpreter). The stages split so that the benchmark can wait for a GPU left idle.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 LOG=${OUT:-$(mktemp -d)}
 LOG=$LOG/gpu_check
 mkdir -p "$LOG"
+STAGES=${*:-build tests bench}
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 start=$SECONDS
 status=0
 
@@ -25,13 +28,13 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, log to $LOG/NAME.lo
   return $rc
 }
 
-{
+want build && {
   date -u +%Y-%m-%dT%H:%M:%SZ
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
   "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name())'
   echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 } >"$LOG/env.txt" 2>&1
-cat "$LOG/env.txt"
+want build && cat "$LOG/env.txt"
 
 # This GPU's architecture only: one -gencode keeps nvcc to a few seconds per file.
 ARCH=$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())') || ARCH="9.0"
@@ -40,20 +43,25 @@ export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS=${MAX_JOBS:-$(nproc)}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 unset SKIPGAN_OPS_LIBRARY
 
-if ! step build 180 "$PY" setup.py build_ext --inplace; then
+if want build && ! step build 180 "$PY" setup.py build_ext --inplace; then
   tail -n 40 "$LOG/build.log"
   echo "build failed; logs in $LOG"
   exit 1
 fi
 "$PY" -c 'import skipgan.ops as o; i = o.build_info(); print(i); assert i["cuda"], "no CUDA kernels built"' \
-  2>&1 | tee "$LOG/build_info.txt" || status=1
+  2>&1 | tee -a "$LOG/summary.txt" || status=1
 
 # All ops tests (CPU and CUDA). -p no:cacheprovider: the tree may be read-only / shared.
-step tests 150 "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_ops_anomaly_score.py \
-  tests/test_ops_conv_bn_act.py tests/test_ops_compile.py tests/test_ops_build.py || status=1
-tail -n 15 "$LOG/tests.log"
+if want tests; then
+  step tests 150 "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_ops_anomaly_score.py \
+    tests/test_ops_conv_bn_act.py tests/test_ops_compile.py tests/test_ops_build.py tests/test_ops_model_score.py \
+    tests/test_train_cuda.py || status=1
+  tail -n 15 "$LOG/tests.log"
+fi
 
-if "$PY" -c 'import pytest_benchmark' 2>/dev/null; then
+if ! want bench; then
+  :
+elif "$PY" -c 'import pytest_benchmark' 2>/dev/null; then
   step bench 120 "$PY" -m pytest -p no:cacheprovider -q benchmarks/bench_ops_anomaly_score.py \
     benchmarks/bench_ops_conv_bn_act.py --benchmark-columns=median,iqr,rounds \
     --benchmark-json="$LOG/bench.json"

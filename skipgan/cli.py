@@ -65,6 +65,12 @@ def add_train_parser(sub) -> None:
     p.add_argument("--balance-lam", action="store_true",
                    help="rescale λ so pixel and feature errors count equally on validation normals")
     p.add_argument("--noise-std", type=float, default=d.noise_std, help="input noise during training (denoising)")
+    p.add_argument("--score-draws", type=int, default=d.score_draws,
+                   help="score by averaging this many fixed noise probes (needs --noise-std; 0 = clean input)")
+    p.add_argument("--mask-block", type=int, default=d.mask_block,
+                   help="train and score by inpainting hidden BLOCK x BLOCK cells (0 = off)")
+    p.add_argument("--mask-groups", type=int, default=d.mask_groups,
+                   help="with --mask-block: hide 1/GROUPS of the cells; scoring makes GROUPS passes")
     p.add_argument("--select", choices=SELECT_CHOICES, default=d.select,
                    help="last epoch, or the epoch with the lowest validation score (never test data)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
@@ -99,10 +105,12 @@ def cmd_train(a: argparse.Namespace) -> int:
                 epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, w_adv=a.w_adv, w_con=a.w_con, w_lat=a.w_lat,
                 lam=a.lam, val_fraction=a.val_fraction, target_fpr=a.target_fpr, seed=a.seed, amp=a.amp,
                 channels_last=a.channels_last, noise_std=a.noise_std, select=a.select,
+                score_draws=a.score_draws, mask_block=a.mask_block, mask_groups=a.mask_groups,
                 balance_lam=a.balance_lam, score_margin=a.score_margin)
             Architecture(isize=a.isize, nc=a.channels or 1, ngf=a.ngf, ndf=a.ndf, nz=a.nz)
             if not 0 <= a.score_margin < a.isize // 4:
                 raise ValueError(f"score_margin={a.score_margin}: must be in [0, {a.isize // 4}) for isize {a.isize}")
+            cfg.corruption.check(a.isize)
         except ValueError as e:
             raise as_input_error(e) from None
         info = {"data": a.data, "abnormal_class": a.abnormal_class, "isize": a.isize, "channels": a.channels,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .errors import InputError
-from .model import Architecture, SkipGANomaly
+from .model import Architecture, Corruption, SkipGANomaly
 from .tensorfile import load_tensors, save_tensors
 
 FORMAT = "skipgan-model"
@@ -32,6 +32,8 @@ def save_model(path: str | os.PathLike, model: SkipGANomaly, calibration: dict[s
         "architecture": dataclasses.asdict(model.arch),
         "lam": model.lam,
         "score_margin": model.margin,
+        # how the scoring probes (stored as tensors) were made; see model/corruption.py
+        "corruption": dataclasses.asdict(model.corruption),
         "normalisation": NORMALISATION,
         "calibration": calibration,
         **(extra or {}),
@@ -48,7 +50,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise InputError(f"{path}: model format version {meta.get('format_version')!r} is not supported "
                          f"(this skipgan reads version {FORMAT_VERSION}); retrain or upgrade skipgan")
     try:
-        model = SkipGANomaly(Architecture(**meta["architecture"]), lam=meta["lam"], margin=meta.get("score_margin", 0))
+        model = SkipGANomaly(Architecture(**meta["architecture"]), lam=meta["lam"], margin=meta.get("score_margin", 0),
+                             corruption=Corruption(**meta.get("corruption", {})))
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]

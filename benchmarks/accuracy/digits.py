@@ -41,17 +41,26 @@ MARGIN = 2  # fixed a priori (isize/16), not tuned on test data
 
 RECIPES = {
     "paper": {},
-    "noise": {"noise_std": 0.5},
-    "paper-margin": {},  # the paper recipe again, also scored with the border margin  # + a denoising objective: N(0, 0.5²) added to the generator's input in training
+    "noise": {"noise_std": 0.5},  # + N(0, 0.5²) added to the generator's input in training only
+    "paper-margin": {},  # the paper recipe again, also scored with the border margin
+    # Corruption at training AND scoring time (skipgan/model/corruption.py): denoising with 8 fixed noise probes,
+    # or inpainting 8x8 cells in 4 passes; "-long": 100 epochs instead of 15 (made for a GPU).
+    "denoise": {"noise_std": 1.0, "score_draws": 8},
+    "denoise-long": {"noise_std": 1.0, "score_draws": 8, "epochs": 100},
+    "denoise-half-long": {"noise_std": 0.5, "score_draws": 8, "epochs": 100},
+    "inpaint": {"mask_block": 8, "mask_groups": 4},
+    "inpaint-long": {"mask_block": 8, "mask_groups": 4, "epochs": 100},
+    "inpaint4-long": {"mask_block": 4, "mask_groups": 4, "epochs": 100},
+    "paper-long": {"epochs": 100},
 }
 
 
-def run_class(k: int, overrides: dict) -> dict:
+def run_class(k: int, overrides: dict, device: str = "cpu") -> dict:
     splits = load_splits("digits", isize=32, abnormal_class=k, seed=0)
     cfg = TrainConfig(**overrides)
     arch = Architecture(isize=32, nc=1)
     t0 = time.time()
-    result = Trainer(arch, cfg, progress=False, log=lambda s: None).fit(splits.train)
+    result = Trainer(arch, cfg, device=device, progress=False, log=lambda s: None).fit(splits.train)
     seconds = time.time() - t0
     s = score_in_batches(result.model, splits.test, keep_reconstructions=True)
     y = splits.test_labels.numpy()
@@ -72,16 +81,21 @@ def run_class(k: int, overrides: dict) -> dict:
             "auroc_balanced": float(roc_auc_score(y, balanced.numpy())),
             "auroc_pixel": float(roc_auc_score(y, s["pixel"].numpy())),
             "auroc_feature": float(roc_auc_score(y, s["feature"].numpy())),
-            "train_seconds": round(seconds, 1), "config": cfg.to_dict(), **baseline_aurocs(k)}
+            "train_seconds": round(seconds, 1), "config": cfg.to_dict(), "device": device_name(device),
+            "torch": torch.__version__, **baseline_aurocs(k)}
 
 
-def run(recipe: str, classes: list[int]) -> None:
-    path = RESULTS / f"{recipe}.json"
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def run(recipe: str, classes: list[int], results: Path = RESULTS, device: str = "cpu") -> None:
+    path = results / f"{recipe}.json"
     done = json.loads(path.read_text()) if path.exists() else {}
     for k in classes:
         if str(k) in done:
             continue
-        row = run_class(k, RECIPES[recipe])
+        row = run_class(k, RECIPES[recipe], device)
         done[str(k)] = row
         write_text_atomic(path, json.dumps(done, indent=1, sort_keys=True) + "\n")
         print(f"{recipe} class {k}: AUROC {row['auroc']:.3f} (pixel {row['auroc_pixel']:.3f}, feature "
@@ -100,8 +114,8 @@ COLUMNS = [
 ]
 
 
-def table() -> str:
-    loaded = {r: json.loads((RESULTS / f"{r}.json").read_text()) for r in RECIPES if (RESULTS / f"{r}.json").exists()}
+def table(results: Path = RESULTS) -> str:
+    loaded = {r: json.loads((results / f"{r}.json").read_text()) for r in RECIPES if (results / f"{r}.json").exists()}
     if not loaded:
         return "no results yet"
     first = next(iter(loaded.values()))
@@ -120,18 +134,36 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def merge(parts: list[Path], results: Path) -> None:
+    for recipe in RECIPES:
+        rows: dict = {}
+        for part in parts:
+            if (part / f"{recipe}.json").exists():
+                rows.update(json.loads((part / f"{recipe}.json").read_text()))
+        if rows:
+            write_text_atomic(results / f"{recipe}.json", json.dumps(rows, indent=1, sort_keys=True) + "\n")
+            print(f"{recipe}: classes {sorted(int(k) for k in rows)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
     p.add_argument("--classes", type=int, nargs="*", default=list(range(10)))
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--results", type=Path, default=RESULTS, help="folder of the <recipe>.json result files")
     p.add_argument("--table", action="store_true", help="print the markdown table of saved results")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
+                   help="merge the <recipe>.json files of these folders (say from gpu_sweep.sh) into --results")
     a = p.parse_args()
-    if a.table:
-        print(table())
+    if a.merge:
+        merge(a.merge, a.results)
         return
-    torch.set_num_threads(torch.get_num_threads())
-    run(a.recipe, a.classes)
-    print(table())
+    if a.table:
+        print(table(a.results))
+        return
+    a.results.mkdir(parents=True, exist_ok=True)
+    run(a.recipe, a.classes, a.results, a.device)
+    print(table(a.results))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..scoring import combine_scores, error_map
+from .corruption import Corruption
 from .discriminator import Discriminator
 from .unet import UNetGenerator, check_isize
 
@@ -34,7 +35,7 @@ class Scores(NamedTuple):
     score: torch.Tensor  # [B] fp32, λ·R + (1−λ)·L
     pixel: torch.Tensor  # [B] R(x): mean squared pixel error
     feature: torch.Tensor  # [B] L(x): mean squared discriminator-feature error
-    reconstruction: torch.Tensor  # [B, C, H, W] x̂
+    reconstruction: torch.Tensor  # [B, C, H, W] x̂ (stitched from the scoring probes, if the model has any)
     error_map: torch.Tensor | None  # [B, H, W] per-pixel squared error, mean over channels
 
 
@@ -51,7 +52,8 @@ def init_weights(module: nn.Module) -> None:
 
 
 class SkipGANomaly(nn.Module):
-    def __init__(self, arch: Architecture = Architecture(), lam: float = 0.9, margin: int = 0):
+    def __init__(self, arch: Architecture = Architecture(), lam: float = 0.9, margin: int = 0,
+                 corruption: Corruption = Corruption()):
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam={lam}: λ weights pixel against feature error and must lie in [0, 1]")
@@ -59,17 +61,34 @@ class SkipGANomaly(nn.Module):
             raise ValueError(f"score_margin={margin}: must be in [0, {arch.isize // 4}) for isize {arch.isize}")
         # Border pixels left out of the pixel error R: the transposed convs reconstruct the outermost pixels
         # worst, on normal images too, so there they add noise rather than evidence. 0 = the paper's score.
-        self.arch, self.lam, self.margin = arch, lam, margin
+        corruption.check(arch.isize)
+        self.arch, self.lam, self.margin, self.corruption = arch, lam, margin, corruption
         self.generator = UNetGenerator(arch.isize, arch.nc, arch.ngf)
         self.discriminator = Discriminator(arch.isize, arch.nc, arch.ndf, arch.nz)
         init_weights(self)
+        # The fixed scoring probes (see corruption.py), K of them; K = 0: the generator sees the clean input.
+        # Buffers, so that model files and exports carry them and .to() moves them.
+        scale, shift, weight = corruption.probes(arch.nc, arch.isize)
+        self.register_buffer("probe_scale", scale)
+        self.register_buffer("probe_shift", shift)
+        self.register_buffer("probe_weight", weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Anomaly scores [B] (fp32). Call .eval() first: scores are only meaningful in eval mode."""
         return self.score(x).score
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """x̂ = G(x), or with scoring probes Σ_k weight_k·G(x·scale_k + shift_k), all K probes in one batch."""
+        K = self.probe_weight.shape[0]
+        if K == 0:
+            return self.generator(x)
+        B = x.shape[0]
+        probes = x.unsqueeze(0) * self.probe_scale.unsqueeze(1).to(x.dtype) + self.probe_shift.unsqueeze(1).to(x.dtype)
+        y = self.generator(probes.flatten(0, 1)).unflatten(0, (K, B))
+        return (y * self.probe_weight.unsqueeze(1).to(y.dtype)).sum(0)
+
     def score(self, x: torch.Tensor, with_error_map: bool = False) -> Scores:
-        x_hat = self.generator(x)
+        x_hat = self.reconstruct(x)
         # One discriminator pass over [x; x̂] (eval-mode BN is per-sample, so batching them together is exact).
         f_both = self.discriminator.features(torch.cat([x, x_hat], 0))
         f, f_hat = f_both.chunk(2, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..model.corruption import Corruption
 from .losses import LossWeights
 
 AMP_CHOICES = ("none", "bf16", "fp16")
@@ -27,9 +28,13 @@ class TrainConfig:
     seed: int = 0
     amp: str = "none"
     channels_last: bool = False
-    # Std of Gaussian noise added to the generator's input during training only (0 = the paper's recipe).
-    # A denoising objective stops the skip connections from learning the identity map.
+    # Input corruption (see model/corruption.py; all 0 = the paper's recipe). noise_std: Gaussian noise added
+    # to the generator's input in training; score_draws: fixed noise probes averaged when scoring (0 = clean).
+    # mask_block/mask_groups: train and score by inpainting hidden cells.
     noise_std: float = 0.0
+    score_draws: int = 0
+    mask_block: int = 0
+    mask_groups: int = 4
     # Border pixels left out of the pixel error (0 = the paper's score); see SkipGANomaly.
     score_margin: int = 0
     # Rescale λ on the validation normals so both error terms count (see calibrate.balanced_lambda).
@@ -52,6 +57,10 @@ class TrainConfig:
         for ok, name, want in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be {want}")
+
+    @property
+    def corruption(self) -> Corruption:
+        return Corruption(self.noise_std, self.mask_block, self.mask_groups, self.score_draws, self.seed)
 
     @property
     def loss_weights(self) -> LossWeights:

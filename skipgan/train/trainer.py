@@ -3,7 +3,7 @@
 Honest protocol: every score is computed in eval() mode; model selection (optional) and threshold calibration
 use only a validation split carved out of the normal training images, never test data.
 
-Reproducibility: the weights are initialised from `seed`; every later random draw (shuffling, input noise,
+Reproducibility: the weights are initialised from `seed`; every later random draw (shuffling, input corruption,
 discriminator re-initialisation) comes from a generator seeded by (seed, epoch), so a resumed run continues
 exactly as the uninterrupted one would, and CPU runs with the same seed are bit-identical.
 """
@@ -67,7 +67,8 @@ class Trainer:
         self.run_info = run_info or {}
         self.progress, self.log = progress, log
         torch.manual_seed(cfg.seed)
-        self.model = SkipGANomaly(arch, lam=cfg.lam, margin=cfg.score_margin).to(self.device)
+        self.model = SkipGANomaly(arch, lam=cfg.lam, margin=cfg.score_margin, corruption=cfg.corruption)
+        self.model = self.model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         G, D = self.model.generator, self.model.discriminator
@@ -99,10 +100,10 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def train_step(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, float]:
-        """One G update then one D update on a batch of normal images."""
+    def train_step(self, x: torch.Tensor, x_in: torch.Tensor | None = None) -> dict[str, float]:
+        """One G update then one D update on a batch of normal images x; the generator sees x_in (default x)."""
         G, D, w = self.model.generator, self.model.discriminator, self.cfg.loss_weights
-        x_in = x if noise is None else x + noise
+        x_in = x if x_in is None else x_in
         # --- generator: D's parameters are frozen so G's backward does not touch them.
         D.requires_grad_(False)
         with self._autocast():
@@ -158,10 +159,8 @@ class Trainer:
                        disable=not self.progress, dynamic_ncols=True)
             for idx in bar:
                 x = self._to_device(train[idx])
-                noise = None
-                if cfg.noise_std > 0:
-                    noise = self._to_device(torch.randn(x.shape, generator=gen) * cfg.noise_std)
-                losses = self.train_step(x, noise)
+                x_in = self.model.corruption.train_input(x, gen) if self.model.corruption.active else None
+                losses = self.train_step(x, x_in)
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
