@@ -53,10 +53,11 @@ fi
 
 # All ops tests (CPU and CUDA). -p no:cacheprovider: the tree may be read-only / shared.
 if want tests; then
-  step tests 150 "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_ops_anomaly_score.py \
-    tests/test_ops_conv_bn_act.py tests/test_ops_compile.py tests/test_ops_build.py tests/test_ops_model_score.py \
-    tests/test_train_cuda.py || status=1
-  tail -n 15 "$LOG/tests.log"
+  # one pytest per file: a crash in one (a segfault kills the interpreter) must not hide the others' results
+  for t in ops_anomaly_score ops_conv_bn_act ops_compile ops_build ops_model_score train_cuda; do
+    step "test_$t" 120 "$PY" -m pytest -p no:cacheprovider -q -rs "tests/test_$t.py" || status=1
+    tail -n 3 "$LOG/test_$t.log"
+  done
 fi
 
 if ! want bench; then

@@ -44,7 +44,7 @@ RECIPES = {
     "noise": {"noise_std": 0.5},  # + N(0, 0.5²) added to the generator's input in training only
     "paper-margin": {},  # the paper recipe again, also scored with the border margin
     # Corruption at training AND scoring time (skipgan/model/corruption.py): denoising with 8 fixed noise probes,
-    # or inpainting 8x8 cells in 4 passes; "-long": 100 epochs instead of 15 (made for a GPU).
+    # or inpainting 8x8 cells in 4 passes; "-long": 100 epochs instead of 15, "-xlong": 300 (made for a GPU).
     "denoise": {"noise_std": 1.0, "score_draws": 8},
     "denoise-long": {"noise_std": 1.0, "score_draws": 8, "epochs": 100},
     "denoise-half-long": {"noise_std": 0.5, "score_draws": 8, "epochs": 100},
@@ -52,6 +52,19 @@ RECIPES = {
     "inpaint-long": {"mask_block": 8, "mask_groups": 4, "epochs": 100},
     "inpaint4-long": {"mask_block": 4, "mask_groups": 4, "epochs": 100},
     "paper-long": {"epochs": 100},
+    "denoise-xlong": {"noise_std": 1.0, "score_draws": 8, "epochs": 300},
+    # around "denoise": noise level, probe count, schedule, and two more seeds for the run-to-run spread
+    "denoise-s0.75": {"noise_std": 0.75, "score_draws": 8},
+    "denoise-s1.5": {"noise_std": 1.5, "score_draws": 8},
+    "denoise-s2": {"noise_std": 2.0, "score_draws": 8},
+    "denoise-s3": {"noise_std": 3.0, "score_draws": 8},
+    "denoise-k32": {"noise_std": 1.0, "score_draws": 32},
+    "denoise-30ep": {"noise_std": 1.0, "score_draws": 8, "epochs": 30},
+    "denoise-seed1": {"noise_std": 1.0, "score_draws": 8, "seed": 1},
+    "denoise-seed2": {"noise_std": 1.0, "score_draws": 8, "seed": 2},
+    "denoise-s1.5-seed1": {"noise_std": 1.5, "score_draws": 8, "seed": 1},
+    "denoise-s2-seed1": {"noise_std": 2.0, "score_draws": 8, "seed": 1},
+    "inpaint-xlong": {"mask_block": 8, "mask_groups": 4, "epochs": 300},
 }
 
 
