@@ -68,6 +68,31 @@ def nvidia_pip_include_dirs(cuda_home: str) -> list[str]:
     return dirs
 
 
+def check_shared_libstdcxx() -> None:
+    """Refuse a C++ compiler that would link libstdc++ statically into skipgan._C.
+
+    Seen on a GPU machine (2026-11-28) whose CXX, a /opt/gcc/bin/g++ wrapper, found no shared libstdc++: the
+    library then carried its own copy of libstdc++'s stream code next to the process's shared one, and the first
+    TORCH_CHECK message it formatted (any bad input) killed the interpreter with a segfault.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("SKIPGAN_ALLOW_STATIC_LIBSTDCXX") == "1":
+        return
+    import shlex
+    import subprocess
+    import sysconfig
+
+    cxx = shlex.split(os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++")
+    try:
+        found = subprocess.run([*cxx, "-print-file-name=libstdc++.so"], capture_output=True, text=True,
+                               timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return  # the build itself will report a missing compiler
+    if not os.path.isabs(found):
+        sys.exit(f"setup.py: the C++ compiler {cxx[0]} finds no shared libstdc++ (-print-file-name=libstdc++.so "
+                 f"gives {found!r}), so it would link libstdc++ statically into skipgan._C, which then crashes on "
+                 "its first error message; build with a compiler that has one, e.g. CC=/usr/bin/gcc CXX=/usr/bin/g++")
+
+
 def want_cuda(torch_cuda_version: str | None, cuda_home: str | None) -> bool:
     force = os.environ.get("FORCE_CUDA", "")
     if force == "0":
@@ -97,6 +122,7 @@ def write_build_config(with_cuda: bool, arch_list: str) -> None:
 def extensions():
     import torch
 
+    check_shared_libstdcxx()
     cuda_home = find_cuda_home()
     with_cuda = want_cuda(torch.version.cuda, cuda_home)
     if with_cuda:

@@ -36,6 +36,13 @@ want build && {
 } >"$LOG/env.txt" 2>&1
 want build && cat "$LOG/env.txt"
 
+# A compiler whose driver finds no shared libstdc++ (seen: the /opt/gcc/bin/g++ wrapper that CXX names on the
+# GPU machines) would link libstdc++ statically, which setup.py refuses: fall back to the system compiler.
+if [[ "$(${CXX:-g++} -print-file-name=libstdc++.so 2>/dev/null)" != /* && -x /usr/bin/g++ ]]; then
+  echo "CXX=${CXX:-g++} has no shared libstdc++; building with /usr/bin/g++" | tee -a "$LOG/summary.txt"
+  export CC=/usr/bin/gcc CXX=/usr/bin/g++
+fi
+
 # This GPU's architecture only: one -gencode keeps nvcc to a few seconds per file.
 ARCH=$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())') || ARCH="9.0"
 export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS=${MAX_JOBS:-$(nproc)}

@@ -64,9 +64,12 @@ def add_train_parser(sub) -> None:
                    help="border pixels left out of the pixel error (0 = the paper's score)")
     p.add_argument("--balance-lam", action="store_true",
                    help="rescale λ so pixel and feature errors count equally on validation normals")
-    p.add_argument("--noise-std", type=float, default=d.noise_std, help="input noise during training (denoising)")
+    p.add_argument("--noise-std", type=float, default=d.noise_std,
+                   help="std of the noise added to the generator's input (denoising); 0 with --score-draws 0 is "
+                        "the paper's recipe")
     p.add_argument("--score-draws", type=int, default=d.score_draws,
-                   help="score by averaging this many fixed noise probes (needs --noise-std; 0 = clean input)")
+                   help="score by averaging this many fixed noise probes (needs --noise-std > 0; 0 = score the "
+                        "clean input; each probe is one generator pass)")
     p.add_argument("--mask-block", type=int, default=d.mask_block,
                    help="train and score by inpainting hidden BLOCK x BLOCK cells (0 = off)")
     p.add_argument("--mask-groups", type=int, default=d.mask_groups,

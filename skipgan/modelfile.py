@@ -52,6 +52,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     try:
         model = SkipGANomaly(Architecture(**meta["architecture"]), lam=meta["lam"], margin=meta.get("score_margin", 0),
                              corruption=Corruption(**meta.get("corruption", {})))
+        # Scoring probes are a function of the stored corruption settings: files from before probes existed
+        # (and files without any) get them regenerated; stored ones are used as stored.
+        for name in ("probe_scale", "probe_shift", "probe_weight"):
+            tensors.setdefault(name, getattr(model, name))
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]

@@ -88,6 +88,10 @@ def test_resume_finished_run_is_a_no_op_retrain(trained, capsys):
         (["score", "/no/model.safetensors", "x.png"], "/no/model.safetensors"),
         (["train", *TINY, "--device", "tpu"], "--device tpu"),
         (["train", "--score-margin", "8", *TINY], "--score-margin 8: must be in [0, 8)"),
+        (["train", "--noise-std", "0", "--score-draws", "4", *TINY], "--score-draws 4: must be 0 unless noise_std > 0"),
+        (["train", "--mask-block", "5", *TINY], "--mask-block 5: must be 0 or a divisor of isize 32"),
+        (["train", "--mask-block", "16", "--mask-groups", "5", *TINY], "--mask-groups 5: must be from 2 to"),
+        (["train", "--noise-std", "-1", *TINY], "--noise-std -1"),
     ],
 )
 def test_bad_input_one_line_exit_2(argv, needle, capsys, tmp_path):

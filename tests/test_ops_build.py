@@ -119,3 +119,21 @@ def test_other_cpu_kernel_copies(isa):
     res = subprocess.run([sys.executable, "-c", SCRIPT.replace("{isa}", isa)], env=env, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-3000:]
+
+
+SETUP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not os.path.exists(SETUP), reason="needs setup.py on Linux")
+def test_setup_refuses_compiler_without_shared_libstdcxx(tmp_path):
+    # Such a compiler links libstdc++ statically into the library, which then segfaults formatting its first
+    # TORCH_CHECK message (seen on a GPU machine): the build must stop with the fix instead.
+    fake = tmp_path / "g++"
+    fake.write_text("#!/bin/sh\necho libstdc++.so\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "CXX": str(fake)}
+    env.pop("SKIPGAN_ALLOW_STATIC_LIBSTDCXX", None)
+    r = subprocess.run([sys.executable, SETUP, "--version"], capture_output=True, text=True, env=env,
+                       cwd=os.path.dirname(SETUP))
+    assert r.returncode != 0
+    assert "finds no shared libstdc++" in r.stderr and "CXX=/usr/bin/g++" in r.stderr

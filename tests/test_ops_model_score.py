@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from skipgan import ops
-from skipgan.model import Architecture, SkipGANomaly
+from skipgan.model import Architecture, Corruption, SkipGANomaly
 
 pytestmark = pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library not built")
 
@@ -33,3 +33,13 @@ def test_native_score_with_margin_on_interior_views():
     inner = (slice(None), slice(None), slice(2, 30), slice(2, 30))  # non-contiguous views, no copies by the caller
     scores = ops.anomaly_score(x[inner], s.reconstruction[inner], f, f_hat, m.lam)
     torch.testing.assert_close(scores, s.score, rtol=1e-5, atol=1e-7)
+
+
+def test_native_score_matches_model_with_noise_probes():
+    torch.manual_seed(2)
+    m = SkipGANomaly(Architecture(isize=32, nc=1, ngf=8, ndf=8, nz=16), corruption=Corruption(2.0, score_draws=4)).eval()
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        s = m.score(x)
+        f, f_hat = m.discriminator.features(x), m.discriminator.features(s.reconstruction)
+    torch.testing.assert_close(ops.anomaly_score(x, s.reconstruction, f, f_hat, m.lam), s.score, rtol=1e-5, atol=1e-7)

@@ -156,3 +156,26 @@ def test_balance_lam_is_stored_and_used():
     test = tiny_images(4, seed=2)
     s = score_in_batches(r.model, test)
     torch.testing.assert_close(s["score"], cal["lam"] * s["pixel"] + (1 - cal["lam"]) * s["feature"])
+
+
+@pytest.mark.parametrize("kw", [{"noise_std": 1.0, "score_draws": 2},
+                                {"mask_block": 8, "mask_groups": 4, "noise_std": 0.0, "score_draws": 0}])
+def test_generator_trains_on_corrupted_input_and_model_keeps_probes(kw, monkeypatch):
+    seen = []
+    orig = Trainer.train_step
+
+    def spy(self, x, x_in=None):
+        seen.append((x.clone(), x_in.clone()))
+        return orig(self, x, x_in)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    trainer, r = fit(epochs=1, **kw)
+    assert seen and all(not torch.equal(x, x_in) for x, x_in in seen)
+    if "mask_block" in kw:
+        assert all(((x_in == 0) | (x_in == x)).all() for x, x_in in seen)
+    assert r.model.probe_weight.shape[0] == (kw["mask_groups"] if "mask_block" in kw else kw["score_draws"])
+    assert torch.isfinite(r.val_scores).all()
+    # the same seed draws the same corruption: bit-identical models
+    _, r2 = fit(epochs=1, **kw)
+    test = tiny_images(4, seed=2)
+    assert torch.equal(score_in_batches(r.model, test)["score"], score_in_batches(r2.model, test)["score"])

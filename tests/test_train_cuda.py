@@ -47,9 +47,11 @@ def test_fp16_step_lowers_g_loss():
     assert last < first
 
 
-@pytest.mark.parametrize("kw", [{"noise_std": 0.5, "score_draws": 3}, {"mask_block": 8, "mask_groups": 4}])
+@pytest.mark.parametrize("kw", [{"noise_std": 0.5, "score_draws": 3},
+                                {"mask_block": 8, "mask_groups": 4, "noise_std": 0.0, "score_draws": 0}])
 def test_cuda_training_with_input_corruption(kw):
     r = Trainer(TINY, TrainConfig(epochs=1, batch_size=8, **kw), device="cuda", progress=False,
                 log=lambda s: None).fit(images())
-    assert r.model.probe_weight.is_cuda and r.model.probe_weight.shape[0] == kw.get("score_draws", 4)
+    assert r.model.probe_weight.is_cuda
+    assert r.model.probe_weight.shape[0] == (kw["mask_groups"] if "mask_block" in kw else kw["score_draws"])
     assert torch.isfinite(r.val_scores).all()

@@ -6,7 +6,7 @@ that must restore pixels it cannot see, from a model of the normal images alone,
 
 - Noise: N(0, noise_std²) added to the input (denoising). Scoring averages the reconstructions of
   `score_draws` fixed noise patterns (0 = score the clean input, the paper's way).
-- Masks: the image is cut into mask_block × mask_block cells; training hides a random 1/mask_groups of them
+- Masks (then score_draws must be 0; training noise, if any, is added to the visible pixels): the image is cut into mask_block × mask_block cells; training hides a random 1/mask_groups of them
   (set to 0, mid-grey), scoring hides each of `mask_groups` fixed disjoint cell groups in turn and stitches
   every pixel from the pass in which it was hidden (inpainting, as in RIAD; Zavrtanik et al. 2021).
 
@@ -40,6 +40,7 @@ class Corruption:
              f"0 or a divisor of isize {isize} no larger than {isize // 2}"),
             (b == 0 or 2 <= self.mask_groups <= (isize // b) ** 2, "mask_groups",
              f"from 2 to the number of cells ({(isize // max(b, 1)) ** 2})"),
+            (b == 0 or self.score_draws == 0, "score_draws", "0 with mask_block (scoring uses the masks)"),
         ]
         for ok, name, want in checks:
             if not ok:

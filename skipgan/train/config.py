@@ -28,11 +28,13 @@ class TrainConfig:
     seed: int = 0
     amp: str = "none"
     channels_last: bool = False
-    # Input corruption (see model/corruption.py; all 0 = the paper's recipe). noise_std: Gaussian noise added
-    # to the generator's input in training; score_draws: fixed noise probes averaged when scoring (0 = clean).
-    # mask_block/mask_groups: train and score by inpainting hidden cells.
-    noise_std: float = 0.0
-    score_draws: int = 0
+    # Input corruption (see model/corruption.py). noise_std: Gaussian noise added to the generator's input in
+    # training; score_draws: fixed noise probes averaged when scoring (0 = score the clean input).
+    # mask_block/mask_groups: train and score by inpainting hidden cells. The defaults, denoising at σ = 2 with
+    # 8 probes, took the digits benchmark from 0.75 (the paper's recipe: noise_std=0, score_draws=0) to 0.90+
+    # mean AUROC (README); the price is 8 generator passes per scored image.
+    noise_std: float = 2.0
+    score_draws: int = 8
     mask_block: int = 0
     mask_groups: int = 4
     # Border pixels left out of the pixel error (0 = the paper's score); see SkipGANomaly.
