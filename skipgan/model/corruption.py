@@ -6,9 +6,10 @@ that must restore pixels it cannot see, from a model of the normal images alone,
 
 - Noise: N(0, noise_std²) added to the input (denoising). Scoring averages the reconstructions of
   `score_draws` fixed noise patterns (0 = score the clean input, the paper's way).
-- Masks (then score_draws must be 0; training noise, if any, is added to the visible pixels): the image is cut into mask_block × mask_block cells; training hides a random 1/mask_groups of them
-  (set to 0, mid-grey), scoring hides each of `mask_groups` fixed disjoint cell groups in turn and stitches
-  every pixel from the pass in which it was hidden (inpainting, as in RIAD; Zavrtanik et al. 2021).
+- Masks: the image is cut into mask_block × mask_block cells; training hides a random 1/mask_groups of them
+  (set to 0, mid-grey; training noise, if any, stays on the visible pixels), scoring hides each of
+  `mask_groups` fixed disjoint cell groups in turn and stitches every pixel from the pass in which it was
+  hidden (inpainting, as in RIAD; Zavrtanik et al. 2021). score_draws must then be 0.
 
 Scoring probes are tensors stored with the model (so a model file, TorchScript or ONNX export scores exactly
 the same): input_k = x·scale_k + shift_k, reconstruction = Σ_k weight_k · G(input_k).

@@ -107,6 +107,8 @@ def score_in_batches(
     The model's mode is restored afterwards, so this is safe to call mid-training.
     """
     device = next(model.parameters()).device
+    # K scoring probes make K generator inputs per image: keep the generator's batch, and memory, at batch_size
+    batch_size = max(1, batch_size // max(1, model.probe_weight.shape[0]))
     was_training = model.training
     model.eval()
     out: dict[str, list[torch.Tensor]] = {"score": [], "pixel": [], "feature": []}
