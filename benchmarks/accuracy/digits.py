@@ -105,9 +105,15 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
 
 
+def load(folder: Path, recipe: str) -> dict:
+    """The saved results of one recipe in one folder ({} if none yet)."""
+    path = folder / f"{recipe}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def run(recipe: str, classes: list[int], results: Path = RESULTS, device: str = "cpu", split_seed: int = 0) -> None:
     path = results / f"{recipe}.json"
-    done = json.loads(path.read_text()) if path.exists() else {}
+    done = load(results, recipe)
     for k in classes:
         if str(k) in done:
             continue
@@ -131,11 +137,6 @@ COLUMNS = [
     ("denoise σ=2, H200 seed 0", H200, "denoise-s2", "auroc"),
     ("denoise σ=2, H200 seed 1", H200, "denoise-s2-seed1", "auroc"),
 ]
-
-
-def load(folder: Path, recipe: str) -> dict:
-    path = folder / f"{recipe}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def table() -> str:
@@ -181,8 +182,7 @@ def merge(parts: list[Path], results: Path) -> None:
     for recipe in RECIPES:
         rows: dict = {}
         for part in parts:
-            if (part / f"{recipe}.json").exists():
-                rows.update(json.loads((part / f"{recipe}.json").read_text()))
+            rows.update(load(part, recipe))
         if rows:
             write_text_atomic(results / f"{recipe}.json", json.dumps(rows, indent=1, sort_keys=True) + "\n")
             print(f"{recipe}: classes {sorted(int(k) for k in rows)}")
