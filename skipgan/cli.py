@@ -92,7 +92,7 @@ def add_train_parser(sub) -> None:
 def cmd_train(a: argparse.Namespace) -> int:
     from .data.datasets import load_splits
     from .evaluation import evaluate_model
-    from .model import Architecture
+    from .model import Architecture, check_score_margin
     from .modelfile import save_model
     from .train import Trainer, TrainConfig
     from .train.checkpoint import load_checkpoint
@@ -110,9 +110,9 @@ def cmd_train(a: argparse.Namespace) -> int:
                 channels_last=a.channels_last, noise_std=a.noise_std, select=a.select,
                 score_draws=a.score_draws, mask_block=a.mask_block, mask_groups=a.mask_groups,
                 balance_lam=a.balance_lam, score_margin=a.score_margin)
+            # the model's own checks, run before any data is read
             Architecture(isize=a.isize, nc=a.channels or 1, ngf=a.ngf, ndf=a.ndf, nz=a.nz)
-            if not 0 <= a.score_margin < a.isize // 4:
-                raise ValueError(f"score_margin={a.score_margin}: must be in [0, {a.isize // 4}) for isize {a.isize}")
+            check_score_margin(a.score_margin, a.isize)
             cfg.corruption.check(a.isize)
         except ValueError as e:
             raise as_input_error(e) from None

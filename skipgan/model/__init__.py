@@ -1,9 +1,9 @@
 from .corruption import Corruption
 from .discriminator import Discriminator
-from .skipganomaly import Architecture, Scores, SkipGANomaly, init_weights, score_in_batches
+from .skipganomaly import Architecture, Scores, SkipGANomaly, check_score_margin, init_weights, score_in_batches
 from .unet import UNetGenerator, check_isize
 
 __all__ = [
     "Architecture", "Corruption", "Discriminator", "Scores", "SkipGANomaly", "UNetGenerator",
-    "check_isize", "init_weights", "score_in_batches",
+    "check_isize", "check_score_margin", "init_weights", "score_in_batches",
 ]

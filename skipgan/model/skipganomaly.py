@@ -51,16 +51,20 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def check_score_margin(margin: int, isize: int) -> None:
+    """Border pixels left out of the pixel error R: the transposed convs reconstruct the outermost pixels worst,
+    on normal images too, so there they add noise rather than evidence. 0 = the paper's score."""
+    if not 0 <= margin < isize // 4:
+        raise ValueError(f"score_margin={margin}: must be in [0, {isize // 4}) for isize {isize}")
+
+
 class SkipGANomaly(nn.Module):
     def __init__(self, arch: Architecture = Architecture(), lam: float = 0.9, margin: int = 0,
                  corruption: Corruption = Corruption()):
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam={lam}: λ weights pixel against feature error and must lie in [0, 1]")
-        if not 0 <= margin < arch.isize // 4:
-            raise ValueError(f"score_margin={margin}: must be in [0, {arch.isize // 4}) for isize {arch.isize}")
-        # Border pixels left out of the pixel error R: the transposed convs reconstruct the outermost pixels
-        # worst, on normal images too, so there they add noise rather than evidence. 0 = the paper's score.
+        check_score_margin(margin, arch.isize)
         corruption.check(arch.isize)
         self.arch, self.lam, self.margin, self.corruption = arch, lam, margin, corruption
         self.generator = UNetGenerator(arch.isize, arch.nc, arch.ngf)
