@@ -61,7 +61,8 @@ fi
 # All ops tests (CPU and CUDA). -p no:cacheprovider: the tree may be read-only / shared.
 if want tests; then
   # one pytest per file: a crash in one (a segfault kills the interpreter) must not hide the others' results
-  for t in ops_anomaly_score ops_conv_bn_act ops_compile ops_build ops_model_score train_cuda; do
+  # test_ops_build first: it names a broken build (e.g. libstdc++ linked statically) before the ops tests crash on it
+  for t in ops_build ops_anomaly_score ops_conv_bn_act ops_compile ops_model_score train_cuda; do
     step "test_$t" 120 "$PY" -m pytest -p no:cacheprovider -q -rs "tests/test_$t.py" || status=1
     tail -n 3 "$LOG/test_$t.log"
   done

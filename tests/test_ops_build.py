@@ -58,6 +58,17 @@ def test_library_has_no_python_dependency():
     assert not [s for s in undefined if s.startswith(("Py", "_Py"))]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("readelf") is None,
+                    reason="needs readelf on Linux")
+def test_library_links_libstdcxx_dynamically():
+    """libstdc++ linked statically gives the library a second copy of the stream code next to the process's shared
+    one. Formatting a TORCH_CHECK message then breaks: a segfault on a GPU machine whose compiler found no shared
+    libstdc++, a message cut short (`x: expected a `) here when built with LDFLAGS=-static-libstdc++."""
+    lib = ops.build_info()["library"]
+    needed = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True, check=True).stdout
+    assert "[libstdc++.so" in needed, f"{lib} does not load the shared libstdc++; rebuild with CXX=/usr/bin/g++"
+
+
 @pytest.mark.skipif(shutil.which("objdump") is None or not sys.platform.startswith("linux")
                     or os.uname().machine != "x86_64", reason="needs objdump on x86-64")
 def test_wide_instructions_only_in_isa_namespaces():
