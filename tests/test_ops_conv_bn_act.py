@@ -266,8 +266,9 @@ def test_opcheck_cuda():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
 @pytest.mark.parametrize("fmt", ["nchw", "channels_last"])
-def test_cuda_matches_reference(dtype, transposed, fmt):
-    torch.backends.cudnn.allow_tf32 = False  # compare fp32 against an fp32 reference
+def test_cuda_matches_reference(dtype, transposed, fmt, monkeypatch):
+    # compare fp32 against an fp32 reference; monkeypatch restores the global flag for the tests that follow
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     mf = torch.contiguous_format if fmt == "nchw" else torch.channels_last
     x, w, s, b = make(2, 3, 5, 9, 7, transposed=transposed, dtype=dtype, device="cuda")
     x = x.contiguous(memory_format=mf)
