@@ -1,12 +1,50 @@
-"""The anomaly score A(x) = λ·R(x) + (1−λ)·L(x) as plain tensor math.
+"""The anomaly score A(x) = λ·R(x) + (1−λ)·L(x): its ONE definition, and the result type every scorer returns.
 
-R = mean squared pixel error, L = mean squared discriminator-feature error, both per image and in fp32.
-This is the pure-PyTorch definition; the native `skipgan::anomaly_score` op computes the same in one pass.
+R = mean squared pixel error over the interior (a `margin`-pixel border left out), L = mean squared
+discriminator-feature error, both per image and in fp32. The eager model, the fused engine, the accuracy runner
+and the native op's tests all use `combine_scores`; the native `skipgan::anomaly_score` op computes the same in
+one pass.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
+
+
+@dataclasses.dataclass
+class Scores:
+    """What every scorer returns (the model, `score_in_batches`, the engine).
+
+    score / pixel / feature: [B] fp32. reconstruction: [B, C, H, W] x̂ (stitched from the scoring probes, if
+    the model has any), when kept. error_map: [B, H, W] fp32 per-pixel squared error (mean over channels), when
+    asked for.
+    """
+
+    score: torch.Tensor
+    pixel: torch.Tensor
+    feature: torch.Tensor
+    reconstruction: torch.Tensor | None = None
+    error_map: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.score.shape[0]
+
+    @classmethod
+    def cat(cls, parts: "list[Scores]") -> "Scores":
+        """Concatenate batch results (fields absent in any part stay absent)."""
+        def join(name):
+            vals = [getattr(p, name) for p in parts]
+            return torch.cat(vals) if vals and all(v is not None for v in vals) else None
+        if not parts:
+            e = torch.empty(0)
+            return cls(e, e.clone(), e.clone())
+        return cls(join("score"), join("pixel"), join("feature"), join("reconstruction"), join("error_map"))
+
+    def to(self, device) -> "Scores":
+        return dataclasses.replace(self, **{f.name: (v.to(device) if (v := getattr(self, f.name)) is not None else None)
+                                            for f in dataclasses.fields(self)})
 
 
 def interior(t: torch.Tensor, margin: int) -> torch.Tensor:
@@ -23,5 +61,5 @@ def combine_scores(x, x_hat, f, f_hat, lam: float, margin: int = 0) -> tuple[tor
 
 
 def error_map(x, x_hat) -> torch.Tensor:
-    """[B, H, W] fp32 per-pixel squared error, averaged over channels."""
+    """[B, H, W] fp32 per-pixel squared error, averaged over channels (over the whole image, margin or not)."""
     return (x.float() - x_hat.float()).pow(2).mean(1)

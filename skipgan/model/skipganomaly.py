@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
-from ..scoring import combine_scores, error_map
+from ..scoring import Scores, combine_scores, error_map
 from .corruption import Corruption
 from .discriminator import Discriminator
 from .unet import UNetGenerator, check_isize
@@ -29,14 +27,6 @@ class Architecture:
         for name in ("nc", "ngf", "ndf", "nz"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be a positive integer")
-
-
-class Scores(NamedTuple):
-    score: torch.Tensor  # [B] fp32, λ·R + (1−λ)·L
-    pixel: torch.Tensor  # [B] R(x): mean squared pixel error
-    feature: torch.Tensor  # [B] L(x): mean squared discriminator-feature error
-    reconstruction: torch.Tensor  # [B, C, H, W] x̂ (stitched from the scoring probes, if the model has any)
-    error_map: torch.Tensor | None  # [B, H, W] per-pixel squared error, mean over channels
 
 
 def init_weights(module: nn.Module) -> None:
