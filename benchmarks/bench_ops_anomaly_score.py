@@ -1,7 +1,7 @@
 """skipgan::anomaly_score against the eager composition and the machine's read bandwidth.
 
-Per case (batch x C x H x W, dtype): `native` (the op), `eager` (ops.anomaly_score_reference: the
-composition a model would run), and `read_bw` (x.sum() and x.amax() over an fp32 buffer with the same byte
+Per case (batch x C x H x W, dtype): `native` (the op), `eager` (skipgan.scoring.combine_scores, the
+one score definition: the composition a model runs), and `read_bw` (x.sum() and x.amax() over an fp32 buffer with the same byte
 count as all inputs together: what one pass over that much memory costs here, measured in the same run; the
 faster one counts). For the small cases that buffer fits in cache, so "% of read bw" compares cache speeds. The bytes of a
 case are the bytes of x, x_hat, f and f_hat (each read once by the op).
@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from skipgan import ops
+from skipgan.scoring import combine_scores
 
 # (B, C, H, W): the first is a CIFAR-sized batch, the last the large 256 x 256 RGB case.
 SIZES = [(64, 3, 32, 32), (64, 3, 64, 64), (64, 3, 256, 256), (256, 3, 256, 256)]
@@ -81,7 +82,7 @@ def test_anomaly_score(benchmark, size, dtype, impl):
     if impl == "native":
         run(benchmark, case, "native", lambda: torch.ops.skipgan.anomaly_score(*ts, LAM), ts, size[0])
     elif impl == "eager":
-        run(benchmark, case, "eager", lambda: ops.anomaly_score_reference(*ts, LAM), ts, size[0])
+        run(benchmark, case, "eager", lambda: combine_scores(*ts, LAM)[0], ts, size[0])
     else:
         # The peers: one fp32 read pass over as many bytes as the op's inputs (x.sum(), x.amax()); the table
         # takes the faster of the two as the machine's read bandwidth.

@@ -38,13 +38,16 @@ int64_t anomaly_score_batch(const char* op, const at::Tensor& x) {
 ScoreParams anomaly_score_prepare(const char* op, const at::Tensor& x_in, const at::Tensor& x_hat_in,
                                   const at::Tensor& f_in, const at::Tensor& f_hat_in, double lam,
                                   const at::Tensor& scores, const std::optional<at::Tensor>& error_map,
+                                  int64_t margin, const std::optional<at::Tensor>& parts,
                                   c10::DeviceType device_type, std::vector<at::Tensor>& keep_alive) {
   const bool has_map = error_map.has_value() && error_map->defined();
+  const bool has_parts = parts.has_value() && parts->defined();
   check_same_device(x_hat_in, op, "x_hat", x_in, "x");
   check_same_device(f_in, op, "f", x_in, "x");
   check_same_device(f_hat_in, op, "f_hat", x_in, "x");
   check_same_device(scores, op, "scores", x_in, "x");
   if (has_map) check_same_device(*error_map, op, "error_map", x_in, "x");
+  if (has_parts) check_same_device(*parts, op, "parts", x_in, "x");
   TORCH_CHECK(x_in.device().type() == device_type, op, ": x: expected a ", c10::DeviceTypeName(device_type),
               " tensor, got device ", x_in.device());
 
@@ -55,6 +58,11 @@ ScoreParams anomaly_score_prepare(const char* op, const at::Tensor& x_in, const 
   check_same_shape(x_hat_in, op, "x_hat", x_in, "x");
   const int64_t B = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
   TORCH_CHECK(C * H * W > 0, op, ": x: expected a non-empty image per sample, got shape ", x_in.sizes());
+  // At least one interior pixel: the image term is a mean over them. (2 * margin < H written so that a huge
+  // margin cannot overflow; H, W >= 1 here.)
+  TORCH_CHECK(margin >= 0 && margin <= (H - 1) / 2 && margin <= (W - 1) / 2, op,
+              ": margin: expected 0 <= margin and 2 * margin < H and 2 * margin < W (H = ", H, ", W = ", W,
+              "), got ", margin);
 
   TORCH_CHECK(f_in.dim() >= 1 && f_in.size(0) == B, op, ": f: expected shape [", B,
               ", ...] (batch size of x first), got ", f_in.sizes());
@@ -72,6 +80,11 @@ ScoreParams anomaly_score_prepare(const char* op, const at::Tensor& x_in, const 
     check_shape(*error_map, op, "error_map", {B, H, W});
     TORCH_CHECK(error_map->is_contiguous(), op, ": error_map: expected a contiguous tensor, got strides ",
                 error_map->strides());
+  }
+  if (has_parts) {
+    check_dtype(*parts, op, "parts", at::kFloat);
+    check_shape(*parts, op, "parts", {B, 2});
+    TORCH_CHECK(parts->is_contiguous(), op, ": parts: expected a contiguous tensor, got strides ", parts->strides());
   }
 
   at::Tensor x = x_in, x_hat = x_hat_in;
@@ -100,7 +113,10 @@ ScoreParams anomaly_score_prepare(const char* op, const at::Tensor& x_in, const 
   p.x_bstride = x.stride(0);
   p.x_hat_bstride = x_hat.stride(0);
   p.C = C;
+  p.H = H;
+  p.W = W;
   p.npix = H * W;
+  p.margin = margin;
   p.f = f.const_data_ptr();
   p.f_hat = f_hat.const_data_ptr();
   p.f_bstride = f.stride(0);
@@ -110,6 +126,7 @@ ScoreParams anomaly_score_prepare(const char* op, const at::Tensor& x_in, const 
   p.scores = scores.data_ptr<float>();
   p.scores_stride = scores.stride(0);
   p.error_map = has_map ? error_map->data_ptr<float>() : nullptr;
+  p.parts = has_parts ? parts->data_ptr<float>() : nullptr;
   return p;
 }
 

@@ -3,6 +3,9 @@
 //   skipgan::anomaly_score: x_hat: expected shape [2, 3, 32, 32] (the shape of x), got [2, 3, 32, 31]
 #pragma once
 
+#include <array>
+#include <string>
+
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
@@ -59,6 +62,28 @@ inline void check_same_shape(const at::Tensor& t, const char* op, const char* na
 
 inline void check_shape(const at::Tensor& t, const char* op, const char* name, at::IntArrayRef expected) {
   TORCH_CHECK(t.sizes() == expected, op, ": ", name, ": expected shape ", expected, ", got ", t.sizes());
+}
+
+// out of a transposed convolution (conv_bn_act_out with transposed, col2im_bias_act_out): [N, C, Ho, Wo] with
+// Ho in [Hb, Hb + sH) where Hb = (H - 1) * sH - 2 * pH + kH (likewise Wo). The size is ambiguous by up to
+// stride - 1; the shape of `out` resolves it, so the schemas need no output_padding argument. Returns the
+// output_padding that out implies. `in_name` names the input whose spatial size is [H, W].
+inline std::array<int64_t, 2> check_transposed_out_shape(const at::Tensor& out, const char* op, const char* in_name,
+                                                         int64_t N, int64_t C, int64_t H, int64_t W,
+                                                         at::IntArrayRef kernel, at::IntArrayRef stride,
+                                                         at::IntArrayRef padding) {
+  const int64_t Hb = (H - 1) * stride[0] - 2 * padding[0] + kernel[0];
+  const int64_t Wb = (W - 1) * stride[1] - 2 * padding[1] + kernel[1];
+  TORCH_CHECK(Hb >= 1 && Wb >= 1, op, ": ", in_name, ": transposed convolution output would be empty for input [",
+              H, ", ", W, "], kernel [", kernel[0], ", ", kernel[1], "], padding ", padding);
+  auto range = [](int64_t lo, int64_t s) {
+    return s > 1 ? std::to_string(lo) + ".." + std::to_string(lo + s - 1) : std::to_string(lo);
+  };
+  const bool ok = out.size(0) == N && out.size(1) == C && out.size(2) >= Hb && out.size(2) < Hb + stride[0] &&
+                  out.size(3) >= Wb && out.size(3) < Wb + stride[1];
+  TORCH_CHECK(ok, op, ": out: expected shape [", N, ", ", C, ", ", range(Hb, stride[0]), ", ", range(Wb, stride[1]),
+              "], got ", out.sizes());
+  return {out.size(2) - Hb, out.size(3) - Wb};
 }
 
 }  // namespace skipgan

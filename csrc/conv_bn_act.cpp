@@ -1,40 +1,14 @@
 #include "conv_bn_act.h"
 
-#include <string>
-
-#include <ATen/MemoryOverlap.h>
 #include <ATen/ops/convolution.h>
 
-#include "activation.h"
 #include "checks.h"
+#include "epilogue.h"
 
 namespace skipgan {
 namespace {
 
 constexpr const char* kOp = "skipgan::conv_bn_act_out";
-
-void check_act(int64_t act, const char* name) {
-  TORCH_CHECK(act >= 0 && act < kActCount, kOp, ": ", name,
-              ": expected an activation code 0..4 (none, relu, leaky_relu, tanh, sigmoid), got ", act);
-}
-
-// scale / shift: optional fp32 [C_out] on the device of x. fp32 is required (not converted) because the
-// epilogue math is fp32 and the folded BN parameters are computed in fp32 by the engine.
-const float* check_channel_param(const std::optional<at::Tensor>& p, const char* name, const at::Tensor& x,
-                                 int64_t c_out, std::vector<at::Tensor>& keep_alive) {
-  if (!p.has_value() || !p->defined()) return nullptr;
-  const at::Tensor& t = *p;
-  check_same_device(t, kOp, name, x, "x");
-  check_dtype(t, kOp, name, at::kFloat);
-  TORCH_CHECK(t.dim() == 1 && t.size(0) == c_out, kOp, ": ", name, ": expected shape [", c_out,
-              "] (one value per output channel), got ", t.sizes());
-  keep_alive.push_back(t.contiguous());
-  return keep_alive.back().const_data_ptr<float>();
-}
-
-void fill_strides(const at::Tensor& t, int64_t* s) {
-  for (int d = 0; d < 4; ++d) s[d] = t.stride(d);
-}
 
 }  // namespace
 
@@ -44,26 +18,21 @@ EpilogueParams conv_bn_act_prepare(const at::Tensor& x, const at::Tensor& weight
                                    double slope, const at::Tensor& out, int64_t act2,
                                    const std::optional<at::Tensor>& out2, c10::DeviceType device_type,
                                    std::vector<at::Tensor>& keep_alive) {
-  const bool has_out2 = out2.has_value() && out2->defined();
-
   // Devices first: a tensor on the wrong device is the likeliest mistake and the dispatcher has already
   // picked a kernel from the union of all devices.
   check_same_device(weight, kOp, "weight", x, "x");
-  check_same_device(out, kOp, "out", x, "x");
-  if (has_out2) check_same_device(*out2, kOp, "out2", x, "x");
-  TORCH_CHECK(x.device().type() == device_type, kOp, ": x: expected a ", c10::DeviceTypeName(device_type),
-              " tensor, got device ", x.device());
+  check_epilogue_devices(kOp, x, "x", out, out2, device_type);
 
   check_dim(x, kOp, "x", 4);
-  const DType dtype = check_float_dtype(x, kOp, "x");
+  check_float_dtype(x, kOp, "x");
   check_dim(weight, kOp, "weight", 4);
   check_same_dtype(weight, kOp, "weight", x, "x");
   TORCH_CHECK(stride.size() == 2 && stride[0] >= 1 && stride[1] >= 1, kOp,
               ": stride: expected two values >= 1, got ", stride);
   TORCH_CHECK(padding.size() == 2 && padding[0] >= 0 && padding[1] >= 0, kOp,
               ": padding: expected two values >= 0, got ", padding);
-  check_act(act, "act");
-  check_act(act2, "act2");
+  check_act(kOp, act, "act");
+  check_act(kOp, act2, "act2");
 
   const int64_t N = x.size(0), C_in = x.size(1), H = x.size(2), W = x.size(3);
   // Conv2d weight is [C_out, C_in, kH, kW]; ConvTranspose2d weight is [C_in, C_out, kH, kW] (PyTorch layout).
@@ -83,36 +52,12 @@ EpilogueParams conv_bn_act_prepare(const at::Tensor& x, const at::Tensor& weight
                 "] with padding ", padding, " is smaller than the kernel [", kH, ", ", kW, "]");
     check_shape(out, kOp, "out", {N, C_out, Ho, Wo});
   } else {
-    // The transposed output size is ambiguous by up to stride - 1; the shape of `out` resolves it, so the
-    // schema needs no output_padding argument.
-    const int64_t Hb = (H - 1) * stride[0] - 2 * padding[0] + kH;
-    const int64_t Wb = (W - 1) * stride[1] - 2 * padding[1] + kW;
-    TORCH_CHECK(Hb >= 1 && Wb >= 1, kOp, ": x: transposed convolution output would be empty for input [", H, ", ",
-                W, "], kernel [", kH, ", ", kW, "], padding ", padding);
-    auto range = [](int64_t lo, int64_t s) {
-      return s > 1 ? std::to_string(lo) + ".." + std::to_string(lo + s - 1) : std::to_string(lo);
-    };
-    const bool ok = out.size(0) == N && out.size(1) == C_out && out.size(2) >= Hb &&
-                    out.size(2) < Hb + stride[0] && out.size(3) >= Wb && out.size(3) < Wb + stride[1];
-    TORCH_CHECK(ok, kOp, ": out: expected shape [", N, ", ", C_out, ", ", range(Hb, stride[0]), ", ",
-                range(Wb, stride[1]), "], got ", out.sizes());
-    output_padding = {out.size(2) - Hb, out.size(3) - Wb};
+    const auto op = check_transposed_out_shape(out, kOp, "x", N, C_out, H, W, {kH, kW}, stride, padding);
+    output_padding = {op[0], op[1]};
   }
-  at::assert_no_internal_overlap(out);
-  if (has_out2) {
-    check_same_dtype(*out2, kOp, "out2", x, "x");
-    check_same_shape(*out2, kOp, "out2", out, "out");
-    at::assert_no_internal_overlap(*out2);
-    // Catches out2 aliasing out where ATen can tell cheaply (dense views); overlapping strided slices of one
-    // buffer (TooHard for ATen) are the caller's responsibility.
-    const auto overlap = at::get_overlap_status(out, *out2);
-    TORCH_CHECK(overlap != at::MemOverlapStatus::Full && overlap != at::MemOverlapStatus::Partial, kOp,
-                ": out2: expected memory disjoint from out (e.g. two channel slices of one buffer)");
-  }
-
-  EpilogueParams p;
-  p.scale = check_channel_param(scale, "scale", x, C_out, keep_alive);
-  p.shift = check_channel_param(shift, "shift", x, C_out, keep_alive);
+  // The shape of out is checked above; the rest of the epilogue (out2, scale / shift, activations) is
+  // common to every fused op.
+  EpilogueParams p = describe_epilogue(kOp, x, "x", scale, shift, act, slope, out, act2, out2, keep_alive);
 
   // Vendor convolution into a fresh dense tensor (its memory format follows x / weight: NCHW or
   // channels_last). The epilogue reads it exactly once.
@@ -129,20 +74,6 @@ EpilogueParams conv_bn_act_prepare(const at::Tensor& x, const at::Tensor& weight
   keep_alive.push_back(y);
 
   p.y = y.const_data_ptr();
-  p.N = N;
-  p.C = C_out;
-  p.H = out.size(2);
-  p.W = out.size(3);
-  p.slope = static_cast<float>(slope);
-  p.act = static_cast<int>(act);
-  p.act2 = static_cast<int>(act2);
-  p.out = out.data_ptr();
-  fill_strides(out, p.out_stride);
-  if (has_out2) {
-    p.out2 = out2->data_ptr();
-    fill_strides(*out2, p.out2_stride);
-  }
-  p.dtype = dtype;
   return p;
 }
 

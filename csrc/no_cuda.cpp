@@ -24,6 +24,7 @@ TORCH_LIBRARY_IMPL(skipgan, CUDA, m) {
   m.impl("conv_bn_act_out", torch::CppFunction::makeFromBoxedFunction<&skipgan::no_cuda_kernel>());
   m.impl("anomaly_score", torch::CppFunction::makeFromBoxedFunction<&skipgan::no_cuda_kernel>());
   m.impl("anomaly_score_out", torch::CppFunction::makeFromBoxedFunction<&skipgan::no_cuda_kernel>());
+  m.impl("bias_act_out", torch::CppFunction::makeFromBoxedFunction<&skipgan::no_cuda_kernel>());
 }
 
 #endif  // SKIPGAN_WITH_CUDA

@@ -61,13 +61,35 @@ TORCH_LIBRARY(skipgan, m) {
   m.def(
       "conv_bn_act_out(Tensor x, Tensor weight, Tensor? scale, Tensor? shift, int[2] stride, int[2] padding, "
       "bool transposed, int act, float slope, Tensor(a!) out, int act2=0, Tensor(b!)? out2=None) -> ()");
-  // Skip-GANomaly score per sample: lam * mean((x - x_hat)^2) + (1 - lam) * mean((f - f_hat)^2), fp32 [B].
-  // x, x_hat: [B, C, H, W]; f, f_hat: [B, ...]. fp32 accumulation, deterministic for any thread count.
-  m.def("anomaly_score(Tensor x, Tensor x_hat, Tensor f, Tensor f_hat, float lam) -> Tensor");
+  // The conv_bn_act epilogue alone, on a given pre-activation y (e.g. a GEMM result): out = act(y * scale +
+  // shift), out2 = act2(same), the same kernels as conv_bn_act_out. y: [N, C, H, W], read in place when dense
+  // NCHW or dense channels_last (else copied); out / out2: y's shape and dtype, any strides (channel slices,
+  // the interior of a zero-bordered buffer), or y itself (in place).
+  m.def(
+      "bias_act_out(Tensor y, Tensor? scale, Tensor? shift, int act, float slope, Tensor(a!) out, int act2=0, "
+      "Tensor(b!)? out2=None) -> ()");
+  // A ConvTranspose2d computed as a GEMM, folded, plus the epilogue. cols: [N, H, W, kH, kW, C] (contiguous;
+  // = X_nhwc[N*H*W, C_in] @ weight.permute(0, 2, 3, 1).reshape(C_in, kH*kW*C)); z[n, c, oy, ox] = sum of
+  // cols[n, iy, ix, ky, kx, c] over oy = iy*stride[0] - padding[0] + ky, ox = ix*stride[1] - padding[1] + kx;
+  // out = act(z * scale + shift), out2 = act2(same). The output size is read from out (as for
+  // conv_bn_act_out with transposed). probe_weight, fp32 [K, 1 or C, Ho, Wo]: cols holds K * B rows
+  // ordered probe-major (k * B + b), out has batch B and out[b] = sum_k probe_weight[k] * act(z[k*B + b] *
+  // scale + shift), fp32, in k order; no act2 / out2 then. CPU only: the engine uses cuDNN on CUDA, so CUDA
+  // tensors get the dispatcher's "no kernel for CUDA" error.
+  m.def(
+      "col2im_bias_act_out(Tensor cols, int[2] kernel, int[2] stride, int[2] padding, Tensor? scale, "
+      "Tensor? shift, int act, float slope, Tensor(a!) out, int act2=0, Tensor(b!)? out2=None, "
+      "Tensor? probe_weight=None) -> ()");
+  // Skip-GANomaly score per sample, fp32 [B]: lam * R + (1 - lam) * L, exactly skipgan.scoring.combine_scores.
+  // R = mean of (x - x_hat)^2 over the channels and the interior pixels (h in [margin, H - margin), w in
+  // [margin, W - margin); 0 <= margin, 2 * margin < H and W), L = mean((f - f_hat)^2). x, x_hat: [B, C, H, W];
+  // f, f_hat: [B, ...]. fp32 accumulation, deterministic for any thread count.
+  m.def("anomaly_score(Tensor x, Tensor x_hat, Tensor f, Tensor f_hat, float lam, int margin=0) -> Tensor");
   // Out variant: scores fp32 [B]; error_map, when given, fp32 [B, H, W] contiguous receives the per-pixel
-  // mean over channels of (x - x_hat)^2.
+  // mean over channels of (x - x_hat)^2 at EVERY pixel (the margin only concerns R); parts, when given, fp32
+  // [B, 2] contiguous receives (R, L). The scores are bit-identical with or without either.
   m.def(
       "anomaly_score_out(Tensor x, Tensor x_hat, Tensor f, Tensor f_hat, float lam, Tensor(a!) scores, "
-      "Tensor(b!)? error_map=None) -> ()");
+      "Tensor(b!)? error_map=None, int margin=0, Tensor(c!)? parts=None) -> ()");
   m.def("_build_info() -> str", &skipgan::build_info);
 }

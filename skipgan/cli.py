@@ -12,10 +12,11 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, get_type_hints
 
 import torch
 
+from .cli_score import add_score_parser, add_scorer_flags, make_scorer
 from .errors import InputError
 
 DEFAULT_DATA = "digits"
@@ -31,57 +32,66 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def as_input_error(e: ValueError) -> InputError:
-    """Turn a settings ValueError 'name=value: must be ...' into a message naming the flag."""
+def as_input_error(e: ValueError, *settings: type) -> InputError:
+    """Turn a settings ValueError 'name=value: must be ...' into a message naming the flag: '--name value: ...'.
+
+    `settings`: dataclasses whose fields may name a flag of another name (Architecture's nc is --channels).
+    """
     msg = str(e)
     m = re.match(r"(\w+)=", msg)
     if m:
-        msg = "--" + m.group(1).replace("_", "-") + " " + msg[m.end():]
+        flags = {f.name: flag_of(f) for cls in settings for f in dataclasses.fields(cls)}
+        msg = flags.get(m.group(1), flag_of(m.group(1))) + " " + msg[m.end():]
     return InputError(msg)
+
+
+# ---------------------------------------------------------------------------------- flags from the settings
+def flag_of(f: dataclasses.Field | str) -> str:
+    """The flag of a settings field: --batch-size for batch_size (or the field's metadata 'flag')."""
+    name = f if isinstance(f, str) else f.metadata.get("flag", f.name)
+    return "--" + name.replace("_", "-")
+
+
+def cli_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of the settings dataclass `cls` that are flags (all but those marked metadata cli=False)."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+
+
+def add_settings_flags(parser, cls: type) -> None:
+    """One flag per field of `cls` (TrainConfig, Architecture): its type and default from the declaration, help
+    (and choices, metavar) from the field's metadata; a bool field is a switch (store_true)."""
+    hints = get_type_hints(cls)
+    for f in cli_fields(cls):
+        meta = f.metadata
+        kw: dict[str, Any] = {"dest": f.name, "default": f.default}
+        text = meta.get("help", "").replace("%", "%%")
+        if hints[f.name] is bool:
+            kw["action"] = "store_true" if not f.default else argparse.BooleanOptionalAction
+        else:
+            kw["type"] = hints[f.name]
+            kw.update({k: meta[k] for k in ("choices", "metavar") if k in meta})
+            text = f"{text} (default: %(default)s)" if text else "default: %(default)s"
+        parser.add_argument(flag_of(f), help=text or None, **kw)
+
+
+def settings_from_args(cls: type, a: argparse.Namespace, **given):
+    """An instance of `cls` from the parsed flags that `add_settings_flags` added (and `given` fields)."""
+    return cls(**{f.name: getattr(a, f.name) for f in cli_fields(cls)}, **given)
 
 
 # ----------------------------------------------------------------------------------------------------- train
 def add_train_parser(sub) -> None:
-    from .train.config import AMP_CHOICES, SELECT_CHOICES, TrainConfig
+    from .model import Architecture
+    from .train.config import TrainConfig
 
-    d = TrainConfig()
     p = sub.add_parser("train", help="train on normal images, calibrate on a validation split, evaluate on test")
     p.add_argument("--data", default=DEFAULT_DATA, help="digits | folder:PATH | cifar10:PATH | mnist:PATH")
     p.add_argument("--abnormal-class", type=int, default=0, help="class held out as abnormal (digits/cifar10/mnist)")
-    p.add_argument("--isize", type=int, default=32, help="image size, a power of two from 32 to 512")
-    p.add_argument("--channels", type=int, default=None, help="force this many input channels")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--ndf", type=int, default=64)
-    p.add_argument("--nz", type=int, default=100)
-    p.add_argument("--w-adv", type=float, default=d.w_adv)
-    p.add_argument("--w-con", type=float, default=d.w_con, help="contextual (L1) weight; the paper uses 40")
-    p.add_argument("--w-lat", type=float, default=d.w_lat)
-    p.add_argument("--lam", type=float, default=d.lam, help="λ in A = λ·pixel error + (1−λ)·feature error")
-    p.add_argument("--score-margin", type=int, default=d.score_margin,
-                   help="border pixels left out of the pixel error (0 = the paper's score)")
-    p.add_argument("--balance-lam", action="store_true",
-                   help="rescale λ so pixel and feature errors count equally on validation normals")
-    p.add_argument("--noise-std", type=float, default=d.noise_std,
-                   help="std of the noise added to the generator's input (denoising); 0 with --score-draws 0 is "
-                        "the paper's recipe")
-    p.add_argument("--score-draws", type=int, default=d.score_draws,
-                   help="score by averaging this many fixed noise probes (needs --noise-std > 0; 0 = score the "
-                        "clean input; each probe is one generator pass)")
-    p.add_argument("--mask-block", type=int, default=d.mask_block,
-                   help="train and score by inpainting hidden BLOCK x BLOCK cells (0 = off)")
-    p.add_argument("--mask-groups", type=int, default=d.mask_groups,
-                   help="with --mask-block: hide 1/GROUPS of the cells; scoring makes GROUPS passes")
-    p.add_argument("--select", choices=SELECT_CHOICES, default=d.select,
-                   help="last epoch, or the epoch with the lowest validation score (never test data)")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--target-fpr", type=float, default=d.target_fpr, help="false-positive rate of the threshold")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--channels", type=int, default=None,
+                   help="force this many input channels (default: the data's; 1 -> N repeats, 3 -> 1 takes luma)")
+    add_settings_flags(p.add_argument_group("model (skipgan.model.Architecture)"), Architecture)
+    add_settings_flags(p.add_argument_group("training (skipgan.train.TrainConfig)"), TrainConfig)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--amp", choices=AMP_CHOICES, default=d.amp, help="mixed precision (CUDA)")
-    p.add_argument("--channels-last", action="store_true")
     p.add_argument("--out", default="runs/train", help="output folder (model, metrics, plots, checkpoint)")
     p.add_argument("--resume", metavar="DIR", default=None, help="continue the killed run in DIR")
     p.add_argument("--skip-bad", action="store_true", help="skip corrupt images instead of stopping")
@@ -104,20 +114,15 @@ def cmd_train(a: argparse.Namespace) -> int:
         out = Path(a.resume)
     else:
         try:
-            cfg = TrainConfig(
-                epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, w_adv=a.w_adv, w_con=a.w_con, w_lat=a.w_lat,
-                lam=a.lam, val_fraction=a.val_fraction, target_fpr=a.target_fpr, seed=a.seed, amp=a.amp,
-                channels_last=a.channels_last, noise_std=a.noise_std, select=a.select,
-                score_draws=a.score_draws, mask_block=a.mask_block, mask_groups=a.mask_groups,
-                balance_lam=a.balance_lam, score_margin=a.score_margin)
-            # the model's own checks, run before any data is read
-            Architecture(isize=a.isize, nc=a.channels or 1, ngf=a.ngf, ndf=a.ndf, nz=a.nz)
-            check_score_margin(a.score_margin, a.isize)
-            cfg.corruption.check(a.isize)
+            cfg = settings_from_args(TrainConfig, a)
+            # the model's own checks, run before any data is read (nc is the data's, known once it is loaded)
+            arch = settings_from_args(Architecture, a, nc=a.channels or 1)
+            check_score_margin(cfg.score_margin, arch.isize)
+            cfg.corruption.check(arch.isize)
         except ValueError as e:
-            raise as_input_error(e) from None
-        info = {"data": a.data, "abnormal_class": a.abnormal_class, "isize": a.isize, "channels": a.channels,
-                "skip_bad": a.skip_bad, "ngf": a.ngf, "ndf": a.ndf, "nz": a.nz}
+            raise as_input_error(e, Architecture, TrainConfig) from None
+        info = {"data": a.data, "abnormal_class": a.abnormal_class, "channels": a.channels, "skip_bad": a.skip_bad,
+                **{f.name: getattr(arch, f.name) for f in cli_fields(Architecture)}}
         out = Path(a.out)
     device = resolve_device(a.device)
     splits = load_splits(info["data"], isize=info["isize"], abnormal_class=info["abnormal_class"],
@@ -125,7 +130,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if splits.skipped:
         print(f"skipped {splits.skipped} corrupt image(s)", file=sys.stderr)
     if not a.resume:
-        arch = Architecture(isize=info["isize"], nc=splits.channels, ngf=info["ngf"], ndf=info["ndf"], nz=info["nz"])
+        arch = dataclasses.replace(arch, nc=splits.channels)
     print(f"data: {splits.description}; {len(splits.train)} normal training images, {len(splits.test)} test "
           f"images; device {device}")
     t0 = time.time()
@@ -164,6 +169,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="output folder (default: beside the model, in evaluate/)")
     p.add_argument("--skip-bad", action="store_true")
+    add_scorer_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -183,53 +189,17 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     splits = load_splits(data, isize=arch["isize"], abnormal_class=abnormal, channels=arch["nc"], seed=seed,
                          skip_bad=a.skip_bad)
     out = Path(a.out) if a.out else Path(a.model).parent / "evaluate"
+    scorer = make_scorer(model, a, max_batch=64)
+    extra = {"model": str(a.model), "data": data, "abnormal_class": abnormal, "engine": a.engine, "dtype": a.dtype,
+             "probes": a.probes if a.probes is not None else int(model.probe_weight.shape[0])}
     metrics = evaluate_model(model, meta["calibration"]["threshold"], splits.test, splits.test_labels, out,
-                             splits.test_names, extra={"model": str(a.model), "data": data, "abnormal_class": abnormal})
+                             splits.test_names, extra=extra, scorer=scorer)
     print_summary(metrics, out)
     return 0
 
 
 # ----------------------------------------------------------------------------------------------------- score
-def add_score_parser(sub) -> None:
-    p = sub.add_parser("score", help="score images; prints one JSON line per image")
-    p.add_argument("model", help="model.safetensors written by `skipgan train`")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--skip-bad", action="store_true", help="skip corrupt images instead of stopping")
-    p.set_defaults(func=cmd_score)
-
-
-def cmd_score(a: argparse.Namespace) -> int:
-    from .data.images import CorruptImageError, read_image, to_tensor
-    from .metrics import normalise
-    from .modelfile import load_model
-
-    model, meta = load_model(a.model, resolve_device(a.device))
-    arch, cal = meta["architecture"], meta["calibration"]
-    paths = collect_image_paths(a.paths)
-    skipped = 0
-    for i in range(0, len(paths), a.batch_size):
-        batch, names = [], []
-        for p in paths[i : i + a.batch_size]:
-            try:
-                batch.append(to_tensor(read_image(p), arch["isize"], channels=arch["nc"], name=str(p)))
-                names.append(p)
-            except CorruptImageError:  # only undecodable files are skippable, never a configuration mistake
-                if not a.skip_bad:
-                    raise
-                skipped += 1
-        if not batch:
-            continue
-        with torch.no_grad():
-            scores = model(torch.stack(batch).to(next(model.parameters()).device)).cpu().tolist()
-        for p, s in zip(names, scores):
-            verdict = "abnormal" if s > cal["threshold"] else "normal"
-            print(json.dumps({"path": str(p), "score": s, "normalised_score": normalise(s, cal["val_stats"]),
-                              "verdict": verdict}), flush=True)
-    if skipped:
-        print(f"skipped {skipped} corrupt image(s)", file=sys.stderr)
-    return 0
+# `skipgan score` lives in cli_score.py, `skipgan bench` in cli_bench.py.
 
 
 def collect_image_paths(args: Sequence[str]) -> list[Path]:
@@ -253,11 +223,14 @@ def collect_image_paths(args: Sequence[str]) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_bench import add_bench_parser
+
     parser = argparse.ArgumentParser(prog="skipgan", description="Skip-GANomaly image anomaly detection")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
     add_evaluate_parser(sub)
     add_score_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 

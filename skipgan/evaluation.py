@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from .model import SkipGANomaly, score_in_batches
 from .report import EXAMPLES_FILE, plot_examples, write_report
+from .scoring import Scores
 
 
 def evaluate_model(
@@ -24,20 +25,28 @@ def evaluate_model(
     extra: dict[str, Any] | None = None,
     k: int = 8,
     batch_size: int = 256,
+    scorer: Callable[..., Scores] | None = None,
 ) -> dict[str, Any]:
-    """Score `test` in eval mode and write the report into `out_dir`; returns the metrics."""
-    s = score_in_batches(model, test, batch_size)
-    scores, labels_np = s["score"].numpy(), np.asarray(labels)
+    """Score `test` in eval mode and write the report into `out_dir`; returns the metrics.
+
+    scorer(x, error_map=False, reconstruction=False) -> Scores: who scores (the fused engine's
+    `Screener.score`, or by default the eager model through `score_in_batches`).
+    """
+    if scorer is None:
+        def scorer(x, error_map=False, reconstruction=False):
+            return score_in_batches(model, x, batch_size, with_error_map=error_map, keep_reconstructions=reconstruction)
+    s = scorer(test)
+    scores, labels_np = s.score.numpy(), np.asarray(labels)
     extra = dict(extra or {})
     # The two score components on their own: tells whether λ is well chosen for this data.
-    extra["auroc_pixel"] = float(roc_auc_score(labels_np, s["pixel"].numpy()))
-    extra["auroc_feature"] = float(roc_auc_score(labels_np, s["feature"].numpy()))
+    extra["auroc_pixel"] = float(roc_auc_score(labels_np, s.pixel.numpy()))
+    extra["auroc_feature"] = float(roc_auc_score(labels_np, s.feature.numpy()))
     metrics = write_report(out_dir, scores, labels_np, threshold, extra=extra)
     # Reconstructions are recomputed for the shown images only: keeping them for the whole test set would cost
     # N·C·H·W floats (gigabytes at isize 256).
     order = np.argsort(-scores, kind="stable")
     shown = np.unique(np.r_[order[:k], order[-k:]])
-    ex = score_in_batches(model, test[shown], batch_size, with_error_map=True, keep_reconstructions=True)
-    plot_examples(Path(out_dir) / EXAMPLES_FILE, test[shown], ex["reconstruction"], ex["error_map"], ex["score"],
+    ex = scorer(test[shown], error_map=True, reconstruction=True)
+    plot_examples(Path(out_dir) / EXAMPLES_FILE, test[shown], ex.reconstruction, ex.error_map, ex.score,
                   labels_np[shown], [names[i] for i in shown] if names is not None else None, k=k)
     return metrics

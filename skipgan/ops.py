@@ -5,16 +5,24 @@ Importing this module loads the library built by ``pip install --no-build-isolat
 registers the fake kernels that let torch.compile and torch.export trace the ops, and offers:
 
 - ``conv_bn_act`` / ``anomaly_score``: friendly wrappers that allocate outputs when none are given;
-- ``conv_bn_act_reference`` / ``anomaly_score_reference``: the pure-PyTorch definitions the kernels are
-  tested against (fp32 math; usable without the native library);
+- ``bias_act`` / ``col2im_bias_act``: the same epilogue around a matrix product the caller ran (the engine's
+  im2col / col2im convolutions): act(y * scale + shift) on a GEMM result, and the fold of a transposed conv's
+  GEMM result [N, H, W, kH, kW, C] followed by that epilogue (optionally averaging K probe reconstructions);
+- ``bias_act_reference`` / ``col2im_bias_act_reference``: their pure-PyTorch definitions, which the kernels
+  are tested against (fp32 math; usable without the native library);
+- ``conv_bn_act_reference``: the pure-PyTorch definition the conv kernels are tested against (fp32 math;
+  usable without the native library). The score has ONE definition, ``skipgan.scoring.combine_scores``
+  (and ``skipgan.scoring.error_map``), which the score op is tested against; this module does not import
+  it, being the lower layer;
 - ``build_info()``: what the loaded binary contains (CUDA kernels or not, arch list, torch version).
 
 The raw ops (``torch.ops.skipgan.conv_bn_act_out`` etc.) are what TorchScript, torch.compile and the C++
 scanner call; see csrc/ops.cpp for their schemas.
 
-Error map convention: ``anomaly_score`` can also return a per-pixel error map, the MEAN over channels of
-(x - x_hat)^2, fp32 [B, H, W] -- the same normalisation as the score's image term, so a map averages to the
-image term of the score (before the lam weighting).
+Score convention: score = lam * R + (1 - lam) * L, R = mean of (x - x_hat)^2 over the channels and the
+interior pixels (a ``margin``-pixel border left out), L = mean((f - f_hat)^2); ``anomaly_score`` can also
+return (R, L) per sample and a per-pixel error map, the MEAN over channels of (x - x_hat)^2, fp32 [B, H, W] at
+EVERY pixel, border included -- the same normalisation as R, so with margin 0 a map averages to R.
 """
 
 from __future__ import annotations
@@ -32,8 +40,11 @@ __all__ = [
     "ACTIVATIONS",
     "AVAILABLE",
     "anomaly_score",
-    "anomaly_score_reference",
+    "bias_act",
+    "bias_act_reference",
     "build_info",
+    "col2im_bias_act",
+    "col2im_bias_act_reference",
     "conv_bn_act",
     "conv_bn_act_reference",
     "library_path",
@@ -117,13 +128,22 @@ if AVAILABLE:
                               out2=None):
         return None
 
+    @torch.library.register_fake("skipgan::bias_act_out")
+    def _bias_act_out_fake(y, scale, shift, act, slope, out, act2=0, out2=None):
+        return None
+
+    @torch.library.register_fake("skipgan::col2im_bias_act_out")
+    def _col2im_bias_act_out_fake(cols, kernel, stride, padding, scale, shift, act, slope, out, act2=0, out2=None,
+                                  probe_weight=None):
+        return None
+
     @torch.library.register_fake("skipgan::anomaly_score")
-    def _anomaly_score_fake(x, x_hat, f, f_hat, lam):
+    def _anomaly_score_fake(x, x_hat, f, f_hat, lam, margin=0):
         torch._check(x.dim() == 4, lambda: f"skipgan::anomaly_score: x: expected a 4-D tensor, got {x.dim()}-D")
         return x.new_empty((x.shape[0],), dtype=torch.float32)
 
     @torch.library.register_fake("skipgan::anomaly_score_out")
-    def _anomaly_score_out_fake(x, x_hat, f, f_hat, lam, scores, error_map=None):
+    def _anomaly_score_out_fake(x, x_hat, f, f_hat, lam, scores, error_map=None, margin=0, parts=None):
         return None
 
 
@@ -155,6 +175,26 @@ def _apply_act(y: Tensor, act: int, slope: float) -> Tensor:
     return y
 
 
+def _affine_reference(y: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:
+    """y * scale + shift per channel (dim 1), fp32."""
+    y = y.float()
+    if scale is not None:
+        y = y * scale.float().view(1, -1, 1, 1)
+    if shift is not None:
+        y = y + shift.float().view(1, -1, 1, 1)
+    return y
+
+
+def _epilogue_reference(y: Tensor, scale: Tensor | None, shift: Tensor | None, act, slope: float, act2,
+                        dtype: torch.dtype):
+    """act(y * scale + shift) in fp32 cast to dtype, and act2 of the same when act2 is given."""
+    y = _affine_reference(y, scale, shift)
+    out = _apply_act(y, _act_code(act), slope).to(dtype)
+    if act2 is None:
+        return out
+    return out, _apply_act(y, _act_code(act2), slope).to(dtype)
+
+
 def _conv_out_shape(x: Tensor, weight: Tensor, stride, padding, transposed: bool, output_padding) -> list[int]:
     n, _, h, w = x.shape
     kh, kw = weight.shape[2], weight.shape[3]
@@ -177,14 +217,7 @@ def conv_bn_act_reference(x: Tensor, weight: Tensor, scale: Tensor | None = None
                                output_padding=_pair(output_padding))
     else:
         y = F.conv2d(xf, wf, stride=_pair(stride), padding=_pair(padding))
-    if scale is not None:
-        y = y * scale.float().view(1, -1, 1, 1)
-    if shift is not None:
-        y = y + shift.float().view(1, -1, 1, 1)
-    out = _apply_act(y, _act_code(act), slope).to(x.dtype)
-    if act2 is None:
-        return out
-    return out, _apply_act(y, _act_code(act2), slope).to(x.dtype)
+    return _epilogue_reference(y, scale, shift, act, slope, act2, x.dtype)
 
 
 def conv_bn_act(x: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None, *, stride=1,
@@ -211,34 +244,127 @@ def conv_bn_act(x: Tensor, weight: Tensor, scale: Tensor | None = None, shift: T
 
 
 # --------------------------------------------------------------------------------------------------------
+# the epilogue around a caller's matrix product: bias + activation(s), and the transposed-conv fold
+
+
+def bias_act_reference(y: Tensor, scale: Tensor | None = None, shift: Tensor | None = None, *, act: str | int,
+                       slope: float = 0.2, act2: str | int | None = None):
+    """Pure-PyTorch definition: act(y * scale + shift) in fp32, cast to y.dtype.
+
+    Returns one tensor, or (out, out2) when act2 is given.
+    """
+    return _epilogue_reference(y, scale, shift, act, slope, act2, y.dtype)
+
+
+def bias_act(y: Tensor, scale: Tensor | None = None, shift: Tensor | None = None, *, act: str | int,
+             slope: float = 0.2, out: Tensor | None = None, act2: str | int | None = None,
+             out2: Tensor | None = None):
+    """Native act(y * scale + shift), optionally also act2 into out2, in one pass over y (conv_bn_act's epilogue).
+
+    y: [N, C, H, W], dense NCHW or channels_last (e.g. a GEMM result [N*H*W, C] seen through a permute).
+    out / out2 may be views with any strides (channel slices of bigger buffers, the interior of a zero-bordered
+    buffer) or y itself; when not given they are allocated like y. Returns out, or (out, out2) when act2 is given.
+    """
+    _require()
+    if out is None:
+        out = torch.empty_like(y)
+    if act2 is not None and out2 is None:
+        out2 = torch.empty_like(out)
+    torch.ops.skipgan.bias_act_out(y, scale, shift, _act_code(act), float(slope), out,
+                                   _act_code(act2) if act2 is not None else 0, out2)
+    return out if act2 is None else (out, out2)
+
+
+def _col2im_out_size(cols: Tensor, kernel, stride, padding, output_size) -> list[int]:
+    if output_size is not None:
+        return _pair(output_size)
+    (kh, kw), (sh, sw), (ph, pw) = _pair(kernel), _pair(stride), _pair(padding)
+    h, w = cols.shape[1], cols.shape[2]
+    return [(h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw]
+
+
+def col2im_bias_act_reference(cols: Tensor, kernel, stride, padding, scale: Tensor | None = None,
+                              shift: Tensor | None = None, *, act: str | int, slope: float = 0.2, output_size=None,
+                              act2: str | int | None = None, probe_weight: Tensor | None = None):
+    """Pure-PyTorch definition of col2im_bias_act_out, fp32 math, cast to cols.dtype.
+
+    cols: [N, H, W, kH, kW, C], the GEMM X_nhwc[N*H*W, C_in] @ weight.permute(0, 2, 3, 1).reshape(C_in, -1) of a
+    ConvTranspose2d weight [C_in, C, kH, kW]; the fold sums the taps landing on each output pixel (F.fold), so
+    that fold(cols) == conv_transpose2d(x, weight). output_size: (Ho, Wo), default (H - 1) * stride - 2 * padding
+    + kernel (output_padding 0). Returns act(fold * scale + shift) [N, C, Ho, Wo], or (out, out2) with act2.
+    probe_weight [K, 1 or C, Ho, Wo]: the N rows are K probes of B samples, probe-major (row k * B + b); returns
+    sum_k probe_weight[k] * act(fold[k * B + b] * scale + shift), [B, C, Ho, Wo], added in k order.
+    """
+    n, h, w, kh, kw, c = cols.shape
+    size = _col2im_out_size(cols, kernel, stride, padding, output_size)
+    # F.fold reads [N, C * kH * kW, L] with (c, ky, kx) rows and L = H * W block positions.
+    flat = cols.float().permute(0, 5, 3, 4, 1, 2).reshape(n, c * kh * kw, h * w)
+    z = F.fold(flat, size, (kh, kw), padding=_pair(padding), stride=_pair(stride))
+    if probe_weight is None:
+        return _epilogue_reference(z, scale, shift, act, slope, act2, cols.dtype)
+    if act2 is not None:
+        raise ValueError("act2: a second output is not available with probe_weight")
+    k = probe_weight.shape[0]
+    a = _apply_act(_affine_reference(z, scale, shift), _act_code(act), slope).view(k, n // k, c, *size)
+    acc = torch.zeros_like(a[0])
+    for i in range(k):
+        acc = acc + probe_weight[i].float() * a[i]
+    return acc.to(cols.dtype)
+
+
+def col2im_bias_act(cols: Tensor, kernel, stride, padding, scale: Tensor | None = None, shift: Tensor | None = None,
+                    *, act: str | int, slope: float = 0.2, out: Tensor | None = None, output_size=None,
+                    act2: str | int | None = None, out2: Tensor | None = None, probe_weight: Tensor | None = None):
+    """Native transposed-conv fold of a GEMM result + act(. * scale + shift) (+ act2 into out2), CPU only.
+
+    cols: contiguous [N, H, W, kH, kW, C] (see col2im_bias_act_reference). out / out2 may be views with any
+    strides; when not given they are allocated channels_last (the order the kernel produces a row in: one
+    vectorised store) with output_size (Ho, Wo), default (H - 1) * stride - 2 * padding + kernel -- the op reads
+    the size from out. probe_weight [K, 1 or C, Ho, Wo]: out[b] = sum_k probe_weight[k] * act(z[k * B + b] *
+    scale + shift) over the K probe-major row blocks of cols (no act2 / out2 then).
+    Returns out, or (out, out2) when act2 is given.
+    """
+    _require()
+    if out is None:
+        n, c = cols.shape[0], cols.shape[5]
+        if probe_weight is not None and probe_weight.dim() > 0 and probe_weight.shape[0] > 0:
+            n //= probe_weight.shape[0]
+        out = torch.empty([n, c, *_col2im_out_size(cols, kernel, stride, padding, output_size)], dtype=cols.dtype,
+                          device=cols.device, memory_format=torch.channels_last)
+    if act2 is not None and out2 is None:
+        out2 = torch.empty_like(out)
+    torch.ops.skipgan.col2im_bias_act_out(cols, _pair(kernel), _pair(stride), _pair(padding), scale, shift,
+                                          _act_code(act), float(slope), out,
+                                          _act_code(act2) if act2 is not None else 0, out2, probe_weight)
+    return out if act2 is None else (out, out2)
+
+
+# --------------------------------------------------------------------------------------------------------
 # anomaly score
 
 
-def anomaly_score_reference(x: Tensor, x_hat: Tensor, f: Tensor, f_hat: Tensor, lam: float = 0.9, *,
-                            error_map: bool = False):
-    """Pure-PyTorch definition, fp32: lam * mean((x - x_hat)^2) + (1 - lam) * mean((f - f_hat)^2) per sample.
+def anomaly_score(x: Tensor, x_hat: Tensor, f: Tensor, f_hat: Tensor, lam: float = 0.9, *, margin: int = 0,
+                  error_map: bool = False, parts: bool = False, out: Tensor | None = None,
+                  map_out: Tensor | None = None, parts_out: Tensor | None = None):
+    """Native fused score (reads each input once, fp32 accumulation, deterministic): skipgan.scoring.combine_scores.
 
-    With error_map=True also returns the per-pixel mean over channels of (x - x_hat)^2, fp32 [B, H, W].
-    """
-    d = (x.float() - x_hat.float()).square()
-    fd = (f.float() - f_hat.float()).square().reshape(f.shape[0], -1)
-    scores = lam * d.mean(dim=(1, 2, 3)) + (1.0 - lam) * fd.mean(dim=1)
-    return (scores, d.mean(dim=1)) if error_map else scores
-
-
-def anomaly_score(x: Tensor, x_hat: Tensor, f: Tensor, f_hat: Tensor, lam: float = 0.9, *,
-                  error_map: bool = False, out: Tensor | None = None, map_out: Tensor | None = None):
-    """Native fused score (reads each input once, fp32 accumulation, deterministic).
-
-    Returns scores fp32 [B], or (scores, map) with map fp32 [B, H, W] when error_map=True.
-    out / map_out: optional preallocated outputs (the map must be contiguous).
+    score = lam * R + (1 - lam) * L, R = mean((x - x_hat)^2) over the channels and the interior pixels (a
+    `margin`-pixel border left out), L = mean((f - f_hat)^2). Returns scores fp32 [B] alone by default; with
+    error_map=True and/or parts=True a tuple of what was asked for, in the order (scores, map, parts): map fp32
+    [B, H, W] (every pixel, border included), parts fp32 [B, 2] = (R, L) per sample.
+    out / map_out / parts_out: optional preallocated outputs (map and parts must be contiguous).
     """
     _require()
-    if out is None and not error_map:
-        return torch.ops.skipgan.anomaly_score(x, x_hat, f, f_hat, float(lam))
+    if out is None and not error_map and not parts:
+        return torch.ops.skipgan.anomaly_score(x, x_hat, f, f_hat, float(lam), int(margin))
     if out is None:
         out = torch.empty(x.shape[0], device=x.device, dtype=torch.float32)
     if error_map and map_out is None:
         map_out = torch.empty((x.shape[0], x.shape[2], x.shape[3]), device=x.device, dtype=torch.float32)
-    torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, float(lam), out, map_out if error_map else None)
-    return (out, map_out) if error_map else out
+    if parts and parts_out is None:
+        parts_out = torch.empty((x.shape[0], 2), device=x.device, dtype=torch.float32)
+    torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, float(lam), out, map_out if error_map else None,
+                                        int(margin), parts_out if parts else None)
+    if not error_map and not parts:
+        return out
+    return (out,) + ((map_out,) if error_map else ()) + ((parts_out,) if parts else ())

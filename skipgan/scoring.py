@@ -42,9 +42,10 @@ class Scores:
             return cls(e, e.clone(), e.clone())
         return cls(join("score"), join("pixel"), join("feature"), join("reconstruction"), join("error_map"))
 
-    def to(self, device) -> "Scores":
-        return dataclasses.replace(self, **{f.name: (v.to(device) if (v := getattr(self, f.name)) is not None else None)
-                                            for f in dataclasses.fields(self)})
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Scores":
+        """Every present field moved to `device` and/or cast to `dtype` (as Tensor.to)."""
+        return dataclasses.replace(self, **{f.name: (v.to(device, dtype) if (v := getattr(self, f.name)) is not None
+                                                     else None) for f in dataclasses.fields(self)})
 
 
 def interior(t: torch.Tensor, margin: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """`skipgan` end to end on a tiny configuration, and every bad input → one line, exit code 2."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skipgan.cli import main
+from skipgan.cli import build_parser, main, settings_from_args
+from skipgan.model import Architecture
+from skipgan.train import TrainConfig
 
 TINY = ["--epochs", "1", "--ngf", "4", "--ndf", "4", "--nz", "8", "--no-progress", "--device", "cpu"]
 
@@ -77,7 +80,13 @@ def test_resume_finished_run_is_a_no_op_retrain(trained, capsys):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["train", "--isize", "48", *TINY], "--isize 48: must be a power of two"),
+        (["train", "--isize", "48", *TINY], "--isize 48: must be a power of two from 32 to 512 (32, 64, 128, 256 or 512)"),
+        (["train", "--isize", "16", *TINY], "--isize 16: must be a power of two"),
+        (["train", "--channels", "-1", *TINY], "--channels -1: must be a positive integer"),
+        (["train", "--channels", "0", *TINY], "--channels must be a positive integer"),
+        (["train", *TINY, "--ngf", "0"], "--ngf 0: must be a positive integer"),
+        (["train", *TINY, "--epochs", "0"], "--epochs 0: must be at least 1"),
+        (["train", "--val-fraction", "1", *TINY], "--val-fraction 1.0: must be in (0, 1)"),
         (["train", "--lam", "2", *TINY], "--lam 2"),
         (["train", "--target-fpr", "1.5", *TINY], "--target-fpr 1.5"),
         (["train", "--batch-size", "1", *TINY], "--batch-size 1"),
@@ -115,3 +124,45 @@ def test_console_script_entry_point_exit_code(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stderr.startswith("skipgan: error:")
+
+
+# ---- the train flags are derived from the settings' declarations (TrainConfig, Architecture) -----------------
+def parse_train(*argv):
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_every_setting_is_a_flag_with_help():
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {a.dest: a for a in train._actions}
+    for cls in (TrainConfig, Architecture):
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("cli", True):
+                assert flags[f.name].option_strings == ["--" + f.name.replace("_", "-")]
+                assert flags[f.name].default == f.default and flags[f.name].help, f.name
+            else:
+                assert f.name not in flags
+    assert {f.name for f in dataclasses.fields(TrainConfig) if not f.metadata.get("cli", True)} == {"beta1", "beta2"}
+    assert flags["amp"].choices == ("none", "bf16", "fp16") and flags["select"].choices == ("last", "val")
+    assert flags["channels"].default is None  # Architecture.nc: the data's channel count unless forced
+
+
+def test_defaults_and_flags_build_the_settings():
+    a = parse_train()
+    assert settings_from_args(TrainConfig, a) == TrainConfig()
+    assert settings_from_args(Architecture, a, nc=3) == Architecture()
+    a = parse_train("--epochs", "3", "--batch-size", "16", "--lr", "1e-3", "--w-adv", "2", "--w-con", "40",
+                    "--w-lat", "3", "--lam", "0.5", "--val-fraction", "0.2", "--target-fpr", "0.05", "--seed", "7",
+                    "--amp", "bf16", "--channels-last", "--noise-std", "0", "--score-draws", "0", "--mask-block", "8",
+                    "--mask-groups", "2", "--score-margin", "1", "--balance-lam", "--select", "val",
+                    "--isize", "64", "--ngf", "8", "--ndf", "16", "--nz", "10", "--channels", "2")
+    assert settings_from_args(TrainConfig, a) == TrainConfig(
+        epochs=3, batch_size=16, lr=1e-3, w_adv=2.0, w_con=40.0, w_lat=3.0, lam=0.5, val_fraction=0.2,
+        target_fpr=0.05, seed=7, amp="bf16", channels_last=True, noise_std=0.0, score_draws=0, mask_block=8,
+        mask_groups=2, score_margin=1, balance_lam=True, select="val")
+    assert settings_from_args(Architecture, a, nc=a.channels) == Architecture(isize=64, nc=2, ngf=8, ndf=16, nz=10)
+
+
+def test_bad_choice_is_argparse_exit_2(capsys):
+    with pytest.raises(SystemExit) as ei:
+        parse_train("--amp", "fp8")
+    assert ei.value.code == 2 and "--amp" in capsys.readouterr().err

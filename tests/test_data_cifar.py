@@ -28,12 +28,12 @@ def test_read_batch(tmp_path):
 def test_protocol(tmp_path):
     n = 20
     folder = write_cifar(tmp_path / "c", n_per_batch=n)
-    s = load_splits(f"cifar10:{folder}", isize=16, abnormal_class=2)
+    s = load_splits(f"cifar10:{folder}", isize=64, abnormal_class=2)
     # 5 train batches of 20 with labels cycling 0..9 -> 2 images of class 2 each
-    assert s.train.shape == (5 * n - 10, 3, 16, 16)
-    assert s.test.shape == (n - 2 + 10 + 2, 3, 16, 16)
+    assert s.train.shape == (5 * n - 10, 3, 64, 64)
+    assert s.test.shape == (n - 2 + 10 + 2, 3, 64, 64)
     assert s.test_labels.tolist() == [0] * (n - 2) + [1] * 12
-    assert s.channels == 3 and s.isize == 16
+    assert s.channels == 3 and s.isize == 64
     # order: normal test images, abnormal train images, abnormal test images
     assert s.test_names[0].startswith("cifar10:test_batch[")
     assert s.test_names[n - 2].startswith("cifar10:data_batch_1[")
@@ -122,5 +122,5 @@ def test_bad_abnormal_class(tmp_path):
 
 
 def test_labels_dtype(tmp_path):
-    s = load_splits(f"cifar10:{write_cifar(tmp_path / 'c', n_per_batch=10)}", isize=8)
+    s = load_splits(f"cifar10:{write_cifar(tmp_path / 'c', n_per_batch=10)}", isize=32)
     assert s.test_labels.dtype == torch.int64

@@ -53,22 +53,24 @@ def test_same_seed_same_split_other_seed_differs():
 
 def test_load_splits_matches_indices(digits):
     x, _ = digits
-    s = load_splits("digits", isize=8, abnormal_class=2, seed=1)
+    s = load_splits("digits", isize=32, abnormal_class=2, seed=1)
     train_idx, test_idx, labels = digits_split_indices(2, seed=1)
-    assert s.train.shape == (len(train_idx), 1, 8, 8) and s.train.dtype == torch.float32
-    expected = torch.from_numpy(x[train_idx] / 16 * 2 - 1).float().view(-1, 1, 8, 8)
+    assert s.train.shape == (len(train_idx), 1, 32, 32) and s.train.dtype == torch.float32
+    native = torch.from_numpy(x[train_idx] / 16 * 2 - 1).float().view(-1, 1, 8, 8)
+    # the 8x8 images, upsampled bilinearly to the model's size
+    expected = torch.nn.functional.interpolate(native, size=(32, 32), mode="bilinear", align_corners=False)
     assert torch.allclose(s.train, expected, atol=1e-6)
     assert s.test_labels.tolist() == labels.tolist()
     assert s.test_names[0] == f"digits[{test_idx[0]}]"
-    assert s.channels == 1 and s.isize == 8 and s.skipped == 0
+    assert s.channels == 1 and s.isize == 32 and s.skipped == 0
 
 
 def test_default_isize_and_channels():
     s = load_splits("digits")
     assert s.train.shape[1:] == (1, 32, 32) and s.isize == 32
     assert s.train.min() >= -1 and s.train.max() <= 1
-    s3 = load_splits("digits", isize=16, channels=3)
-    assert s3.train.shape[1:] == (3, 16, 16) and s3.channels == 3
+    s3 = load_splits("digits", isize=64, channels=3)
+    assert s3.train.shape[1:] == (3, 64, 64) and s3.channels == 3
     assert torch.equal(s3.train[:, 0], s3.train[:, 2])
 
 
@@ -77,8 +79,9 @@ def test_bad_arguments():
         load_splits("digits", abnormal_class=10)
     with pytest.raises(InputError, match="--abnormal-class"):
         digits_split_indices(-1)
-    with pytest.raises(InputError, match="--isize"):
-        load_splits("digits", isize=0)
+    for bad in (0, 8, 48):  # the model's isize rule: splits at sizes no model can take are refused
+        with pytest.raises(InputError, match=f"isize={bad}: must be a power of two from 32 to 512"):
+            load_splits("digits", isize=bad)
     with pytest.raises(InputError, match="--channels"):
         load_splits("digits", channels=0)
 

@@ -26,8 +26,8 @@ def _check(s, n_train, n_test_normal, n_abn, c, isize):
 
 def test_layout_skipgan(tmp_path):
     root = make_folder_dataset(tmp_path / "d", "skipgan", n_train=3, n_test=2, n_abn=2)
-    s = load_splits(f"folder:{root}", isize=16)
-    _check(s, 3, 2, 2, 1, 16)
+    s = load_splits(f"folder:{root}", isize=32)
+    _check(s, 3, 2, 2, 1, 32)
     assert s.test_names[0].endswith("test/normal/img000.png")
     assert s.test_names[-1].endswith("test/abnormal/img001.png")
     assert "skipgan layout" in s.description
@@ -35,15 +35,15 @@ def test_layout_skipgan(tmp_path):
 
 def test_layout_official(tmp_path):
     root = make_folder_dataset(tmp_path / "d", "official", n_train=4, n_test=1, n_abn=3, rgb=True)
-    s = load_splits(f"folder:{root}", isize=8)
-    _check(s, 4, 1, 3, 3, 8)
+    s = load_splits(f"folder:{root}", isize=32)
+    _check(s, 4, 1, 3, 3, 32)
     assert "1.abnormal" in s.test_names[-1]
 
 
 def test_layout_mvtec_ignores_ground_truth(tmp_path):
     root = make_folder_dataset(tmp_path / "d", "mvtec", n_train=3, n_test=2, n_abn=2, rgb=True)
-    s = load_splits(f"folder:{root}", isize=8)
-    _check(s, 3, 2, 4, 3, 8)  # two defect folders x 2 images
+    s = load_splits(f"folder:{root}", isize=32)
+    _check(s, 3, 2, 4, 3, 32)  # two defect folders x 2 images
     assert not any("ground_truth" in n for n in s.test_names)
     assert "/crack/" in s.test_names[2] and "/scratch/" in s.test_names[-1]
     assert "2 defect folders" in s.description
@@ -52,12 +52,12 @@ def test_layout_mvtec_ignores_ground_truth(tmp_path):
 def test_values_match_images_and_sorted_order(tmp_path):
     root = tmp_path / "d"
     for name in ["b.png", "a.PNG", "c.png"]:
-        write_png(root / "train/normal" / name, np.full((4, 4), {"a.PNG": 0, "b.png": 255, "c.png": 51}[name], np.uint8))
+        write_png(root / "train/normal" / name, np.full((32, 32), {"a.PNG": 0, "b.png": 255, "c.png": 51}[name], np.uint8))
     (root / "train/normal/notes.txt").write_text("ignored")
     (root / "train/normal/.hidden.png").write_bytes(b"ignored")
-    write_png(root / "test/normal/x.png", gray8(4, 4))
-    write_png(root / "test/abnormal/y.png", gray8(4, 4))
-    s = load_splits(f"folder:{root}", isize=4)
+    write_png(root / "test/normal/x.png", gray8(32, 32))
+    write_png(root / "test/abnormal/y.png", gray8(32, 32))
+    s = load_splits(f"folder:{root}", isize=32)
     assert s.train.shape[0] == 3
     assert torch.allclose(s.train[:, 0, 0, 0], torch.tensor([-1.0, 1.0, 51 / 255 * 2 - 1]))
 
@@ -68,7 +68,7 @@ def test_mixed_extensions_and_16bit_tiff(tmp_path):
     write_tiff(root / "train/normal/b.TIFF", np.full((6, 6), 1001, np.uint16))
     write_pil(root / "test/normal/c.jpg", gray8(6, 6))
     write_pil(root / "test/abnormal/d.bmp", gray8(6, 6))
-    s = load_splits(f"folder:{root}", isize=6)
+    s = load_splits(f"folder:{root}", isize=32)
     assert s.train[0, 0, 0, 0] < s.train[1, 0, 0, 0]
 
 
@@ -78,17 +78,17 @@ def test_dual_channel_tiff_folder(tmp_path):
     for sub, n in (("train/normal", 3), ("test/normal", 1), ("test/abnormal", 1)):
         for i in range(n):
             write_tiff(root / sub / f"{i}.tif", rng.integers(0, 65536, (2, 12, 12), dtype=np.uint16))
-    s = load_splits(f"folder:{root}", isize=8)
-    _check(s, 3, 1, 1, 2, 8)
+    s = load_splits(f"folder:{root}", isize=32)
+    _check(s, 3, 1, 1, 2, 32)
 
 
 def test_channels_given_converts(tmp_path):
     root = make_folder_dataset(tmp_path / "d", "skipgan")
     write_png(root / "train/normal/zz_rgb.png", rgb8())  # mixed 1 and 3 channels
-    s = load_splits(f"folder:{root}", isize=8, channels=3)
-    assert s.channels == 3 and s.train.shape == (4, 3, 8, 8)
-    s = load_splits(f"folder:{root}", isize=8, channels=1)
-    assert s.channels == 1 and s.train.shape == (4, 1, 8, 8)
+    s = load_splits(f"folder:{root}", isize=32, channels=3)
+    assert s.channels == 3 and s.train.shape == (4, 3, 32, 32)
+    s = load_splits(f"folder:{root}", isize=32, channels=1)
+    assert s.channels == 1 and s.train.shape == (4, 1, 32, 32)
 
 
 # ----------------------------------------------------------------------------------------------- bad inputs
@@ -98,7 +98,7 @@ def test_mixed_channels_without_flag_names_file(tmp_path):
     root = make_folder_dataset(tmp_path / "d", "skipgan")
     bad = write_png(root / "test/normal/zz_rgb.png", rgb8())
     with pytest.raises(InputError) as ei:
-        load_splits(f"folder:{root}", isize=8)
+        load_splits(f"folder:{root}", isize=32)
     msg = str(ei.value)
     assert str(bad) in msg and "--channels" in msg and "\n" not in msg
 
@@ -108,7 +108,7 @@ def test_incompatible_channels_flag_names_file(tmp_path):
     for sub in ("train/normal", "test/normal", "test/abnormal"):
         write_tiff(root / sub / "a.tif", np.zeros((2, 12, 12), np.uint16))
     with pytest.raises(InputError, match=r"train/normal/a.tif.*--channels 3"):
-        load_splits(f"folder:{root}", isize=8, channels=3)
+        load_splits(f"folder:{root}", isize=32, channels=3)
 
 
 def test_empty_folder(tmp_path):
@@ -145,9 +145,9 @@ def test_corrupt_image_raises_then_skip_bad_counts(tmp_path):
     bad1 = truncate(root / "train/normal/img001.png", 0.5)
     (root / "test/abnormal/img000.png").write_bytes(b"garbage")
     with pytest.raises(InputError) as ei:
-        load_splits(f"folder:{root}", isize=8)
+        load_splits(f"folder:{root}", isize=32)
     assert str(bad1) in str(ei.value) and "--skip-bad" in str(ei.value)
-    s = load_splits(f"folder:{root}", isize=8, skip_bad=True)
+    s = load_splits(f"folder:{root}", isize=32, skip_bad=True)
     assert s.skipped == 2
     assert s.train.shape[0] == 3 and s.test.shape[0] == 3
     assert s.test_labels.tolist() == [0, 0, 1]

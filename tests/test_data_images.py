@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skipgan.data.images import CorruptImageError, read_image, to_tensor
+from skipgan.data.images import CorruptImageError, batch_to_tensor, read_image, to_tensor
 from skipgan.errors import InputError
 
 try:
@@ -64,20 +64,20 @@ def test_png_16bit_keeps_values_and_precision(tmp_path):
     assert arr.dtype == np.uint16 and arr.shape == (1, 2, 3)
     np.testing.assert_array_equal(arr[0], a)  # values above 255 survive
     # bigger image at native size: 1000 and 1001 stay different after normalisation
-    big = np.full((16, 16), 1000, np.uint16)
-    big[:, 8:] = 1001
-    t = to_tensor(read_image(write_png(tmp_path / "b16.png", big)), 16)
-    assert t.dtype == torch.float32 and t.shape == (1, 16, 16)
-    assert t[0, 0, 0] != t[0, 0, 15]
+    big = np.full((32, 32), 1000, np.uint16)
+    big[:, 16:] = 1001
+    t = to_tensor(read_image(write_png(tmp_path / "b16.png", big)), 32)
+    assert t.dtype == torch.float32 and t.shape == (1, 32, 32)
+    assert t[0, 0, 0] != t[0, 0, 31]
     assert torch.allclose(t[0, 0, 0], torch.tensor(1000 / 65535 * 2 - 1))
-    assert torch.allclose(t[0, 0, 15], torch.tensor(1001 / 65535 * 2 - 1))
+    assert torch.allclose(t[0, 0, 31], torch.tensor(1001 / 65535 * 2 - 1))
 
 
 def test_png_16bit_precision_survives_resize(tmp_path):
-    big = np.full((32, 32), 1000, np.uint16)
-    big[:, 16:] = 1001
-    t = to_tensor(read_image(write_png(tmp_path / "b16.png", big)), 8)
-    assert t[0, 0, 0] < t[0, 0, 7]  # not flattened to 8 bits (where both would be 4/255)
+    big = np.full((128, 128), 1000, np.uint16)
+    big[:, 64:] = 1001
+    t = to_tensor(read_image(write_png(tmp_path / "b16.png", big)), 32)
+    assert t[0, 0, 0] < t[0, 0, 31]  # not flattened to 8 bits (where both would be 4/255)
 
 
 # ----------------------------------------------------------------------------------------------- JPEG / BMP
@@ -153,14 +153,14 @@ def test_tiff_float(tmp_path):
     a = np.linspace(0, 1, 120, dtype=np.float32).reshape(12, 10)
     arr = read_image(write_tiff(tmp_path / "f.tif", a))
     assert arr.dtype == np.float32
-    t = to_tensor(arr, 12)
-    assert t.shape == (1, 12, 12) and t.min() >= -1 and t.max() <= 1
+    t = to_tensor(arr, 32)
+    assert t.shape == (1, 32, 32) and t.min() >= -1 and t.max() <= 1
 
 
 def test_tiff_float_out_of_range_refused(tmp_path):
     arr = read_image(write_tiff(tmp_path / "f.tif", np.full((4, 4), 300.0, np.float32)))
     with pytest.raises(InputError, match="f.tif.*\\[0, 1\\]"):
-        to_tensor(arr, 4, name=str(tmp_path / "f.tif"))
+        to_tensor(arr, 32, name=str(tmp_path / "f.tif"))
 
 
 def test_tiff_signed_int_refused(tmp_path):
@@ -173,39 +173,51 @@ def test_tiff_signed_int_refused(tmp_path):
 
 
 def test_to_tensor_range_and_shape():
-    a = np.array([[[0, 255], [128, 255]]], dtype=np.uint8)
-    t = to_tensor(a, 2)
-    assert t.dtype == torch.float32 and t.shape == (1, 2, 2)
-    assert t[0, 0, 0] == -1 and t[0, 0, 1] == 1
-    t = to_tensor(np.zeros((3, 40, 30), np.uint8), 16)
-    assert t.shape == (3, 16, 16) and torch.all(t == -1)
+    a = np.zeros((1, 32, 32), np.uint8)
+    a[0, 0, 1], a[0, 1, 0] = 255, 128
+    t = to_tensor(a, 32)  # native size: no resize, exact values
+    assert t.dtype == torch.float32 and t.shape == (1, 32, 32)
+    assert t[0, 0, 0] == -1 and t[0, 0, 1] == 1 and abs(float(t[0, 1, 0]) - (128 / 255 * 2 - 1)) < 1e-6
+    t = to_tensor(np.zeros((3, 40, 30), np.uint8), 32)
+    assert t.shape == (3, 32, 32) and torch.all(t == -1)
 
 
 def test_to_tensor_16bit_scale():
-    a = np.array([[[0, 65535]]], dtype=np.uint16)
-    t = to_tensor(a.repeat(2, 1), 2)
+    a = np.zeros((1, 32, 32), np.uint16)
+    a[0, :, 16:] = 65535
+    t = to_tensor(a, 32)
     assert t.min() == -1 and t.max() == 1
 
 
 def test_to_tensor_antialiased_downscale():
     # a 1-pixel checkerboard averages to grey when shrunk with antialiasing
-    a = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)[None]
-    t = to_tensor(a, 8)
+    a = (np.indices((256, 256)).sum(0) % 2 * 255).astype(np.uint8)[None]
+    t = to_tensor(a, 32)
     assert t.abs().max() < 0.05
 
 
+@pytest.mark.parametrize("bad", [8, 16, 48, 1024, 0, -32, 32.0, True])
+def test_resize_only_to_sizes_the_model_takes(bad):
+    """Preprocessing feeds the model: the model's isize rule (skipgan.isize), one error for both."""
+    with pytest.raises(InputError, match=r"isize=.*must be a power of two from 32 to 512 \(32, 64, 128, 256 or 512\)"):
+        to_tensor(np.zeros((1, 32, 32), np.uint8), bad)
+    with pytest.raises(ValueError):  # the same exception the model raises
+        batch_to_tensor(np.zeros((2, 1, 32, 32), np.uint8), bad)
+    assert batch_to_tensor(np.zeros((2, 1, 8, 8), np.uint8), np.int64(64)).shape == (2, 1, 64, 64)
+
+
 def test_channel_adaptation():
-    g = np.full((1, 4, 4), 255, np.uint8)
-    assert torch.equal(to_tensor(g, 4, 3), torch.ones(3, 4, 4))
-    rgb = np.zeros((3, 4, 4), np.uint8)
+    g = np.full((1, 32, 32), 255, np.uint8)
+    assert torch.equal(to_tensor(g, 32, 3), torch.ones(3, 32, 32))
+    rgb = np.zeros((3, 32, 32), np.uint8)
     rgb[0] = 255  # pure red -> luma 0.299
-    t = to_tensor(rgb, 4, 1)
-    assert t.shape == (1, 4, 4)
-    assert torch.allclose(t, torch.full((1, 4, 4), 0.299 * 2 - 1), atol=1e-6)
+    t = to_tensor(rgb, 32, 1)
+    assert t.shape == (1, 32, 32)
+    assert torch.allclose(t, torch.full((1, 32, 32), 0.299 * 2 - 1), atol=1e-6)
     with pytest.raises(InputError, match="x.png.*--channels 3"):
-        to_tensor(np.zeros((2, 4, 4), np.uint8), 4, 3, name="x.png")
+        to_tensor(np.zeros((2, 32, 32), np.uint8), 32, 3, name="x.png")
     with pytest.raises(InputError, match="--channels 2"):
-        to_tensor(rgb, 4, 2, name="x.png")
+        to_tensor(rgb, 32, 2, name="x.png")
 
 
 # ----------------------------------------------------------------------------------------------- bad input

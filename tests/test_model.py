@@ -1,10 +1,13 @@
 """Model shapes and semantics: the explicit-activation UNet equals the original in-place pix2pix network."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from skipgan.model import Architecture, Discriminator, SkipGANomaly, UNetGenerator, check_isize
+from skipgan.errors import InputError
+from skipgan.isize import ISIZES, check_isize
+from skipgan.model import Architecture, Discriminator, Scores, SkipGANomaly, UNetGenerator, score_in_batches
 
 
 @pytest.mark.parametrize("isize", [32, 64, 128, 256])
@@ -45,8 +48,42 @@ def test_discriminator_pyramid_reaches_4x4():
 
 @pytest.mark.parametrize("bad", [16, 31, 48, 1024, 0, -32])
 def test_bad_isize_is_a_clear_error(bad):
-    with pytest.raises(ValueError, match=f"isize={bad}: must be a power of two from 32 to 512"):
+    msg = f"isize={bad}: must be a power of two from 32 to 512 \\(32, 64, 128, 256 or 512\\)"
+    with pytest.raises(ValueError, match=msg) as ei:
         check_isize(bad)
+    assert isinstance(ei.value, InputError)  # one error for the model, the data loaders and the CLI
+    for build in (lambda: Architecture(isize=bad), lambda: UNetGenerator(isize=bad), lambda: Discriminator(isize=bad)):
+        with pytest.raises(ValueError, match=msg):
+            build()
+
+
+def test_isize_rule():
+    assert ISIZES == (32, 64, 128, 256, 512)
+    assert [check_isize(s) for s in ISIZES] == list(ISIZES)
+    assert check_isize(np.int64(64)) == 64 and type(check_isize(np.int64(64))) is int
+    for bad in (True, 32.0, "32", None):
+        with pytest.raises(ValueError, match="must be a power of two"):
+            check_isize(bad)
+
+
+@pytest.mark.parametrize("batch_size", [2, 256])
+def test_score_in_batches_returns_scores_on_cpu_in_fp32(batch_size):
+    torch.manual_seed(0)
+    m = SkipGANomaly(Architecture(isize=32, nc=1, ngf=4, ndf=4, nz=8)).train()  # 8 noise probes by default
+    x = torch.rand(5, 1, 32, 32) * 2 - 1
+    s = score_in_batches(m, x, batch_size)
+    assert isinstance(s, Scores) and len(s) == 5 and m.training  # mode restored
+    assert s.reconstruction is None and s.error_map is None
+    assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in (s.score, s.pixel, s.feature))
+    full = score_in_batches(m, x, batch_size, with_error_map=True, keep_reconstructions=True)
+    assert full.reconstruction.shape == x.shape and full.error_map.shape == (5, 32, 32)
+    with torch.no_grad():
+        ref = m.eval().score(x, with_error_map=True)
+    for name in ("score", "pixel", "feature", "reconstruction", "error_map"):
+        torch.testing.assert_close(getattr(full, name), getattr(ref, name), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(s.score, ref.score, rtol=1e-5, atol=1e-6)
+    empty = score_in_batches(m, x[:0], batch_size, with_error_map=True, keep_reconstructions=True)
+    assert len(empty) == 0 and empty.reconstruction.shape == (0, 1, 32, 32) and empty.error_map.shape == (0, 32, 32)
 
 
 # ---- the original pix2pix UnetSkipConnectionBlock, with its in-place LeakyReLU/ReLU, as an oracle --------------

@@ -1,9 +1,11 @@
-"""skipgan::anomaly_score / anomaly_score_out against the pure-PyTorch reference in skipgan.ops."""
+"""skipgan::anomaly_score / anomaly_score_out against the ONE score definition, skipgan.scoring.combine_scores
+(and skipgan.scoring.error_map for the map)."""
 
 import pytest
 import torch
 
 from skipgan import ops
+from skipgan.scoring import combine_scores, error_map
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 LAM = 0.9
@@ -24,16 +26,24 @@ def tol(dtype):
     return dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-4, atol=1e-6)
 
 
-def check(x, x_hat, f, f_hat, lam=LAM):
-    ref_s, ref_map = ops.anomaly_score_reference(x, x_hat, f, f_hat, lam, error_map=True)
-    s = ops.anomaly_score(x, x_hat, f, f_hat, lam)
-    s2, m = ops.anomaly_score(x, x_hat, f, f_hat, lam, error_map=True)
+def check(x, x_hat, f, f_hat, lam=LAM, margin=0):
+    ref_s, ref_pixel, ref_feature = combine_scores(x, x_hat, f, f_hat, lam, margin)
+    ref_map = error_map(x, x_hat)
+    s = ops.anomaly_score(x, x_hat, f, f_hat, lam, margin=margin)
+    s2, m = ops.anomaly_score(x, x_hat, f, f_hat, lam, margin=margin, error_map=True)
+    s3, parts = ops.anomaly_score(x, x_hat, f, f_hat, lam, margin=margin, parts=True)
+    s4, m4, parts4 = ops.anomaly_score(x, x_hat, f, f_hat, lam, margin=margin, error_map=True, parts=True)
     assert s.dtype == torch.float32 and s.shape == (x.shape[0],)
-    assert m.dtype == torch.float32 and m.shape == (x.shape[0], x.shape[2], x.shape[3])
+    assert m.dtype == torch.float32 and m.shape == (x.shape[0], x.shape[2], x.shape[3])  # full size, margin or not
+    assert parts.dtype == torch.float32 and parts.shape == (x.shape[0], 2) and parts.is_contiguous()
     torch.testing.assert_close(s, ref_s, **tol(x.dtype))
     torch.testing.assert_close(m, ref_map, **tol(x.dtype))
-    # The same reduction runs with or without a map: identical scores, not just close ones.
-    assert torch.equal(s, s2)
+    torch.testing.assert_close(parts[:, 0], ref_pixel, **tol(x.dtype))
+    torch.testing.assert_close(parts[:, 1], ref_feature, **tol(x.dtype))
+    # The same reduction runs with or without a map or parts: identical results, not just close ones.
+    for other in (s2, s3, s4):
+        assert torch.equal(s, other)
+    assert torch.equal(m, m4) and torch.equal(parts, parts4)
 
 
 # ---------------------------------------------------------------------------------------------- numerics
@@ -96,6 +106,8 @@ def test_lam_extremes():
     x, x_hat, f, f_hat = make(2, 3, 8, 8)
     for lam in (0.0, 1.0, 0.25):
         check(x, x_hat, f, f_hat, lam)
+    for lam in (0.0, 1.0):
+        check(x, x_hat, f, f_hat, lam, margin=2)
 
 
 def test_out_variant_writes_into_views():
@@ -103,17 +115,24 @@ def test_out_variant_writes_into_views():
     scores = torch.full((2, 4), -1.0)
     maps = torch.zeros(4, 8, 8)
     torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, LAM, scores[1], maps)
-    ref_s, ref_m = ops.anomaly_score_reference(x, x_hat, f, f_hat, LAM, error_map=True)
+    ref_s = combine_scores(x, x_hat, f, f_hat, LAM)[0]
     torch.testing.assert_close(scores[1], ref_s)
     assert torch.all(scores[0] == -1)
-    torch.testing.assert_close(maps, ref_m)
+    torch.testing.assert_close(maps, error_map(x, x_hat))
     col = torch.zeros(4, 2)  # strided scores
     torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, LAM, col[:, 1])
     torch.testing.assert_close(col[:, 1], ref_s)
+    # margin and parts by keyword, error_map left out
+    parts = torch.full((4, 2), -1.0)
+    torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, LAM, col[:, 0], margin=1, parts=parts)
+    ref_s, ref_pixel, ref_feature = combine_scores(x, x_hat, f, f_hat, LAM, 1)
+    torch.testing.assert_close(col[:, 0], ref_s)
+    torch.testing.assert_close(parts, torch.stack([ref_pixel, ref_feature], 1))
 
 
+@pytest.mark.parametrize("margin", [0, 3])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_deterministic_for_any_thread_count(layout):
+def test_deterministic_for_any_thread_count(layout, margin):
     x, x_hat, f, f_hat = make(5, 3, 96, 80, feat=(40000,))  # several chunks of each kind per sample
     if layout == "channels_last":
         x, x_hat = (t.contiguous(memory_format=torch.channels_last) for t in (x, x_hat))
@@ -122,11 +141,85 @@ def test_deterministic_for_any_thread_count(layout):
         results = []
         for n in (1, 2, 3):
             torch.set_num_threads(n)
-            results.append(ops.anomaly_score(x, x_hat, f, f_hat, error_map=True))
+            results.append(ops.anomaly_score(x, x_hat, f, f_hat, margin=margin, error_map=True, parts=True))
     finally:
         torch.set_num_threads(before)
-    for s, m in results[1:]:
-        assert torch.equal(s, results[0][0]) and torch.equal(m, results[0][1])
+    for got in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(got, results[0]))
+
+
+# ---------------------------------------------------------------------------------------------- margin
+
+MARGIN_SHAPES = [
+    (1, 3, 7, 9),  # batch 1, odd sizes: margin 3 leaves a 1 x 3 interior
+    (2, 1, 16, 12),
+    (3, 2, 33, 17),
+    (2, 3, 70, 61),  # 4270 pixels: the chunk boundary falls inside an interior row
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("margin", [0, 1, 2, 3])
+@pytest.mark.parametrize("shape", MARGIN_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_margin_matches_combine_scores(shape, margin, dtype):
+    check(*make(*shape, dtype=dtype), margin=margin)
+
+
+@pytest.mark.parametrize("margin", [1, 2, 3])
+def test_margin_channels_last(margin):
+    cl = torch.channels_last
+    for shape in [(1, 3, 7, 9), (2, 1, 17, 9), (2, 2, 17, 9), (2, 5, 100, 50)]:  # last: several blocks and chunks
+        x, x_hat, f, f_hat = make(*shape)
+        check(x.contiguous(memory_format=cl), x_hat.contiguous(memory_format=cl), f, f_hat, margin=margin)
+        x, x_hat = x.bfloat16(), x_hat.bfloat16()
+        check(x.contiguous(memory_format=cl), x_hat.contiguous(memory_format=cl), f, f_hat, margin=margin)
+
+
+@pytest.mark.parametrize("margin", [1, 2])
+def test_margin_noncontiguous_layouts(margin):
+    x, x_hat, f, f_hat = make(2, 3, 16, 12)
+    check(x, x_hat.contiguous(memory_format=torch.channels_last), f, f_hat, margin=margin)  # mixed: copied
+    big = torch.rand(2, 3, 32, 24)
+    check(big[:, :, ::2, ::2], x_hat, f, f_hat, margin=margin)  # strided view
+    check(x.transpose(2, 3), x_hat.transpose(2, 3), f, f_hat, margin=margin)  # H and W swapped
+    buf = torch.cat([x, x_hat])
+    check(buf[:2], buf[2:], f, f_hat, margin=margin)  # halves of one buffer
+
+
+def test_margin_edge_chunks():
+    # Row 0 alone fills the first 4096-pixel chunk: a chunk without any interior pixel.
+    check(*make(1, 1, 3, 5000, feat=(3,)), margin=1)
+    # More channels than a chunk has pixels, interleaved: one pixel per scratch block.
+    x, x_hat, f, f_hat = make(1, 5000, 3, 3, feat=(3,))
+    cl = torch.channels_last
+    check(x.contiguous(memory_format=cl), x_hat.contiguous(memory_format=cl), f, f_hat, margin=1)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_margin_equals_interior_and_keeps_full_map(layout):
+    x, x_hat, f, f_hat = make(2, 3, 70, 61)
+    if layout == "channels_last":
+        x, x_hat = (t.contiguous(memory_format=torch.channels_last) for t in (x, x_hat))
+    s, m, parts = ops.anomaly_score(x, x_hat, f, f_hat, margin=2, error_map=True, parts=True)
+    inner = (slice(None), slice(None), slice(2, 68), slice(2, 59))
+    s0, parts0 = ops.anomaly_score(x[inner], x_hat[inner], f, f_hat, parts=True)
+    torch.testing.assert_close(s, s0, **tol(x.dtype))
+    torch.testing.assert_close(parts, parts0, **tol(x.dtype))
+    # The map is the same full-size map as without a margin: the margin only concerns R.
+    _, m_full = ops.anomaly_score(x, x_hat, f, f_hat, error_map=True)
+    assert torch.equal(m, m_full)
+
+
+def test_wrapper_returns_what_was_asked():
+    x, x_hat, f, f_hat = make(2, 3, 8, 8)
+    assert isinstance(ops.anomaly_score(x, x_hat, f, f_hat, margin=1), torch.Tensor)
+    got = ops.anomaly_score(x, x_hat, f, f_hat, margin=1, parts=True)
+    assert len(got) == 2 and got[1].shape == (2, 2)
+    got = ops.anomaly_score(x, x_hat, f, f_hat, error_map=True, parts=True)
+    assert len(got) == 3 and got[1].shape == (2, 8, 8) and got[2].shape == (2, 2)
+    out, parts_out = torch.empty(2), torch.empty(2, 2)
+    s, p = ops.anomaly_score(x, x_hat, f, f_hat, margin=1, parts=True, out=out, parts_out=parts_out)
+    assert s is out and p is parts_out
 
 
 # ---------------------------------------------------------------------------------------------- opcheck
@@ -140,6 +233,12 @@ def opcheck_samples(device):
     scores = torch.empty(2, device=device)
     yield "anomaly_score_out", (x, x_hat, f, f_hat, LAM, scores, None)
     yield "anomaly_score_out", (x, x_hat, f, f_hat, LAM, scores, torch.empty(2, 9, 7, device=device))
+    yield "anomaly_score", (x, x_hat, f, f_hat, LAM, 2)
+    yield "anomaly_score", (xc, xhc, f, f_hat, 0.5, 3)
+    parts = torch.empty(2, 2, device=device)
+    yield "anomaly_score_out", (x, x_hat, f, f_hat, LAM, scores, torch.empty(2, 9, 7, device=device), 2, parts)
+    yield "anomaly_score_out", (xc, xhc, f, f_hat, LAM, scores, None, 1, parts)
+    yield "anomaly_score_out", (x, x_hat, f, f_hat, LAM, scores, None, 0, parts)
 
 
 def test_opcheck_cpu():
@@ -182,6 +281,38 @@ def test_rejects_bad_outputs():
         out(x, x_hat, f, f_hat, LAM, torch.empty(2), torch.empty(2, 8, 16)[..., ::2])
     with pytest.raises(RuntimeError, match=r"error_map: expected dtype Float"):
         out(x, x_hat, f, f_hat, LAM, torch.empty(2), torch.empty(2, 8, 8, dtype=torch.half))
+    with pytest.raises(RuntimeError, match=r"skipgan::anomaly_score_out: parts: expected shape \[2, 2\], got \[2, 3\]"):
+        out(x, x_hat, f, f_hat, LAM, torch.empty(2), parts=torch.empty(2, 3))
+    with pytest.raises(RuntimeError, match=r"parts: expected shape \[2, 2\], got \[2\]"):
+        out(x, x_hat, f, f_hat, LAM, torch.empty(2), None, 1, torch.empty(2))
+    with pytest.raises(RuntimeError, match=r"parts: expected dtype Float, got Half"):
+        out(x, x_hat, f, f_hat, LAM, torch.empty(2), parts=torch.empty(2, 2, dtype=torch.half))
+    with pytest.raises(RuntimeError, match=r"parts: expected a contiguous tensor"):
+        out(x, x_hat, f, f_hat, LAM, torch.empty(2), parts=torch.empty(2, 4)[:, ::2])
+    with pytest.raises(RuntimeError, match=r"parts: expected a contiguous tensor"):
+        out(x, x_hat, f, f_hat, LAM, torch.empty(2), parts=torch.empty(2, 2).t())
+
+
+@pytest.mark.parametrize("margin", [-1, 4, 10])
+def test_rejects_bad_margin(margin):
+    x, x_hat, f, f_hat = make(2, 3, 8, 8)
+    msg = (r"skipgan::anomaly_score: margin: expected 0 <= margin and 2 \* margin < H and 2 \* margin < W "
+           rf"\(H = 8, W = 8\), got {margin}")
+    with pytest.raises(RuntimeError, match=msg):
+        torch.ops.skipgan.anomaly_score(x, x_hat, f, f_hat, LAM, margin)
+    with pytest.raises(RuntimeError, match=msg.replace("anomaly_score:", "anomaly_score_out:")):
+        torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, LAM, torch.empty(2), margin=margin)
+    with pytest.raises(RuntimeError, match=msg):
+        ops.anomaly_score(x, x_hat, f, f_hat, margin=margin)
+
+
+def test_rejects_margin_too_big_for_one_side():
+    x, x_hat, f, f_hat = make(2, 3, 5, 12)  # margin 2 fits both sides, 3 only the width
+    check(x, x_hat, f, f_hat, margin=2)
+    with pytest.raises(RuntimeError, match=r"margin: expected .*\(H = 5, W = 12\), got 3"):
+        ops.anomaly_score(x, x_hat, f, f_hat, margin=3)
+    with pytest.raises(RuntimeError, match=r"margin: expected .*\(H = 12, W = 5\), got 3"):
+        ops.anomaly_score(x.transpose(2, 3), x_hat.transpose(2, 3), f, f_hat, margin=3)
 
 
 # ---------------------------------------------------------------------------------------------- CUDA
@@ -201,6 +332,19 @@ def test_cuda_matches_reference(shape, dtype):
 
 
 @CUDA
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("margin", [0, 1, 2, 3])
+@pytest.mark.parametrize("shape", MARGIN_SHAPES + [(3, 3, 256, 256), (130, 3, 32, 32)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_cuda_margin_matches_combine_scores(shape, margin, dtype):
+    x, x_hat, f, f_hat = make(*shape, dtype=dtype, device="cuda")
+    check(x, x_hat, f, f_hat, margin=margin)
+    cl = torch.channels_last
+    check(x.contiguous(memory_format=cl), x_hat.contiguous(memory_format=cl), f, f_hat, margin=margin)
+    check(x.transpose(2, 3), x_hat.transpose(2, 3), f, f_hat, margin=margin)
+
+
+@CUDA
 def test_cuda_layouts_and_misaligned_pointers():
     x, x_hat, f, f_hat = make(3, 3, 16, 16, feat=(1001,), device="cuda")
     cl = torch.channels_last
@@ -214,12 +358,13 @@ def test_cuda_layouts_and_misaligned_pointers():
 
 
 @CUDA
-def test_cuda_deterministic_and_no_sync_needed():
+@pytest.mark.parametrize("margin", [0, 2])
+def test_cuda_deterministic_and_no_sync_needed(margin):
     x, x_hat, f, f_hat = make(8, 3, 64, 64, feat=(5000,), device="cuda")
-    first = ops.anomaly_score(x, x_hat, f, f_hat, error_map=True)
+    first = ops.anomaly_score(x, x_hat, f, f_hat, margin=margin, error_map=True, parts=True)
     for _ in range(3):
-        again = ops.anomaly_score(x, x_hat, f, f_hat, error_map=True)
-        assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+        again = ops.anomaly_score(x, x_hat, f, f_hat, margin=margin, error_map=True, parts=True)
+        assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
 @CUDA
@@ -232,3 +377,6 @@ def test_cuda_rejects_mixed_devices():
     with pytest.raises(RuntimeError, match=r"scores: expected device cpu \(the device of x\), got cuda:0"):
         torch.ops.skipgan.anomaly_score_out(x.cpu(), x_hat.cpu(), f.cpu(), f_hat.cpu(), LAM,
                                             torch.empty(2, device="cuda"))
+    with pytest.raises(RuntimeError, match=r"parts: expected device cuda:0 \(the device of x\), got cpu"):
+        torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, LAM, torch.empty(2, device="cuda"),
+                                            parts=torch.empty(2, 2))

@@ -34,9 +34,11 @@ def test_cpu_kernels_run_in_parallel():
 
 def test_cuda_kernels_registered_as_built():
     # A build without CUDA kernels still registers a CUDA kernel: the one that explains how to rebuild.
-    for op in ("conv_bn_act_out", "anomaly_score", "anomaly_score_out"):
+    for op in ("conv_bn_act_out", "anomaly_score", "anomaly_score_out", "bias_act_out"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"skipgan::{op}", "CUDA")
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"skipgan::{op}", "CPU")
+    # col2im is CPU-only by design (on CUDA the engine runs cuDNN's transposed convs)
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("skipgan::col2im_bias_act_out", "CPU")
 
 
 @pytest.mark.skipif(ops.build_info()["cuda"] or not torch.cuda.is_available(),
@@ -100,6 +102,7 @@ def test_wide_instructions_only_in_isa_namespaces():
 
 SCRIPT = r"""
 import torch, skipgan.ops as o
+from skipgan.scoring import combine_scores, error_map
 assert o.build_info()["cpu_isa"] == "{isa}", o.build_info()
 g = torch.Generator().manual_seed(0)
 for dt in (torch.float32, torch.bfloat16):
@@ -108,9 +111,11 @@ for dt in (torch.float32, torch.bfloat16):
         if cl:
             x, xh = x.contiguous(memory_format=torch.channels_last), xh.contiguous(memory_format=torch.channels_last)
         f = torch.randn(2, 33, generator=g).to(dt); fh = torch.randn(2, 33, generator=g).to(dt)
-        s, m = o.anomaly_score(x, xh, f, fh, error_map=True)
-        rs, rm = o.anomaly_score_reference(x, xh, f, fh, error_map=True)
-        torch.testing.assert_close(s, rs, rtol=1e-4, atol=1e-6); torch.testing.assert_close(m, rm, rtol=1e-4, atol=1e-6)
+        for margin in (0, 2):
+            s, m, parts = o.anomaly_score(x, xh, f, fh, 0.9, margin=margin, error_map=True, parts=True)
+            rs, rpix, rfeat = combine_scores(x, xh, f, fh, 0.9, margin)
+            for got, ref in ((s, rs), (m, error_map(x, xh)), (parts[:, 0], rpix), (parts[:, 1], rfeat)):
+                torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-6)
         w = (torch.randn(5, 3, 4, 4, generator=g) / 7).to(dt); sc = torch.rand(5, generator=g); sh = torch.randn(5, generator=g)
         tol = dict(rtol=1e-4, atol=1e-5) if dt == torch.float32 else dict(rtol=3e-2, atol=3e-2)
         for act in o.ACTIVATIONS:

@@ -73,10 +73,10 @@ def test_same_seed_same_scores_bit_exact():
     _, a = fit()
     _, b = fit()
     test = tiny_images(6, seed=1)
-    sa, sb = score_in_batches(a.model, test)["score"], score_in_batches(b.model, test)["score"]
+    sa, sb = score_in_batches(a.model, test).score, score_in_batches(b.model, test).score
     assert torch.equal(sa, sb)
     _, c = fit(seed=1)
-    assert not torch.equal(sa, score_in_batches(c.model, test)["score"])
+    assert not torch.equal(sa, score_in_batches(c.model, test).score)
 
 
 def test_result_is_eval_mode_and_calibrated():
@@ -155,7 +155,7 @@ def test_balance_lam_is_stored_and_used():
     assert cal["lam_requested"] == 0.9 and cal["lam"] == r.model.lam != 0.9
     test = tiny_images(4, seed=2)
     s = score_in_batches(r.model, test)
-    torch.testing.assert_close(s["score"], cal["lam"] * s["pixel"] + (1 - cal["lam"]) * s["feature"])
+    torch.testing.assert_close(s.score, cal["lam"] * s.pixel + (1 - cal["lam"]) * s.feature)
 
 
 @pytest.mark.parametrize("kw", [{"noise_std": 1.0, "score_draws": 2},
@@ -178,4 +178,4 @@ def test_generator_trains_on_corrupted_input_and_model_keeps_probes(kw, monkeypa
     # the same seed draws the same corruption: bit-identical models
     _, r2 = fit(epochs=1, **kw)
     test = tiny_images(4, seed=2)
-    assert torch.equal(score_in_batches(r.model, test)["score"], score_in_batches(r2.model, test)["score"])
+    assert torch.equal(score_in_batches(r.model, test).score, score_in_batches(r2.model, test).score)

@@ -24,7 +24,7 @@ def test_cuda_training_is_finite_and_scores_in_fp32(amp, channels_last):
     assert next(r.model.parameters()).is_cuda
     assert torch.isfinite(r.val_scores).all()
     s = score_in_batches(r.model, images(6, seed=1))
-    assert s["score"].dtype == torch.float32 and torch.isfinite(s["score"]).all()
+    assert s.score.dtype == torch.float32 and torch.isfinite(s.score).all()
 
 
 def test_cuda_scores_match_cpu_scores(monkeypatch):
@@ -33,8 +33,8 @@ def test_cuda_scores_match_cpu_scores(monkeypatch):
     r = Trainer(TINY, TrainConfig(epochs=1, batch_size=8), device="cuda", progress=False,
                 log=lambda s: None).fit(images())
     x = images(6, seed=1)
-    on_gpu = score_in_batches(r.model, x)["score"]
-    on_cpu = score_in_batches(r.model.cpu(), x)["score"]
+    on_gpu = score_in_batches(r.model, x).score
+    on_cpu = score_in_batches(r.model.cpu(), x).score
     torch.testing.assert_close(on_gpu, on_cpu, rtol=1e-3, atol=1e-6)
 
 

@@ -85,18 +85,18 @@ def run_class(k: int, overrides: dict, device: str = "cpu", split_seed: int = 0)
     _, val = split_validation(splits.train, cfg.val_fraction, cfg.seed)
     v = score_in_batches(result.model, val)
     lam = cfg.lam
-    balanced = lam * s["pixel"] / v["pixel"].std() + (1 - lam) * s["feature"] / v["feature"].std()
+    balanced = lam * s.pixel / v.pixel.std() + (1 - lam) * s.feature / v.feature.std()
     # Pixel error over the interior only (a MARGIN-pixel border left out): the transposed convs' border
     # artifacts dominate the pixel error of normal images (see the examples grid), not the digits.
     m = MARGIN
-    inner = (interior(splits.test, m) - interior(s["reconstruction"], m)).pow(2).flatten(1).mean(1)
-    margin_score = lam * inner + (1 - lam) * s["feature"]
-    return {"class": k, "auroc": float(roc_auc_score(y, s["score"].numpy())),
+    inner = (interior(splits.test, m) - interior(s.reconstruction, m)).pow(2).flatten(1).mean(1)
+    margin_score = lam * inner + (1 - lam) * s.feature
+    return {"class": k, "auroc": float(roc_auc_score(y, s.score.numpy())),
             f"auroc_margin{m}": float(roc_auc_score(y, margin_score.numpy())),
             f"auroc_pixel_margin{m}": float(roc_auc_score(y, inner.numpy())),
             "auroc_balanced": float(roc_auc_score(y, balanced.numpy())),
-            "auroc_pixel": float(roc_auc_score(y, s["pixel"].numpy())),
-            "auroc_feature": float(roc_auc_score(y, s["feature"].numpy())),
+            "auroc_pixel": float(roc_auc_score(y, s.pixel.numpy())),
+            "auroc_feature": float(roc_auc_score(y, s.feature.numpy())),
             "train_seconds": round(seconds, 1), "config": cfg.to_dict(), "device": device_name(device),
             "torch": torch.__version__, "split_seed": split_seed, **baseline_aurocs(k, split_seed)}
 

@@ -67,15 +67,84 @@ inline float sqdiff_sum(const T* a, const T* b, int64_t n) {
   return s;
 }
 
-// Image chunk: pixels [p0, p0 + np) of sample b, all channels. Returns the sum of (x - x_hat)^2 and writes
-// the per-pixel channel mean into the error map when there is one. The same code runs with or without a
-// map, so the scores do not depend on whether a map was requested.
+// Image chunk with a border (p.margin > 0): pixels [p0, p0 + np) of one sample (x, xh: its first element).
+// The per-pixel channel sums go to scratch[0, np) (and, as means, to the map, border included); the chunk's
+// partial is the sum of the interior ones, row segment by row segment in pixel order. The pixel sums are
+// formed as on the margin-free paths below (same chains, same channel order). scratch holds kPixChunk
+// floats for the pixel sums, then at least max(kPixChunk, C) for the NHWC squared differences.
+template <typename T>
+float image_chunk_margin(const ScoreParams& p, const T* x, const T* xh, int64_t p0, int64_t np, float* map,
+                         float* scratch, int64_t scratch_len) {
+  const int64_t C = p.C;
+  const float inv_c = 1.f / static_cast<float>(C);
+  float* sums = scratch;
+  if (p.planar) {
+    const Vec vinv(inv_c);
+    Vec a0, a1, b0, b1;
+    int64_t i = 0;
+    for (; i + kStep <= np; i += kStep) {
+      Vec s0(0.f), s1(0.f);
+      for (int64_t c = 0; c < C; ++c) {
+        load2(x + c * p.npix + p0 + i, a0, a1);
+        load2(xh + c * p.npix + p0 + i, b0, b1);
+        const Vec d0 = a0 - b0, d1 = a1 - b1;
+        s0 = at::vec::fmadd(d0, d0, s0);
+        s1 = at::vec::fmadd(d1, d1, s1);
+      }
+      s0.store(sums + i);
+      s1.store(sums + i + Vec::size());
+      if (map) {
+        (s0 * vinv).store(map + i);
+        (s1 * vinv).store(map + i + Vec::size());
+      }
+    }
+    for (; i < np; ++i) {
+      float acc = 0.f;
+      for (int64_t c = 0; c < C; ++c) {
+        const float d = static_cast<float>(x[c * p.npix + p0 + i]) - static_cast<float>(xh[c * p.npix + p0 + i]);
+        acc += d * d;
+      }
+      sums[i] = acc;
+      if (map) map[i] = acc * inv_c;
+    }
+  } else {
+    float* block = scratch + kPixChunk;
+    const int64_t pix_per_block = std::max<int64_t>(1, (scratch_len - kPixChunk) / C);
+    const T* xs = x + p0 * C;
+    const T* xhs = xh + p0 * C;
+    for (int64_t q = 0; q < np; q += pix_per_block) {
+      const int64_t nq = std::min(pix_per_block, np - q);
+      sqdiff_to(xs + q * C, xhs + q * C, nq * C, block);
+      for (int64_t i = 0; i < nq; ++i) {
+        float s = 0.f;
+        for (int64_t c = 0; c < C; ++c) s += block[i * C + c];
+        sums[q + i] = s;
+        if (map) map[q + i] = s * inv_c;
+      }
+    }
+  }
+  // Interior rows h in [m, H - m) that meet the chunk; in each, pixels w in [m, W - m) inside the chunk.
+  const int64_t m = p.margin, W = p.W;
+  const int64_t h_begin = std::max(p0 / W, m), h_end = std::min((p0 + np - 1) / W + 1, p.H - m);
+  float total = 0.f;
+  for (int64_t h = h_begin; h < h_end; ++h) {
+    const int64_t lo = std::max(h * W + m, p0), hi = std::min(h * W + W - m, p0 + np);
+    if (lo < hi) total += sum_buf(sums + (lo - p0), hi - lo);
+  }
+  return total;
+}
+
+// Image chunk: pixels [p0, p0 + np) of sample b, all channels. Returns the sum of (x - x_hat)^2 (over the
+// interior pixels when p.margin > 0) and writes the per-pixel channel mean into the error map when there is
+// one. The same code runs with or without a map, so the scores do not depend on whether a map was requested.
 template <typename T>
 float image_chunk(const ScoreParams& p, int64_t b, int64_t p0, int64_t np, float* scratch, int64_t scratch_len) {
   const T* x = static_cast<const T*>(p.x) + b * p.x_bstride;
   const T* xh = static_cast<const T*>(p.x_hat) + b * p.x_hat_bstride;
   const int64_t C = p.C;
   float* map = p.error_map ? p.error_map + b * p.npix + p0 : nullptr;
+  if (p.margin > 0) return image_chunk_margin(p, x, xh, p0, np, map, scratch, scratch_len);
+  // No border: the per-pixel sums go straight into the total, no scratch round trip.
   const float inv_c = 1.f / static_cast<float>(C);
   if (p.planar) {
     // NCHW: for each vector of pixels, the channels are accumulated in registers (one FMA chain per pixel

@@ -1,12 +1,10 @@
 // CPU registration of skipgan::conv_bn_act_out: oneDNN convolution through ATen (conv_bn_act.cpp one level
-// up), then ONE epilogue pass (conv_bn_act_kernel.h, best instruction set for this CPU) split over threads.
-#include <algorithm>
-
-#include <ATen/Parallel.h>
+// up), then ONE epilogue pass (epilogue.h: conv_bn_act_kernel.h, best instruction set for this CPU) split over
+// threads.
 #include <torch/library.h>
 
 #include "../conv_bn_act.h"
-#include "isa.h"
+#include "epilogue.h"
 
 namespace skipgan::cpu {
 namespace {
@@ -18,13 +16,7 @@ void conv_bn_act_out_cpu(const at::Tensor& x, const at::Tensor& weight, const st
   std::vector<at::Tensor> keep_alive;
   const EpilogueParams p = conv_bn_act_prepare(x, weight, scale, shift, stride, padding, transposed, act, slope, out,
                                                act2, out2, c10::DeviceType::CPU, keep_alive);
-  // Rows: (n, c) planes of H*W elements for NCHW y, pixels of C elements for channels_last y.
-  const int64_t rows = p.channels_last ? p.N * p.H * p.W : p.N * p.C;
-  const int64_t row_len = p.channels_last ? p.C : p.H * p.W;
-  if (rows * row_len == 0) return;
-  const auto fn = kernels().epilogue_rows;
-  const int64_t grain = std::max<int64_t>(1, 32768 / row_len);  // ~32K elements per task
-  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { fn(p, begin, end); });
+  run_epilogue(p);
 }
 
 }  // namespace

@@ -15,6 +15,27 @@ namespace epilogue_detail {
 // y is read from memory once, then each output is produced from the scratch.
 constexpr int64_t kBlock = 512;
 
+// tanh as a rational function of v (Eigen's fast float tanh: odd degree-13 / even degree-6 polynomials on
+// [-7.9, 7.9], clamped outside, v itself below 4e-4): within 2.2 ulp / 1.1e-7 of tanh (measured over +-12 and
+// 1e-10..16), where at::vec's v.tanh() (Sleef_tanhf16_u10, 1 ulp) cost 5x as much here: 3.1 ms per 1M values on
+// one AVX-512 core against 0.6 ms (torch.tanh: 0.44 ms). The last layer applies it K times per pixel in probe
+// mode. NaN stays NaN (clamp keeps it, the final blend does not select it away).
+inline Vec tanh_fast(const Vec& v) {
+  const Vec x = at::vec::clamp(v, Vec(-7.90531110763549805f), Vec(7.90531110763549805f));
+  const Vec x2 = x * x;
+  Vec p = at::vec::fmadd(x2, Vec(-2.76076847742355e-16f), Vec(2.00018790482477e-13f));
+  p = at::vec::fmadd(p, x2, Vec(-8.60467152213735e-11f));
+  p = at::vec::fmadd(p, x2, Vec(5.12229709037114e-08f));
+  p = at::vec::fmadd(p, x2, Vec(1.48572235717979e-05f));
+  p = at::vec::fmadd(p, x2, Vec(6.37261928875436e-04f));
+  p = at::vec::fmadd(p, x2, Vec(4.89352455891786e-03f));
+  p = p * x;
+  Vec q = at::vec::fmadd(x2, Vec(1.19825839466702e-06f), Vec(1.18534705686654e-04f));
+  q = at::vec::fmadd(q, x2, Vec(2.26843463243900e-03f));
+  q = at::vec::fmadd(q, x2, Vec(4.89352518554385e-03f));
+  return Vec::blendv(p / q, v, v.abs() < Vec(0.0004f));
+}
+
 template <int ACT>
 inline Vec act_vec(const Vec& v, const Vec& slope) {
   const Vec zero(0.f);
@@ -23,7 +44,7 @@ inline Vec act_vec(const Vec& v, const Vec& slope) {
   } else if constexpr (ACT == kActLeakyReLU) {
     return Vec::blendv(v * slope, v, v > zero);
   } else if constexpr (ACT == kActTanh) {
-    return v.tanh();
+    return tanh_fast(v);
   } else if constexpr (ACT == kActSigmoid) {
     const Vec one(1.f);
     return one / (one + v.neg().exp());

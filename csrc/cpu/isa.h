@@ -13,7 +13,11 @@ namespace skipgan::cpu {
 struct Kernels {
   // conv_bn_act epilogue over rows [begin, end): (n, c) planes when y is NCHW, pixels when channels_last.
   void (*epilogue_rows)(const EpilogueParams& p, int64_t begin, int64_t end);
-  // anomaly_score partial sums of one fixed-size chunk. `scratch` holds at least max(kPixChunk, C) floats.
+  // col2im_bias_act fold + epilogue over output rows [begin, end) (r = n * Ho + oy). `scratch` holds at least
+  // col2im_scratch_floats(q) floats (one per task, not per row).
+  void (*col2im_rows)(const Col2imParams& q, int64_t begin, int64_t end, float* scratch);
+  // anomaly_score partial sums of one fixed-size chunk. `scratch` holds at least max(kPixChunk, C) floats,
+  // plus kPixChunk more (the per-pixel sums) when p.margin > 0.
   float (*image_chunk)(const ScoreParams& p, int64_t b, int64_t p0, int64_t np, float* scratch,
                        int64_t scratch_len);
   float (*feature_chunk)(const ScoreParams& p, int64_t b, int64_t e0, int64_t ne);
@@ -23,6 +27,10 @@ struct Kernels {
 // Fixed chunk sizes of anomaly_score (independent of the thread count: this is what makes it deterministic).
 constexpr int64_t kPixChunk = 4096;    // image pixels per chunk, all channels (48 KiB of fp32 RGB per input)
 constexpr int64_t kFeatChunk = 16384;  // feature elements per chunk
+
+// Scratch of col2im_rows: rows of Wo * C floats (z and the activations; probe mode adds the weights and the
+// weighted sum).
+inline int64_t col2im_scratch_floats(const Col2imParams& q) { return (q.probe_weight ? 4 : 2) * q.e.W * q.e.C; }
 
 Kernels kernels_default();
 Kernels kernels_avx2();    // == kernels_default() where the compiler/arch cannot build it

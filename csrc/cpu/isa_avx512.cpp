@@ -41,11 +41,12 @@
 #define CPU_CAPABILITY_AVX512
 #include "anomaly_score_kernel.h"
 #include "conv_bn_act_kernel.h"
+#include "col2im_kernel.h"
 #pragma GCC pop_options
 
 namespace skipgan::cpu {
 Kernels kernels_avx512() {
-  return {&AVX512::epilogue_rows, &AVX512::image_chunk, &AVX512::feature_chunk, "avx512"};
+  return {&AVX512::epilogue_rows, &AVX512::col2im_rows, &AVX512::image_chunk, &AVX512::feature_chunk, "avx512"};
 }
 }  // namespace skipgan::cpu
 

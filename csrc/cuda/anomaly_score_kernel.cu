@@ -1,7 +1,9 @@
 // CUDA kernel of skipgan::anomaly_score{,_out}: ONE launch, one block per sample (grid-stride over the
 // batch), so no workspace, no atomics and no second pass are needed, and the result is deterministic:
 // each thread sums a fixed set of elements in a fixed order, then a fixed shuffle tree and the warp sums in
-// warp order reduce the block. Loads are 128-bit when both pointers allow it, scalar otherwise.
+// warp order reduce the block. Loads are 128-bit when both pointers allow it, scalar otherwise. With a
+// margin the image part takes a plain per-pixel path (scalar loads) that leaves border pixels out of the sum
+// but still writes them to the map; the thread -> pixel assignment stays fixed, so it is deterministic too.
 //
 // Known limit: with fewer samples than SMs and large images, some SMs idle (a sample is never split across
 // blocks, which is what keeps it to one launch without atomics).
@@ -64,11 +66,40 @@ __device__ __forceinline__ float2 block_sum2(float2 v) {
   return r;
 }
 
+// Image part with a border (p.margin > 0): this thread's pixels q = threadIdx.x + k * kThreads, all written
+// to the map, only the interior ones (h in [m, H - m), w in [m, W - m)) added to the sum. (h, w) of q is
+// advanced by the fixed step (kThreads / W rows, kThreads % W columns) instead of dividing per pixel.
+template <typename T>
+__device__ float image_part_margin(const ScoreParams& p, const T* x, const T* xh, float* map) {
+  const int64_t C = p.C, npix = p.npix, W = p.W, m = p.margin;
+  const int64_t h_end = p.H - m, w_end = W - m;
+  const int64_t dh = kThreads / W, dw = kThreads % W;
+  const float inv_c = 1.f / static_cast<float>(C);
+  // Element strides of channel c and of pixel q: planar (NCHW) or interleaved (NHWC).
+  const int64_t c_stride = p.planar ? npix : 1, q_stride = p.planar ? 1 : C;
+  float s = 0.f;
+  int64_t h = threadIdx.x / W, w = threadIdx.x % W;
+  for (int64_t q = threadIdx.x; q < npix; q += kThreads) {
+    float acc = 0.f;
+    for (int64_t c = 0; c < C; ++c) acc += sqdiff(x[c * c_stride + q * q_stride], xh[c * c_stride + q * q_stride]);
+    if (map) map[q] = acc * inv_c;
+    if (h >= m && h < h_end && w >= m && w < w_end) s += acc;
+    h += dh;
+    w += dw;
+    if (w >= W) {
+      w -= W;
+      ++h;
+    }
+  }
+  return s;
+}
+
 // Image part of one sample: this thread's share of sum (x - x_hat)^2, writing the per-pixel channel mean
 // to `map` (nullable). Always the per-pixel path, with or without a map, so the scores do not depend on
 // whether a map was asked for.
 template <typename T>
 __device__ float image_part(const ScoreParams& p, const T* x, const T* xh, float* map) {
+  if (p.margin > 0) return image_part_margin(p, x, xh, map);
   const int64_t C = p.C, npix = p.npix;
   const float inv_c = 1.f / static_cast<float>(C);
   float s = 0.f;
@@ -139,7 +170,9 @@ __device__ float feature_part(const T* a, const T* b, int64_t n) {
 
 template <typename XT, typename FT>
 __global__ void __launch_bounds__(kThreads) anomaly_score_kernel(ScoreParams p) {
-  const float inv_x = 1.f / static_cast<float>(p.C * p.npix), inv_f = 1.f / static_cast<float>(p.nf);
+  // R averages over the interior pixels only (all of them without a margin).
+  const float inv_x = 1.f / static_cast<float>(p.C * (p.H - 2 * p.margin) * (p.W - 2 * p.margin));
+  const float inv_f = 1.f / static_cast<float>(p.nf);
   for (int64_t b = blockIdx.x; b < p.B; b += gridDim.x) {  // block-uniform loop: __syncthreads is safe
     const XT* x = static_cast<const XT*>(p.x) + b * p.x_bstride;
     const XT* xh = static_cast<const XT*>(p.x_hat) + b * p.x_hat_bstride;
@@ -150,7 +183,14 @@ __global__ void __launch_bounds__(kThreads) anomaly_score_kernel(ScoreParams p) 
     s.x = image_part(p, x, xh, map);
     s.y = feature_part(f, fh, p.nf);
     s = block_sum2(s);
-    if (threadIdx.x == 0) p.scores[b * p.scores_stride] = p.lam * (s.x * inv_x) + (1.f - p.lam) * (s.y * inv_f);
+    if (threadIdx.x == 0) {
+      const float r = s.x * inv_x, l = s.y * inv_f;
+      p.scores[b * p.scores_stride] = p.lam * r + (1.f - p.lam) * l;
+      if (p.parts) {
+        p.parts[2 * b] = r;
+        p.parts[2 * b + 1] = l;
+      }
+    }
   }
 }
 

@@ -9,7 +9,7 @@ int main() {
   auto& dispatcher = c10::Dispatcher::singleton();
   const auto score = dispatcher.findSchemaOrThrow("skipgan::anomaly_score", "")
                          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                           double)>();
+                                           double, int64_t)>();
   const auto conv = dispatcher.findSchemaOrThrow("skipgan::conv_bn_act_out", "")
                         .typed<void(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
                                     const std::optional<at::Tensor>&, at::IntArrayRef, at::IntArrayRef, bool, int64_t,
@@ -17,7 +17,7 @@ int main() {
 
   const at::Tensor x = at::rand({2, 3, 8, 8}), x_hat = at::rand({2, 3, 8, 8});
   const at::Tensor f = at::randn({2, 10}), f_hat = at::randn({2, 10});
-  const at::Tensor s = score.call(x, x_hat, f, f_hat, 0.9);
+  const at::Tensor s = score.call(x, x_hat, f, f_hat, 0.9, /*margin*/ 0);
   const at::Tensor s_ref = 0.9 * (x - x_hat).pow(2).mean({1, 2, 3}) + 0.1 * (f - f_hat).pow(2).mean({1});
 
   const at::Tensor w = at::randn({4, 3, 4, 4}) / 7, scale = at::rand({4}) + 0.5, shift = at::randn({4});

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skipgan.data.images import _check_isize, adapt_channels, batch_to_tensor
+from skipgan.data.images import adapt_channels, batch_to_tensor
 from skipgan.errors import InputError
+from skipgan.isize import check_isize
 
 ACCEPTED_SPECS = "digits, folder:PATH, cifar10:PATH, mnist:PATH"
 
@@ -64,7 +65,7 @@ def load_splits(
     """Load the dataset named by `spec` as normalised train/test splits (see the module docstring)."""
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"dataset spec {spec!r} is empty; use one of: {ACCEPTED_SPECS}")
-    isize = _check_isize(isize)
+    isize = check_isize(isize)  # the model's rule: splits are made to train and score a model
     if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
         raise InputError(f"--channels must be a positive integer, got {channels!r}")
     kind, sep, arg = spec.partition(":")
@@ -135,9 +136,8 @@ def _digits_split(y: np.ndarray, abnormal_class: int, seed: int):
 
 def _digits_to_tensor(x: np.ndarray, isize: int, channels: int | None) -> torch.Tensor:
     t = torch.from_numpy((x / 16.0).astype(np.float32)).view(-1, 1, 8, 8) * 2.0 - 1.0
-    if isize != 8:
-        aa = isize < 8
-        t = F.interpolate(t, size=(isize, isize), mode="bilinear", align_corners=False, antialias=aa)
+    # 8x8 upsampled to isize (at least 32, see check_isize): no antialiasing needed
+    t = F.interpolate(t, size=(isize, isize), mode="bilinear", align_corners=False, antialias=False)
     return adapt_channels(t, channels, "digits").contiguous()
 
 

@@ -19,6 +19,8 @@ Rules (decisions written down here so the behaviour is predictable):
   bool becomes uint8 0/255; other integer types are refused with a message.
 * Non-square images are resized to isize x isize without cropping (aspect ratio is not kept): a defect at
   the border must not be cropped away.
+* isize is a size the model can take (`skipgan.isize.check_isize`: a power of two from 32 to 512): this
+  preprocessing exists to feed the model, so resizing to any other size is refused as the same mistake.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from skipgan.errors import InputError
+from skipgan.isize import check_isize
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -282,7 +285,7 @@ def batch_to_tensor(
         arr = arr.numpy()
     if arr.ndim != 4:
         raise ValueError(f"batch_to_tensor expects [N, C, H, W], got shape {arr.shape}")
-    isize = _check_isize(isize)
+    isize = check_isize(isize)
     scale = dtype_scale(arr.dtype)
     n = arr.shape[0]
     chunks = []
@@ -321,12 +324,6 @@ def to_tensor(
     if arr.ndim != 3:
         raise ValueError(f"to_tensor expects (C, H, W), got shape {arr.shape}")
     return batch_to_tensor(arr[None], isize, channels, name=name)[0]
-
-
-def _check_isize(isize) -> int:
-    if isinstance(isize, bool) or not isinstance(isize, (int, np.integer)) or isize < 1:
-        raise InputError(f"--isize must be a positive integer, got {isize!r}")
-    return int(isize)
 
 
 def _check_float_range(x: torch.Tensor, name: str | None) -> torch.Tensor:

@@ -82,3 +82,25 @@ class Corruption:
             shift = torch.randn(K, nc, isize, isize, generator=gen) * self.noise_std
             return torch.ones(K, 1, isize, isize), shift, torch.full((K, 1, isize, isize), 1.0 / K)
         return torch.ones(0, 1, isize, isize), torch.zeros(0, nc, isize, isize), torch.zeros(0, 1, isize, isize)
+
+
+def select_probes(scale: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor, k: int | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first k of a model's K stored scoring probes, reweighted to average: the scoring-time speed knob.
+
+    k=None keeps them all as stored; k=0 scores the clean input (no probes). Noise probes are exchangeable
+    draws, so any prefix is a valid smaller average (weights 1/k). Inpainting probes are a partition of the
+    pixels: only all of them (or none) make a reconstruction, so other k raise ValueError.
+    """
+    K = weight.shape[0]
+    if k is None or k == K:
+        return scale, shift, weight
+    if not 0 <= k <= K:
+        raise ValueError(f"probes={k}: must be from 0 to the model's {K} stored scoring probes")
+    if k == 0:
+        return scale[:0], shift[:0], weight[:0]
+    uniform = bool((scale == 1).all()) and bool((weight == weight.flatten()[0]).all())
+    if not uniform:
+        raise ValueError(f"probes={k}: this model's {K} probes are inpainting masks that only work together; "
+                         f"use {K} or 0")
+    return scale[:k], shift[:k], torch.full_like(weight[:k], 1.0 / k)

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .unet import LEAKY_SLOPE, EncoderLevel, check_isize
+from ..isize import check_isize
+from .unet import LEAKY_SLOPE, EncoderLevel
 
 
 class PyramidLevel(EncoderLevel):

@@ -6,21 +6,27 @@ import dataclasses
 import torch
 from torch import nn
 
+from ..isize import ISIZES, check_isize
 from ..scoring import Scores, combine_scores, error_map
 from .corruption import Corruption
 from .discriminator import Discriminator
-from .unet import UNetGenerator, check_isize
+from .unet import UNetGenerator
 
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """Everything needed to rebuild the networks; stored in every model file."""
+    """Everything needed to rebuild the networks; stored in every model file.
 
-    isize: int = 32
-    nc: int = 3
-    ngf: int = 64
-    ndf: int = 64
-    nz: int = 100
+    The `help` metadata is the `skipgan train` flag's help (the CLI derives --isize, --ngf, --ndf, --nz from these
+    fields). nc is no flag of its own: the CLI's --channels (default: the data's channel count) sets it.
+    """
+
+    isize: int = dataclasses.field(default=32, metadata={
+        "help": f"image size: {', '.join(map(str, ISIZES))} (images are resized to isize x isize)"})
+    nc: int = dataclasses.field(default=3, metadata={"cli": False, "flag": "channels"})
+    ngf: int = dataclasses.field(default=64, metadata={"help": "generator width (channels of its first level)"})
+    ndf: int = dataclasses.field(default=64, metadata={"help": "discriminator width (channels of its first level)"})
+    nz: int = dataclasses.field(default=100, metadata={"help": "length of the discriminator's feature vector f(x)"})
 
     def __post_init__(self):
         check_isize(self.isize)
@@ -95,8 +101,9 @@ class SkipGANomaly(nn.Module):
 def score_in_batches(
     model: SkipGANomaly, images: torch.Tensor, batch_size: int = 256, with_error_map: bool = False,
     keep_reconstructions: bool = False,
-) -> dict[str, torch.Tensor]:
-    """Score a stack of images [N, C, H, W] in eval mode; results on the CPU.
+) -> Scores:
+    """Score a stack of images [N, C, H, W] in eval mode: `Scores` with every field on the CPU in fp32;
+    reconstruction only when `keep_reconstructions` (N·C·H·W floats), error_map only when `with_error_map`.
 
     The model's mode is restored afterwards, so this is safe to call mid-training.
     """
@@ -105,16 +112,18 @@ def score_in_batches(
     batch_size = max(1, batch_size // max(1, model.probe_weight.shape[0]))
     was_training = model.training
     model.eval()
-    out: dict[str, list[torch.Tensor]] = {"score": [], "pixel": [], "feature": []}
-    if with_error_map:
-        out["error_map"] = []
-    if keep_reconstructions:
-        out["reconstruction"] = []
+    parts: list[Scores] = []
     try:
         for i in range(0, len(images), batch_size):
             s = model.score(images[i : i + batch_size].to(device), with_error_map=with_error_map)
-            for key in out:
-                out[key].append(getattr(s, key).float().cpu())
+            if not keep_reconstructions:
+                s.reconstruction = None
+            parts.append(s.to("cpu", torch.float32))
     finally:
         model.train(was_training)
-    return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
+    if not parts:  # no images: empty fields, of the shapes they would have
+        e = torch.empty(0)
+        return Scores(e, e.clone(), e.clone(),
+                      torch.empty(0, *images.shape[1:]) if keep_reconstructions else None,
+                      torch.empty(0, *images.shape[2:]) if with_error_map else None)
+    return Scores.cat(parts)

@@ -19,17 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..isize import isize_levels
+
 LEAKY_SLOPE = 0.2
-MIN_ISIZE, MAX_ISIZE = 32, 512
-
-
-def check_isize(isize: int) -> int:
-    """Return log2(isize); reject sizes the architecture cannot take."""
-    if not isinstance(isize, int) or isize < MIN_ISIZE or isize > MAX_ISIZE or isize & (isize - 1):
-        raise ValueError(
-            f"isize={isize!r}: must be a power of two from {MIN_ISIZE} to {MAX_ISIZE} (e.g. --isize 32, 64, 128, 256)"
-        )
-    return isize.bit_length() - 1
 
 
 def level_widths(num_downs: int, ngf: int) -> list[int]:
@@ -71,7 +63,7 @@ class UNetGenerator(nn.Module):
         if nc < 1:
             raise ValueError(f"nc={nc}: the number of image channels must be at least 1")
         self.isize, self.nc, self.ngf = isize, nc, ngf
-        n = check_isize(isize)
+        n = isize_levels(isize)
         widths = level_widths(n, ngf)
         cins = [nc] + widths[:-1]
         self.down = nn.ModuleList(

@@ -12,37 +12,49 @@ AMP_CHOICES = ("none", "bf16", "fp16")
 SELECT_CHOICES = ("last", "val")
 
 
+def setting(default, help: str, **meta) -> Any:
+    """A TrainConfig field with its flag's help text (and optionally `choices`, or `cli=False`: no flag)."""
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    w_adv: float = 1.0
-    w_con: float = 50.0
-    w_lat: float = 1.0
-    lam: float = 0.9
-    val_fraction: float = 0.1
-    target_fpr: float = 0.01
-    seed: int = 0
-    amp: str = "none"
-    channels_last: bool = False
-    # Input corruption (see model/corruption.py). noise_std: Gaussian noise added to the generator's input in
-    # training; score_draws: fixed noise probes averaged when scoring (0 = score the clean input).
-    # mask_block/mask_groups: train and score by inpainting hidden cells. The defaults, denoising at σ = 2 with
-    # 8 probes, took the digits benchmark from 0.75 (the paper's recipe: noise_std=0, score_draws=0) to 0.90+
-    # mean AUROC (README); the price is 8 generator passes per scored image.
-    noise_std: float = 2.0
-    score_draws: int = 8
-    mask_block: int = 0
-    mask_groups: int = 4
-    # Border pixels left out of the pixel error (0 = the paper's score); see SkipGANomaly.
-    score_margin: int = 0
-    # Rescale λ on the validation normals so both error terms count (see calibrate.balanced_lambda).
-    balance_lam: bool = False
-    # "last": keep the last epoch (no selection). "val": the epoch with the lowest mean validation score.
-    select: str = "last"
+    """Every training setting, declared once: `skipgan train` derives one flag per field (--batch-size from
+    batch_size; bools are on/off switches; help and choices from the metadata), except the fields marked
+    cli=False."""
+
+    epochs: int = setting(15, "training epochs")
+    batch_size: int = setting(64, "training images per step (at least 2: BatchNorm)")
+    lr: float = setting(2e-4, "Adam learning rate of both networks")
+    # Adam's betas: the official recipe's, no flags
+    beta1: float = setting(0.5, "Adam β1", cli=False)
+    beta2: float = setting(0.999, "Adam β2", cli=False)
+    w_adv: float = setting(1.0, "adversarial loss weight of the generator")
+    w_con: float = setting(50.0, "contextual (L1) loss weight; the paper uses 40")
+    w_lat: float = setting(1.0, "latent (discriminator feature) loss weight")
+    lam: float = setting(0.9, "λ in A = λ·pixel error + (1−λ)·feature error")
+    val_fraction: float = setting(0.1, "fraction of the normal training images held out for validation "
+                                       "(calibration, --select val)")
+    target_fpr: float = setting(0.01, "false-positive rate of the threshold")
+    seed: int = setting(0, "seed of the weights, the validation split and every random draw")
+    amp: str = setting("none", "mixed precision (CUDA)", choices=AMP_CHOICES)
+    channels_last: bool = setting(False, "train in the channels_last memory format")
+    # Input corruption (see model/corruption.py). The defaults, denoising at σ = 2 with 8 probes, took the digits
+    # benchmark from 0.75 (the paper's recipe: noise_std=0, score_draws=0) to 0.90+ mean AUROC (README); the
+    # price is 8 generator passes per scored image.
+    noise_std: float = setting(2.0, "std of the noise added to the generator's input (denoising); 0 with "
+                                    "--score-draws 0 is the paper's recipe")
+    score_draws: int = setting(8, "score by averaging this many fixed noise probes (needs --noise-std > 0; 0 = "
+                                  "score the clean input; each probe is one generator pass)")
+    mask_block: int = setting(0, "train and score by inpainting hidden BLOCK x BLOCK cells (0 = off)",
+                              metavar="BLOCK")
+    mask_groups: int = setting(4, "with --mask-block: hide 1/GROUPS of the cells; scoring makes GROUPS passes",
+                               metavar="GROUPS")
+    score_margin: int = setting(0, "border pixels left out of the pixel error (0 = the paper's score)")
+    balance_lam: bool = setting(False, "rescale λ so pixel and feature errors count equally on validation "
+                                       "normals (see calibrate.balanced_lambda)")
+    select: str = setting("last", "last epoch, or the epoch with the lowest validation score (never test data)",
+                          choices=SELECT_CHOICES)
 
     def __post_init__(self):
         checks = [

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..model import Architecture, SkipGANomaly, init_weights, score_in_batches
+from ..scoring import Scores
 from .calibrate import balanced_lambda, calibrate
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .config import TrainConfig
@@ -142,7 +143,7 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
-    def _val_scores(self, val: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _val_scores(self, val: torch.Tensor) -> Scores:
         with self._autocast():
             return score_in_batches(self.model, val)
 
@@ -169,7 +170,7 @@ class Trainer:
                         torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
                         init_weights(self.model.discriminator)
             bar.close()
-            vs = self._val_scores(val)["score"]
+            vs = self._val_scores(val).score
             row = {"epoch": epoch + 1, **{k: v / len(batches) for k, v in sums.items()},
                    "val_mean": float(vs.mean())}
             self.history.append(row)
@@ -185,9 +186,9 @@ class Trainer:
             self.model.load_state_dict(state)
         val = self._val_scores(val)
         if cfg.balance_lam:
-            self.model.lam = balanced_lambda(cfg.lam, val["pixel"], val["feature"])
+            self.model.lam = balanced_lambda(cfg.lam, val.pixel, val.feature)
         lam = self.model.lam
-        val_scores = lam * val["pixel"] + (1.0 - lam) * val["feature"]
+        val_scores = lam * val.pixel + (1.0 - lam) * val.feature
         calibration = {**calibrate(val_scores, cfg.target_fpr), "lam": lam, "lam_requested": cfg.lam}
         return TrainResult(self.model.eval(), self.history, val_scores, calibration, selected)
 

@@ -1,0 +1,67 @@
+"""Decode image files on a pool of worker threads, ahead of the consumer, in input order.
+
+Scoring must not wait on decoding: while the engine scores one batch, the next ones are read, decoded, resized
+and normalised (Pillow, tifffile and torch's resize release the GIL for their heavy parts). At most `prefetch`
+images are in flight, so memory stays bounded on folders of any size.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+
+from .images import CorruptImageError, read_image, to_tensor
+
+
+def default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 1)))
+
+
+def decode_one(path: Path, isize: int, channels: int | None) -> torch.Tensor | CorruptImageError:
+    """The preprocessing of one file (decode -> resize -> [-1, 1]); an undecodable file is returned, not raised,
+    so the caller decides whether to skip it. Every other problem (a wrong channel count) raises."""
+    try:
+        return to_tensor(read_image(path), isize, channels=channels, name=str(path))
+    except CorruptImageError as e:
+        return e
+
+
+def decode_stream(paths: Iterable[Path], isize: int, channels: int | None, *, workers: int | None = None,
+                  prefetch: int = 256) -> Iterator[tuple[Path, torch.Tensor | CorruptImageError]]:
+    """(path, image tensor [C, isize, isize] or the CorruptImageError) for every path, in order."""
+    workers = workers or default_workers()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skipgan-decode") as pool:
+        pending: collections.deque = collections.deque()
+        it = iter(paths)
+        for p in it:
+            pending.append((p, pool.submit(decode_one, p, isize, channels)))
+            if len(pending) >= prefetch:
+                break
+        while pending:
+            p, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(decode_one, nxt, isize, channels)))
+            try:
+                yield p, fut.result()
+            except BaseException:
+                for _, f in pending:
+                    f.cancel()
+                raise
+
+
+def batches(stream: Iterable[tuple[Path, torch.Tensor | CorruptImageError]], size: int
+            ) -> Iterator[list[tuple[Path, torch.Tensor | CorruptImageError]]]:
+    batch: list = []
+    for item in stream:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

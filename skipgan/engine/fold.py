@@ -1,0 +1,93 @@
+"""Read a trained SkipGANomaly's tensors into an inference description: BatchNorm folded, activations explicit.
+
+Eval-mode BatchNorm is an affine map per channel, y = conv(x)·s + t with s = γ/√(var+ε), t = β − mean·s, so it
+folds into the convolution: weight·s (per output channel) and a shift t. Every layer of the generator and the
+discriminator becomes a `FoldedConv`: weight (PyTorch layout, fp32), shift [C_out] fp32 or None, geometry.
+The engine builds its plan from these alone; `model/` never imports the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ..model.unet import LEAKY_SLOPE
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldedConv:
+    weight: torch.Tensor  # fp32; Conv2d [C_out, C_in, k, k], ConvTranspose2d [C_in, C_out, k, k]
+    shift: torch.Tensor | None  # fp32 [C_out]: folded BN shift and/or conv bias
+    stride: int
+    padding: int
+    transposed: bool
+
+    @property
+    def c_in(self) -> int:
+        return self.weight.shape[0 if self.transposed else 1]
+
+    @property
+    def c_out(self) -> int:
+        return self.weight.shape[1 if self.transposed else 0]
+
+    @property
+    def kernel(self) -> int:
+        return self.weight.shape[2]
+
+    def out_size(self, size: int) -> int:
+        if self.transposed:
+            return (size - 1) * self.stride - 2 * self.padding + self.kernel
+        return (size + 2 * self.padding - self.kernel) // self.stride + 1
+
+
+def fold_conv(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d | None) -> FoldedConv:
+    """conv (+ eval-mode BN) -> one conv with a per-channel shift, computed in fp64 and stored in fp32."""
+    transposed = isinstance(conv, nn.ConvTranspose2d)
+    assert conv.groups == 1 and tuple(conv.dilation) == (1, 1), "the engine supports plain convolutions only"
+    assert conv.stride[0] == conv.stride[1] and conv.padding[0] == conv.padding[1]
+    w = conv.weight.detach().double()
+    c_out = w.shape[1] if transposed else w.shape[0]
+    bias = conv.bias.detach().double() if conv.bias is not None else None
+    if bn is not None:
+        s = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+        t = bn.bias.detach().double() - bn.running_mean.detach().double() * s
+        if bias is not None:
+            t = t + bias * s
+        w = w * (s.view(1, -1, 1, 1) if transposed else s.view(-1, 1, 1, 1))
+        bias = t
+    assert bias is None or bias.shape == (c_out,)
+    return FoldedConv(w.float().contiguous(), None if bias is None else bias.float().contiguous(),
+                      int(conv.stride[0]), int(conv.padding[0]), transposed)
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldedNetwork:
+    """The whole Skip-GANomaly as folded layers.
+
+    encoder[j]: y_j = encoder[j](a_{j-1}) with a_j = LeakyReLU(y_j); the decoder consumes ReLU(y_j).
+    decoder[j]: d_j = decoder[j](cat(ReLU(y_j), ReLU(d_{j+1}))) (innermost: ReLU(y_{n-1}) alone);
+    x̂ = tanh(d_0) (decoder[0] carries the output bias).
+    pyramid[i]: LeakyReLU(conv) levels of the discriminator; feature: the conv giving f(x) [B, nz].
+    """
+
+    encoder: list[FoldedConv]
+    decoder: list[FoldedConv]
+    pyramid: list[FoldedConv]
+    feature: FoldedConv
+    isize: int
+    nc: int
+    lam: float
+    margin: int
+    slope: float = LEAKY_SLOPE
+
+
+def fold_model(model) -> FoldedNetwork:
+    """Fold a SkipGANomaly (any isize / nc / widths). BN uses the running statistics, i.e. eval mode."""
+    g, d = model.generator, model.discriminator
+    encoder = [fold_conv(level.conv, level.bn) for level in g.down]
+    decoder = [fold_conv(level.conv, level.bn) for level in g.up]
+    pyramid = [fold_conv(level.conv, level.bn) for level in d.pyramid]
+    return FoldedNetwork(encoder, decoder, pyramid, fold_conv(d.feature, None), model.arch.isize, model.arch.nc,
+                         float(model.lam), int(model.margin))
