@@ -11,23 +11,12 @@ each claimed speed-up is a ratio of two numbers from one run on one machine.
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 from collections import defaultdict
 
 import pytest
 import torch
 
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "unknown"
+from skipgan.bench import cpu_model  # one definition, shared with `skipgan bench`
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -62,7 +62,7 @@ fi
 if want tests; then
   # one pytest per file: a crash in one (a segfault kills the interpreter) must not hide the others' results
   # test_ops_build first: it names a broken build (e.g. libstdc++ linked statically) before the ops tests crash on it
-  for t in ops_build ops_anomaly_score ops_conv_bn_act ops_compile ops_model_score train_cuda; do
+  for t in ops_build ops_anomaly_score ops_conv_bn_act ops_bias_act ops_compile ops_model_score engine train_cuda; do
     step "test_$t" 120 "$PY" -m pytest -p no:cacheprovider -q -rs "tests/test_$t.py" || status=1
     tail -n 3 "$LOG/test_$t.log"
   done
@@ -77,6 +77,14 @@ elif "$PY" -c 'import pytest_benchmark' 2>/dev/null; then
   grep -A 150 "skipgan ops: medians" "$LOG/bench.log" | grep -v "^-* benchmark\|^Name\|^---" | head -n 100
 else
   echo "bench: skipped (pytest-benchmark not installed)" | tee -a "$LOG/summary.txt"
+fi
+# The fused engine against its peers on the GPU (CUDA graphs; fp16/bf16/fp32; eager autocast channels_last,
+# torch.compile max-autotune): the engine issue's GPU table. Runtimes that are CPU-only report "unavailable".
+if want bench; then
+  step bench_engine 200 "$PY" -m skipgan.cli bench --device cuda --batch 1,64,256 --isize 32,256 --probes 0,8 \
+    --runtimes eager,eager_channels_last,eager_autocast_bf16,torch_compile,engine_fp32,engine_bf16 \
+    --min-time 1 --json "$LOG/bench_engine.json"
+  tail -n 60 "$LOG/bench_engine.log"
 fi
 
 echo "total $((SECONDS - start)) s; status $status; logs in $LOG" | tee -a "$LOG/summary.txt"

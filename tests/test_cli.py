@@ -166,3 +166,71 @@ def test_bad_choice_is_argparse_exit_2(capsys):
     with pytest.raises(SystemExit) as ei:
         parse_train("--amp", "fp8")
     assert ei.value.code == 2 and "--amp" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- the engine
+def score_lines(argv, capsys):
+    code = main(argv)
+    cap = capsys.readouterr()
+    return code, [json.loads(line) for line in cap.out.splitlines()], cap.err
+
+
+def test_score_engine_equals_eager(trained, tmp_path, capsys):
+    for i, v in enumerate((0, 40, 128, 200, 255)):
+        write_png(tmp_path / f"{i}.png", v, size=20)
+    model = str(trained / "model.safetensors")
+    code, fused, err = score_lines(["score", model, str(tmp_path), "--device", "cpu", "--batch-size", "2"], capsys)
+    assert code == 0 and "images/s" in err and "engine fused" in err
+    code, eager, _ = score_lines(["score", model, str(tmp_path), "--device", "cpu", "--engine", "eager"], capsys)
+    assert code == 0 and [a["path"] for a in fused] == [b["path"] for b in eager]
+    assert np.allclose([a["score"] for a in fused], [b["score"] for b in eager], rtol=1e-4, atol=1e-7)
+    # the speed knobs run and still give one line per image
+    for extra in (["--probes", "0"], ["--probes", "1", "--threads", "1"], ["--workers", "1"]):
+        code, lines, _ = score_lines(["score", model, str(tmp_path), "--device", "cpu", *extra], capsys)
+        assert code == 0 and len(lines) == 5
+
+
+def test_evaluate_engine_and_eager_agree(trained, tmp_path, capsys):
+    model = str(trained / "model.safetensors")
+    assert main(["evaluate", model, "--out", str(tmp_path / "f"), "--device", "cpu"]) == 0
+    assert main(["evaluate", model, "--out", str(tmp_path / "e"), "--device", "cpu", "--engine", "eager"]) == 0
+    f, e = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "fe")
+    assert f["engine"] == "fused" and e["engine"] == "eager"
+    assert abs(f["auroc"] - e["auroc"]) < 1e-3 and (tmp_path / "f" / "examples.png").exists()
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--probes", "99"], "--probes 99: must be from 0 to the model's"),
+    (["--dtype", "fp16"], "--dtype fp16: not supported on CPU"),
+    (["--threads", "0"], "--threads 0: must be at least 1"),
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--workers", "0"], "--workers 0: must be at least 1"),
+])
+def test_score_bad_engine_flags(trained, tmp_path, capsys, flags, needle):
+    write_png(tmp_path / "a.png", 3)
+    assert main(["score", str(trained / "model.safetensors"), str(tmp_path), "--device", "cpu", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
+
+
+def test_score_non_finite_is_an_error_line_never_normal(trained, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from skipgan import cli_score
+    from skipgan.scoring import Scores
+
+    def broken(model, a, max_batch):  # a scorer whose second image overflows
+        def score(x, error_map=False, reconstruction=False):
+            s = torch.zeros(x.shape[0])
+            s[1] = float("inf")
+            return Scores(s, s.clone(), s.clone())
+        return score
+
+    monkeypatch.setattr(cli_score, "make_scorer", broken)
+    for i in range(3):
+        write_png(tmp_path / f"{i}.png", i)
+    code, lines, err = score_lines(["score", str(trained / "model.safetensors"), str(tmp_path), "--device", "cpu"],
+                                   capsys)
+    assert code == 1 and "1 could not be scored" in err
+    assert "error" in lines[1] and "verdict" not in lines[1] and lines[1]["path"].endswith("1.png")
+    assert lines[0]["verdict"] == lines[2]["verdict"] == "normal"

@@ -80,6 +80,21 @@ def test_engine_equals_eager_model(backend, isize, nc, probes, margin):
     torch.testing.assert_close(got.reconstruction, want.reconstruction, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype,rtol", [("fp32", 1e-4), ("bf16", 0.05)])
+def test_engine_per_pixel_layers_full_and_partial_tiles(dtype, rtol):
+    """Generator tiles of 64 images run the per-pixel GEMMs; the partial last tile falls back to the tap form."""
+    if dtype == "bf16" and not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        pytest.skip("CPU without AVX512-BF16/AMX")
+    m = make(32, 2, probes=8, margin=1)
+    x = images(11, 2, 32)  # tiles of 8 images (64 generator rows), then 3 (24 rows)
+    with torch.no_grad():
+        want = m.score(x)
+    s = Screener.from_model(m, dtype=dtype, max_batch=11, tile=64)
+    assert type(s.dec[3]).__name__ == "PixelConvT"
+    got = s.score(x)
+    torch.testing.assert_close(got.score, want.score, rtol=rtol, atol=1e-6)
+
+
 @pytest.mark.parametrize("backend", ["gemm", "vendor"])
 def test_engine_batch_one_and_odd_batches(backend):
     m = make(32, 1, probes=4)
@@ -188,3 +203,16 @@ def test_engine_cuda_matches_eager(dtype, rtol):
     assert set(s._graphs) == {4, 1}
     again = s.score(x.cuda())  # replayed graphs give the same numbers
     torch.testing.assert_close(again.score, got.score, rtol=0, atol=0)
+
+
+def test_default_model_plan_uses_the_cheapest_exact_layer_forms():
+    """isize 32: im2col GEMMs on the larger maps, per-pixel GEMMs where the zero border wastes 44 % of the taps
+    (4x4 -> 2x2 and back), one dense matrix on the 1x1 maps; the last layer folds and mixes the probes."""
+    kinds = lambda layers: [type(layer).__name__ for layer in layers]  # noqa: E731
+    s = Screener.from_model(make(32, 1, probes=2), max_batch=32)  # generator tiles of 64 images
+    assert kinds(s.enc) == ["Im2colConv"] * 3 + ["PixelConv", "DenseConv"]
+    assert kinds(s.dec) == ["Col2imConvT"] * 3 + ["PixelConvT", "DenseConv"]
+    assert kinds(s.pyr) == ["Im2colConv"] * 3 and type(s.feat).__name__ == "DenseConv"
+    small = Screener.from_model(make(32, 1, probes=2), max_batch=2)  # skinny products: the tap form throughout
+    assert kinds(small.enc)[3] == "Im2colConv" and kinds(small.dec)[3] == "Col2imConvT"
+    assert Screener.from_model(make(32, 1), max_batch=2, backend="vendor").backend == "vendor"

@@ -17,6 +17,10 @@ Activations are NHWC (channels innermost), so a pixel's channels are one contigu
   twin, the discriminator's 4x4 -> 1x1 feature conv), the whole layer is one linear map from the flattened input
   to the flattened output. Built once by applying the conv to the unit basis, it skips the padding taps that
   im2col would multiply by zero (4x fewer MACs on the 1x1 layers).
+- `PixelConv` / `PixelConvT`: on the other small maps (the 4x4 -> 2x2 conv, the 2x2 -> 4x4 transposed conv) the
+  zero border is still 44 % of the taps. These run one GEMM per output pixel (conv) or per input pixel and
+  kernel row (transposed conv) over exactly the taps that touch the image; the fold op never reads the
+  skipped taps, so they need no zeros.
 """
 
 from __future__ import annotations
@@ -24,8 +28,46 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import ops
+from .. import ops  # noqa: F401  (importing it loads the op library)
 from .fold import FoldedConv
+
+
+class Gemm:
+    """x [M, K] @ W [K, N], with W prepared once for the CPU library that multiplies it fastest.
+
+    bf16: oneDNN's prepacked (blocked) weight, so the AMX/AVX512-BF16 kernels do not reorder W on every call
+    (that reorder dominated skinny products: [8, 1024] @ [1024, 768] took 191 µs through torch.mm, 86 µs packed).
+    fp32: MKL's packed weight for the layer's full-tile M (smaller M, e.g. a last partial batch, falls back to
+    torch.mm, which MKL also runs). Elsewhere (CUDA, fp16): torch.mm.
+    """
+
+    def __init__(self, weight: torch.Tensor, rows: int, dtype: torch.dtype, device):
+        self.weight = weight.to(device, dtype).contiguous()  # [K, N]
+        self.rows, self.packed, self.mkl = rows, None, None
+        cpu = torch.device(device).type == "cpu"
+        if cpu and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available():
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.t().contiguous(), rows)
+        elif cpu and dtype == torch.float32 and torch.backends.mkl.is_available():
+            self.wt = self.weight.t().contiguous()
+            self.mkl = torch.ops.mkl._mkl_reorder_linear_weight(self.wt, rows)
+
+    @property
+    def k(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self.weight.shape[1]
+
+    def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ W, into `out` when given (any row stride), else a new tensor."""
+        if self.packed is not None:
+            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        elif self.mkl is not None and x.shape[0] == self.rows:
+            y = torch.ops.mkl._mkl_linear(x, self.mkl, self.wt, None, self.rows)
+        else:
+            return torch.mm(x, self.weight, out=out) if out is not None else torch.mm(x, self.weight)
+        return out.copy_(y) if out is not None else y
 
 
 def nchw(t: torch.Tensor) -> torch.Tensor:
@@ -47,18 +89,19 @@ def dense_ok(layer: FoldedConv, size: int) -> bool:
 class Im2colConv:
     """Conv2d on a zero-bordered NHWC input buffer [N, H+2p, W+2p, C_in]."""
 
-    def __init__(self, layer: FoldedConv, size: int, dtype: torch.dtype, device):
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
         assert not layer.transposed
         self.k, self.s, self.p = layer.kernel, layer.stride, layer.padding
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
         # rows ordered (ky, kx, c_in): the order of the gathered windows
-        self.weight = layer.weight.permute(2, 3, 1, 0).reshape(-1, self.c_out).to(device, dtype).contiguous()
+        w = layer.weight.permute(2, 3, 1, 0).reshape(-1, self.c_out)
+        self.gemm = Gemm(w, batch * self.out * self.out, dtype, device)
         self.shift = None if layer.shift is None else layer.shift.to(device)
 
     def scratch(self, n: int) -> tuple[int, int]:
         """(cols, y) elements needed for a batch of n."""
         rows = n * self.out * self.out
-        return rows * self.weight.shape[0], rows * self.c_out
+        return rows * self.gemm.k, rows * self.c_out
 
     def __call__(self, src: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, act: int, slope: float,
                  out: torch.Tensor, act2: int = 0, out2: torch.Tensor | None = None) -> None:
@@ -66,10 +109,9 @@ class Im2colConv:
         sn, sh, sw, _ = src.stride()
         windows = src.as_strided((n, o, o, k, k, self.c_in), (sn, self.s * sh, self.s * sw, sh, sw, 1))
         rows = n * o * o
-        c = cols[: rows * self.weight.shape[0]].view(rows, -1)
+        c = cols[: rows * self.gemm.k].view(rows, -1)
         c.view(n, o, o, k, k, self.c_in).copy_(windows)
-        yy = y[: rows * self.c_out].view(rows, self.c_out)
-        torch.mm(c, self.weight, out=yy)
+        yy = self.gemm(c, y[: rows * self.c_out].view(rows, self.c_out) if self.gemm.packed is None else None)
         torch.ops.skipgan.bias_act_out(nchw(yy.view(n, o, o, self.c_out)), None, self.shift, act, slope, out,
                                        act2, out2)
 
@@ -77,33 +119,37 @@ class Im2colConv:
 class Col2imConvT:
     """ConvTranspose2d on a dense NHWC input [N, H, W, C_in]."""
 
-    def __init__(self, layer: FoldedConv, size: int, dtype: torch.dtype, device):
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
         assert layer.transposed
         self.k, self.s, self.p = layer.kernel, layer.stride, layer.padding
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
         # columns ordered (ky, kx, c_out): the cols layout the fold op reads
-        self.weight = layer.weight.permute(0, 2, 3, 1).reshape(self.c_in, -1).to(device, dtype).contiguous()
+        w = layer.weight.permute(0, 2, 3, 1).reshape(self.c_in, -1)
+        self.gemm = Gemm(w, batch * size * size, dtype, device)
         self.shift = None if layer.shift is None else layer.shift.to(device)
 
     def scratch(self, n: int) -> tuple[int, int]:
-        return n * self.size * self.size * self.weight.shape[1], 0
+        return n * self.size * self.size * self.k * self.k * self.c_out, 0
 
     def __call__(self, src: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, act: int, slope: float,
                  out: torch.Tensor, act2: int = 0, out2: torch.Tensor | None = None,
                  probe_weight: torch.Tensor | None = None) -> None:
-        n, h = src.shape[0], self.size
+        n, h, k = src.shape[0], self.size, self.k
         rows = n * h * h
-        c = cols[: rows * self.weight.shape[1]].view(rows, -1)
-        torch.mm(src.reshape(rows, self.c_in), self.weight, out=c)
-        torch.ops.skipgan.col2im_bias_act_out(c.view(n, h, h, self.k, self.k, self.c_out), [self.k, self.k],
-                                              [self.s, self.s], [self.p, self.p], None, self.shift, act, slope,
-                                              out, act2, out2, probe_weight)
+        c = self.gemm(src.reshape(rows, self.c_in),
+                      cols[: rows * self.gemm.n].view(rows, -1) if self.gemm.packed is None else None)
+        self.fold(c.view(n, h, h, k, k, self.c_out), act, slope, out, act2, out2, probe_weight)
+
+    def fold(self, c6, act, slope, out, act2, out2, probe_weight) -> None:
+        k = self.k
+        torch.ops.skipgan.col2im_bias_act_out(c6, [k, k], [self.s, self.s], [self.p, self.p], None, self.shift, act,
+                                              slope, out, act2, out2, probe_weight)
 
 
 class DenseConv:
     """Any conv or transposed conv on a tiny map, as one matrix: dense NHWC input [N, H, W, C_in]."""
 
-    def __init__(self, layer: FoldedConv, size: int, dtype: torch.dtype, device):
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
         d = size * size * self.c_in
         # Row r of the matrix is the layer's response to the r-th unit input (NHWC order); every entry is a
@@ -111,25 +157,123 @@ class DenseConv:
         basis = torch.eye(d, dtype=torch.float32).view(d, size, size, self.c_in).permute(0, 3, 1, 2)
         conv = F.conv_transpose2d if layer.transposed else F.conv2d
         resp = conv(basis, layer.weight, stride=layer.stride, padding=layer.padding)
-        self.weight = resp.permute(0, 2, 3, 1).reshape(d, -1).to(device, dtype).contiguous()
+        self.gemm = Gemm(resp.permute(0, 2, 3, 1).reshape(d, -1), batch, dtype, device)
         self.shift = None if layer.shift is None else layer.shift.to(device)
 
     def scratch(self, n: int) -> tuple[int, int]:
-        return 0, n * self.weight.shape[1]
+        return 0, n * self.gemm.n
 
     def __call__(self, src: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, act: int, slope: float,
                  out: torch.Tensor, act2: int = 0, out2: torch.Tensor | None = None) -> None:
         n, o = src.shape[0], self.out
-        yy = y[: n * self.weight.shape[1]].view(n, -1)
-        torch.mm(src.reshape(n, -1), self.weight, out=yy)
+        yy = self.gemm(src.reshape(n, -1), y[: n * self.gemm.n].view(n, -1) if self.gemm.packed is None else None)
         torch.ops.skipgan.bias_act_out(nchw(yy.view(n, o, o, self.c_out)), None, self.shift, act, slope, out,
                                        act2, out2)
 
 
-def make_layer(layer: FoldedConv, size: int, dtype: torch.dtype, device):
+def _valid(pos: int, layer: FoldedConv, extent: int) -> tuple[int, int]:
+    """Kernel taps [k0, k1) of a conv output at `pos` (or a transposed-conv input at `pos`) that touch the image.
+
+    conv: tap k reads input pos·s − p + k, which must lie in [0, extent) (extent = input size);
+    transposed: tap k writes output pos·s − p + k, which must lie in [0, extent) (extent = output size).
+    """
+    first = pos * layer.stride - layer.padding
+    return max(0, -first), min(layer.kernel, extent - first)
+
+
+def pixel_macs_saved(layer: FoldedConv, size: int) -> float:
+    """Fraction of the tap form's multiply-adds that only ever meet the zero border."""
+    k, out = layer.kernel, layer.out_size(size)
+    n, extent = (size, out) if layer.transposed else (out, size)
+    useful = sum(k1 - k0 for k0, k1 in (_valid(i, layer, extent) for i in range(n)))
+    return 1.0 - (useful / (n * k)) ** 2
+
+
+# Per-pixel GEMMs cost a call each and are skinny: worth it only on tiny maps where the border wastes a lot,
+# and only for batches of at least PIXEL_MIN_BATCH (generator) images; smaller batches run the tap form.
+PIXEL_MAX_CALLS, PIXEL_MIN_SAVED, PIXEL_MIN_BATCH = 16, 0.3, 64
+
+
+class PixelConv:
+    """Conv2d on a tiny output map: one GEMM per output pixel over the taps inside the image (dense NHWC input)."""
+
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
+        assert not layer.transposed
+        self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
+        self.pixels = []  # (oy, ox, input rows, input cols, Gemm over [taps·C_in, C_out])
+        first = lambda o: o * layer.stride - layer.padding  # noqa: E731
+        for oy in range(self.out):
+            ky0, ky1 = _valid(oy, layer, size)
+            for ox in range(self.out):
+                kx0, kx1 = _valid(ox, layer, size)
+                w = layer.weight[:, :, ky0:ky1, kx0:kx1].permute(2, 3, 1, 0).reshape(-1, self.c_out)
+                self.pixels.append((oy, ox, slice(first(oy) + ky0, first(oy) + ky1),
+                                    slice(first(ox) + kx0, first(ox) + kx1), Gemm(w, batch, dtype, device)))
+        # small batches: the whole layer as one product over a zero-bordered copy of the input
+        self.taps = Im2colConv(layer, size, batch, dtype, device)
+        self.pad = torch.zeros(batch, size + 2 * layer.padding, size + 2 * layer.padding, self.c_in, device=device,
+                               dtype=dtype)
+        self.shift = self.taps.shift
+
+    def scratch(self, n: int) -> tuple[int, int]:
+        c, y = self.taps.scratch(n)
+        return max(c, n * max(p[-1].k for p in self.pixels)), y
+
+    def __call__(self, src: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, act: int, slope: float,
+                 out: torch.Tensor, act2: int = 0, out2: torch.Tensor | None = None) -> None:
+        n, o = src.shape[0], self.out
+        if n < PIXEL_MIN_BATCH:
+            p = self.taps.p
+            padded = self.pad[:n]
+            padded[:, p : p + self.size, p : p + self.size, :].copy_(src)
+            return self.taps(padded, cols, y, act, slope, out, act2, out2)
+        yy = y[: n * o * o * self.c_out].view(n, o, o, self.c_out)
+        for oy, ox, rows, cs, gemm in self.pixels:
+            window = src[:, rows, cs, :]
+            c = cols[: n * gemm.k].view(window.shape)
+            c.copy_(window)
+            gemm(c.view(n, -1), yy[:, oy, ox, :])
+        torch.ops.skipgan.bias_act_out(nchw(yy), None, self.shift, act, slope, out, act2, out2)
+
+
+class PixelConvT(Col2imConvT):
+    """ConvTranspose2d on a tiny input map: per input pixel and kernel row, one GEMM over the kernel columns whose
+    taps land inside the output; the fold op then sums what landed (it never reads the taps left out)."""
+
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
+        super().__init__(layer, size, batch, dtype, device)  # the tap form, for small batches
+        self.taps = []  # (iy, ix, ky, kx0, kx1, Gemm over [C_in, (kx1-kx0)·C_out])
+        for iy in range(size):
+            ky0, ky1 = _valid(iy, layer, self.out)
+            for ix in range(size):
+                kx0, kx1 = _valid(ix, layer, self.out)
+                for ky in range(ky0, ky1):
+                    w = layer.weight[:, :, ky, kx0:kx1].permute(0, 2, 1).reshape(self.c_in, -1)
+                    self.taps.append((iy, ix, ky, kx0, kx1, Gemm(w, batch, dtype, device)))
+
+    def __call__(self, src: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, act: int, slope: float,
+                 out: torch.Tensor, act2: int = 0, out2: torch.Tensor | None = None,
+                 probe_weight: torch.Tensor | None = None) -> None:
+        n, h, k = src.shape[0], self.size, self.k
+        if n < PIXEL_MIN_BATCH:
+            return super().__call__(src, cols, y, act, slope, out, act2, out2, probe_weight)
+        c6 = cols[: n * h * h * k * k * self.c_out].view(n, h, h, k, k, self.c_out)
+        for iy, ix, ky, kx0, kx1, gemm in self.taps:
+            gemm(src[:, iy, ix, :], c6[:, iy, ix, ky, kx0:kx1, :].flatten(1))
+        self.fold(c6, act, slope, out, act2, out2, probe_weight)
+
+
+def make_layer(layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
+    """The cheapest exact way to run this layer on batches of up to `batch` size x size inputs (module docstring)."""
     if dense_ok(layer, size):
-        return DenseConv(layer, size, dtype, device)
-    return Col2imConvT(layer, size, dtype, device) if layer.transposed else Im2colConv(layer, size, dtype, device)
+        return DenseConv(layer, size, batch, dtype, device)
+    out = layer.out_size(size)
+    calls = size * size * layer.kernel if layer.transposed else out * out
+    if calls <= PIXEL_MAX_CALLS and pixel_macs_saved(layer, size) >= PIXEL_MIN_SAVED and batch >= PIXEL_MIN_BATCH:
+        cls = PixelConvT if layer.transposed else PixelConv
+    else:
+        cls = Col2imConvT if layer.transposed else Im2colConv
+    return cls(layer, size, batch, dtype, device)
 
 
 def needs_border(layer) -> int:
@@ -137,4 +281,5 @@ def needs_border(layer) -> int:
     return layer.p if isinstance(layer, Im2colConv) else 0
 
 
-__all__ = ["Col2imConvT", "DenseConv", "Im2colConv", "make_layer", "nchw", "needs_border", "ops"]
+__all__ = ["Col2imConvT", "DenseConv", "Gemm", "Im2colConv", "PixelConv", "PixelConvT", "make_layer", "nchw",
+           "needs_border"]

@@ -39,7 +39,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 RELU, LEAKY, TANH, NONE = (ops.ACTIVATIONS[k] for k in ("relu", "leaky_relu", "tanh", "none"))
 # Generator images per tile on CPU: big enough for efficient GEMMs, small enough that a tile's activations
 # stay in the L2/L3 caches (the eager model ran 88 img/s at 32 images per call, 53 at 64).
-DEFAULT_TILE = {torch.float32: 64, torch.bfloat16: 128, torch.float16: 128}
+DEFAULT_TILE = {torch.float32: 128, torch.bfloat16: 128, torch.float16: 128}
 
 
 def check_dtype_supported(dtype: torch.dtype, device: torch.device) -> None:
@@ -150,11 +150,11 @@ class Screener:
         dev, dt = self.device, self.dtype
         sizes = [S >> j for j in range(len(net.encoder) + 1)]  # input size of encoder level j
         if gemm:
-            self.enc = [make_layer(l, sizes[j], dt, dev) for j, l in enumerate(net.encoder)]
-            self.dec = [make_layer(l, sizes[j + 1], dt, dev) for j, l in enumerate(net.decoder)]
+            self.enc = [make_layer(l, sizes[j], T, dt, dev) for j, l in enumerate(net.encoder)]
+            self.dec = [make_layer(l, sizes[j + 1], T, dt, dev) for j, l in enumerate(net.decoder)]
             dsizes = [S >> i for i in range(len(net.pyramid) + 1)]
-            self.pyr = [make_layer(l, dsizes[i], dt, dev) for i, l in enumerate(net.pyramid)]
-            self.feat = make_layer(net.feature, dsizes[-1], dt, dev)
+            self.pyr = [make_layer(l, dsizes[i], B2, dt, dev) for i, l in enumerate(net.pyramid)]
+            self.feat = make_layer(net.feature, dsizes[-1], B2, dt, dev)
             assert isinstance(self.dec[0], Col2imConvT), "the last generator layer must be a fold (probe mixing)"
         else:
             self.enc, self.dec = net.encoder, net.decoder
