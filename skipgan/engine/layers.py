@@ -59,15 +59,20 @@ class Gemm:
     def n(self) -> int:
         return self.weight.shape[1]
 
-    def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """x @ W, into `out` when given (any row stride), else a new tensor."""
+    def __call__(self, x: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ W: the packed kernels return a new tensor; the plain product is written into `scratch` (a
+        preallocated [M, N] view) when one is given. Use the returned tensor either way."""
         if self.packed is not None:
-            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
-        elif self.mkl is not None and x.shape[0] == self.rows:
-            y = torch.ops.mkl._mkl_linear(x, self.mkl, self.wt, None, self.rows)
-        else:
-            return torch.mm(x, self.weight, out=out) if out is not None else torch.mm(x, self.weight)
-        return out.copy_(y) if out is not None else y
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        if self.mkl is not None and x.shape[0] == self.rows:
+            return torch.ops.mkl._mkl_linear(x, self.mkl, self.wt, None, self.rows)
+        return torch.mm(x, self.weight, out=scratch) if scratch is not None else torch.mm(x, self.weight)
+
+    def into(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """x @ W written into `out` (any row stride): a copy only where a packed kernel produced it elsewhere."""
+        y = self(x, out)
+        if y.data_ptr() != out.data_ptr():
+            out.copy_(y)
 
 
 def nchw(t: torch.Tensor) -> torch.Tensor:
@@ -111,7 +116,7 @@ class Im2colConv:
         rows = n * o * o
         c = cols[: rows * self.gemm.k].view(rows, -1)
         c.view(n, o, o, k, k, self.c_in).copy_(windows)
-        yy = self.gemm(c, y[: rows * self.c_out].view(rows, self.c_out) if self.gemm.packed is None else None)
+        yy = self.gemm(c, y[: rows * self.c_out].view(rows, self.c_out))
         torch.ops.skipgan.bias_act_out(nchw(yy.view(n, o, o, self.c_out)), None, self.shift, act, slope, out,
                                        act2, out2)
 
@@ -136,8 +141,7 @@ class Col2imConvT:
                  probe_weight: torch.Tensor | None = None) -> None:
         n, h, k = src.shape[0], self.size, self.k
         rows = n * h * h
-        c = self.gemm(src.reshape(rows, self.c_in),
-                      cols[: rows * self.gemm.n].view(rows, -1) if self.gemm.packed is None else None)
+        c = self.gemm(src.reshape(rows, self.c_in), cols[: rows * self.gemm.n].view(rows, -1))
         self.fold(c.view(n, h, h, k, k, self.c_out), act, slope, out, act2, out2, probe_weight)
 
     def fold(self, c6, act, slope, out, act2, out2, probe_weight) -> None:
@@ -166,7 +170,7 @@ class DenseConv:
     def __call__(self, src: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, act: int, slope: float,
                  out: torch.Tensor, act2: int = 0, out2: torch.Tensor | None = None) -> None:
         n, o = src.shape[0], self.out
-        yy = self.gemm(src.reshape(n, -1), y[: n * self.gemm.n].view(n, -1) if self.gemm.packed is None else None)
+        yy = self.gemm(src.reshape(n, -1), y[: n * self.gemm.n].view(n, -1))
         torch.ops.skipgan.bias_act_out(nchw(yy.view(n, o, o, self.c_out)), None, self.shift, act, slope, out,
                                        act2, out2)
 
@@ -232,7 +236,7 @@ class PixelConv:
             window = src[:, rows, cs, :]
             c = cols[: n * gemm.k].view(window.shape)
             c.copy_(window)
-            gemm(c.view(n, -1), yy[:, oy, ox, :])
+            gemm.into(c.view(n, -1), yy[:, oy, ox, :])
         torch.ops.skipgan.bias_act_out(nchw(yy), None, self.shift, act, slope, out, act2, out2)
 
 
@@ -259,7 +263,7 @@ class PixelConvT(Col2imConvT):
             return super().__call__(src, cols, y, act, slope, out, act2, out2, probe_weight)
         c6 = cols[: n * h * h * k * k * self.c_out].view(n, h, h, k, k, self.c_out)
         for iy, ix, ky, kx0, kx1, gemm in self.taps:
-            gemm(src[:, iy, ix, :], c6[:, iy, ix, ky, kx0:kx1, :].flatten(1))
+            gemm.into(src[:, iy, ix, :], c6[:, iy, ix, ky, kx0:kx1, :].flatten(1))
         self.fold(c6, act, slope, out, act2, out2, probe_weight)
 
 
