@@ -134,27 +134,26 @@ def _conv_out_hw(layer, hw):
     return ((hw[0] + 2 * ph - kh) // sh + 1, (hw[1] + 2 * pw - kw) // sw + 1)
 
 
+def _chain_macs(convs, size: int) -> int:
+    """Multiply-adds of one image through convolutions applied one after the other from a size x size input."""
+    total, hw = 0, (size, size)
+    for conv in convs:
+        total += conv_macs(conv, hw)
+        hw = _conv_out_hw(conv, hw)
+    return total
+
+
 def generator_macs(model: SkipGANomaly) -> int:
     """One image through the UNet: encoder convs at S, S/2, ...; decoder convTs from the 1x1 map back up."""
-    g, S = model.generator, model.arch.isize
-    total, hw = 0, (S, S)
-    for level in g.down:
-        total += conv_macs(level.conv, hw)
-        hw = _conv_out_hw(level.conv, hw)
-    for level in reversed(g.up):
-        total += conv_macs(level.conv, hw)
-        hw = _conv_out_hw(level.conv, hw)
-    return total
+    g = model.generator
+    return _chain_macs([level.conv for level in g.down] + [level.conv for level in reversed(g.up)],
+                       model.arch.isize)
 
 
 def discriminator_macs(model: SkipGANomaly) -> int:
     """One image through the pyramid and the feature conv (the classifier is not part of the score)."""
-    d, S = model.discriminator, model.arch.isize
-    total, hw = 0, (S, S)
-    for level in d.pyramid:
-        total += conv_macs(level.conv, hw)
-        hw = _conv_out_hw(level.conv, hw)
-    return total + conv_macs(d.feature, hw)
+    d = model.discriminator
+    return _chain_macs([level.conv for level in d.pyramid] + [d.feature], model.arch.isize)
 
 
 def flops_per_image(model: SkipGANomaly) -> int:

@@ -55,6 +55,7 @@ def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., S
 def eager_scorer(model, a: argparse.Namespace, batch_size: int) -> Callable[..., Scores]:
     """The PyTorch model itself (with the chosen probes; bf16/fp16 through autocast), for comparison."""
     from .cli import as_input_error
+    from .engine.screener import intra_op_threads
     from .model import score_in_batches
     from .model.corruption import select_probes
 
@@ -67,15 +68,9 @@ def eager_scorer(model, a: argparse.Namespace, batch_size: int) -> Callable[...,
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.dtype)
 
     def score(x: torch.Tensor, error_map: bool = False, reconstruction: bool = False) -> Scores:
-        before = torch.get_num_threads()
-        if a.threads:
-            torch.set_num_threads(a.threads)
-        try:
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                return score_in_batches(model, x, batch_size * max(1, model.probe_weight.shape[0]),
-                                        with_error_map=error_map, keep_reconstructions=reconstruction)
-        finally:
-            torch.set_num_threads(before)
+        with intra_op_threads(a.threads), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            return score_in_batches(model, x, batch_size * max(1, model.probe_weight.shape[0]),
+                                    with_error_map=error_map, keep_reconstructions=reconstruction)
 
     return score
 

@@ -43,16 +43,17 @@ class FoldedConv:
 
 
 def fold_conv(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d | None) -> FoldedConv:
-    """conv (+ eval-mode BN) -> one conv with a per-channel shift, computed in fp64 and stored in fp32."""
+    """conv (+ eval-mode BN) -> one conv with a per-channel shift, computed in fp64 and stored in fp32 on the CPU
+    (the engine converts and moves each weight once, to its own layout, device and dtype)."""
     transposed = isinstance(conv, nn.ConvTranspose2d)
     assert conv.groups == 1 and tuple(conv.dilation) == (1, 1), "the engine supports plain convolutions only"
     assert conv.stride[0] == conv.stride[1] and conv.padding[0] == conv.padding[1]
-    w = conv.weight.detach().double()
+    w = conv.weight.detach().cpu().double()
     c_out = w.shape[1] if transposed else w.shape[0]
-    bias = conv.bias.detach().double() if conv.bias is not None else None
+    bias = conv.bias.detach().cpu().double() if conv.bias is not None else None
     if bn is not None:
-        s = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-        t = bn.bias.detach().double() - bn.running_mean.detach().double() * s
+        s = bn.weight.detach().cpu().double() / torch.sqrt(bn.running_var.detach().cpu().double() + bn.eps)
+        t = bn.bias.detach().cpu().double() - bn.running_mean.detach().cpu().double() * s
         if bias is not None:
             t = t + bias * s
         w = w * (s.view(1, -1, 1, 1) if transposed else s.view(-1, 1, 1, 1))

@@ -122,7 +122,7 @@ class Screener:
                 self.max_batch * per_image  # CUDA: the whole batch in one pass (one graph)
         self.tile_images = max(1, min(self.max_batch, tile // per_image))  # images per generator tile
         self.T = self.tile_images * per_image  # generator batch of a full tile
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self._build()
 
@@ -138,14 +138,11 @@ class Screener:
             if dtype not in DTYPES:
                 raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
             dtype = DTYPES[dtype]
-        model_device = next(model.parameters()).device
-        device = torch.device(device) if device is not None else model_device
+        device = torch.device(device) if device is not None else next(model.parameters()).device
         cpu = {n: getattr(model, n).detach().cpu() for n in ("probe_scale", "probe_shift", "probe_weight")}
         chosen = select_probes(cpu["probe_scale"], cpu["probe_shift"], cpu["probe_weight"], probes)
         with torch.no_grad():
-            net = fold_model(model.cpu() if model_device.type != "cpu" else model)
-        if model_device.type != "cpu":
-            model.to(model_device)
+            net = fold_model(model)  # reads the weights to the CPU; the model itself is left where it is
         return cls(net, chosen, device=device, dtype=dtype, max_batch=max_batch, threads=threads, **kw)
 
     def _build(self) -> None:
