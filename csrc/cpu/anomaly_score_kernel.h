@@ -67,6 +67,34 @@ inline float sqdiff_sum(const T* a, const T* b, int64_t n) {
   return s;
 }
 
+// NCHW: the squared differences of kStep pixels starting at pixel `pix`, summed over the channels in channel
+// order (one FMA chain per pixel lane, in registers): the per-pixel sums of every planar path, so the paths with
+// and without a border margin add exactly the same numbers.
+template <typename T>
+inline void planar_pixel_sums(const T* x, const T* xh, int64_t C, int64_t npix, int64_t pix, Vec& s0, Vec& s1) {
+  Vec a0, a1, b0, b1;
+  s0 = Vec(0.f);
+  s1 = Vec(0.f);
+  for (int64_t c = 0; c < C; ++c) {
+    load2(x + c * npix + pix, a0, a1);
+    load2(xh + c * npix + pix, b0, b1);
+    const Vec d0 = a0 - b0, d1 = a1 - b1;
+    s0 = at::vec::fmadd(d0, d0, s0);
+    s1 = at::vec::fmadd(d1, d1, s1);
+  }
+}
+
+// The same for one pixel (the tail of a chunk), in scalar code.
+template <typename T>
+inline float planar_pixel_sum(const T* x, const T* xh, int64_t C, int64_t npix, int64_t pix) {
+  float acc = 0.f;
+  for (int64_t c = 0; c < C; ++c) {
+    const float d = static_cast<float>(x[c * npix + pix]) - static_cast<float>(xh[c * npix + pix]);
+    acc += d * d;
+  }
+  return acc;
+}
+
 // Image chunk with a border (p.margin > 0): pixels [p0, p0 + np) of one sample (x, xh: its first element).
 // The per-pixel channel sums go to scratch[0, np) (and, as means, to the map, border included); the chunk's
 // partial is the sum of the interior ones, row segment by row segment in pixel order. The pixel sums are
@@ -80,17 +108,10 @@ float image_chunk_margin(const ScoreParams& p, const T* x, const T* xh, int64_t 
   float* sums = scratch;
   if (p.planar) {
     const Vec vinv(inv_c);
-    Vec a0, a1, b0, b1;
     int64_t i = 0;
     for (; i + kStep <= np; i += kStep) {
-      Vec s0(0.f), s1(0.f);
-      for (int64_t c = 0; c < C; ++c) {
-        load2(x + c * p.npix + p0 + i, a0, a1);
-        load2(xh + c * p.npix + p0 + i, b0, b1);
-        const Vec d0 = a0 - b0, d1 = a1 - b1;
-        s0 = at::vec::fmadd(d0, d0, s0);
-        s1 = at::vec::fmadd(d1, d1, s1);
-      }
+      Vec s0, s1;
+      planar_pixel_sums(x, xh, C, p.npix, p0 + i, s0, s1);
       s0.store(sums + i);
       s1.store(sums + i + Vec::size());
       if (map) {
@@ -99,11 +120,7 @@ float image_chunk_margin(const ScoreParams& p, const T* x, const T* xh, int64_t 
       }
     }
     for (; i < np; ++i) {
-      float acc = 0.f;
-      for (int64_t c = 0; c < C; ++c) {
-        const float d = static_cast<float>(x[c * p.npix + p0 + i]) - static_cast<float>(xh[c * p.npix + p0 + i]);
-        acc += d * d;
-      }
+      const float acc = planar_pixel_sum(x, xh, C, p.npix, p0 + i);
       sums[i] = acc;
       if (map) map[i] = acc * inv_c;
     }
@@ -150,17 +167,11 @@ float image_chunk(const ScoreParams& p, int64_t b, int64_t p0, int64_t np, float
     // NCHW: for each vector of pixels, the channels are accumulated in registers (one FMA chain per pixel
     // lane, channels in order), giving the per-pixel sums directly; those feed the map and the total.
     const Vec vinv(inv_c);
-    Vec t0(0.f), t1(0.f), a0, a1, b0, b1;
+    Vec t0(0.f), t1(0.f);
     int64_t i = 0;
     for (; i + kStep <= np; i += kStep) {
-      Vec s0(0.f), s1(0.f);
-      for (int64_t c = 0; c < C; ++c) {
-        load2(x + c * p.npix + p0 + i, a0, a1);
-        load2(xh + c * p.npix + p0 + i, b0, b1);
-        const Vec d0 = a0 - b0, d1 = a1 - b1;
-        s0 = at::vec::fmadd(d0, d0, s0);
-        s1 = at::vec::fmadd(d1, d1, s1);
-      }
+      Vec s0, s1;
+      planar_pixel_sums(x, xh, C, p.npix, p0 + i, s0, s1);
       if (map) {
         (s0 * vinv).store(map + i);
         (s1 * vinv).store(map + i + Vec::size());
@@ -170,11 +181,7 @@ float image_chunk(const ScoreParams& p, int64_t b, int64_t p0, int64_t np, float
     }
     float total = hsum(t0 + t1);
     for (; i < np; ++i) {
-      float acc = 0.f;
-      for (int64_t c = 0; c < C; ++c) {
-        const float d = static_cast<float>(x[c * p.npix + p0 + i]) - static_cast<float>(xh[c * p.npix + p0 + i]);
-        acc += d * d;
-      }
+      const float acc = planar_pixel_sum(x, xh, C, p.npix, p0 + i);
       if (map) map[i] = acc * inv_c;
       total += acc;
     }
