@@ -34,14 +34,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skipgan import preprocess
 from skipgan.errors import InputError
 from skipgan.isize import check_isize
+from skipgan.preprocess import LUMA_601  # noqa: F401  (re-exported: part of this module's public face)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
-
-# ITU-R BT.601 luma weights, used for 3 -> 1 channel conversion.
-LUMA_601 = (0.299, 0.587, 0.114)
 
 # Images resized per call of F.interpolate in `batch_to_tensor`; bounds the float32 working memory.
 RESIZE_CHUNK = 512
@@ -248,22 +247,20 @@ def dtype_scale(dtype: np.dtype) -> float:
 
 
 def adapt_channels(x: torch.Tensor, channels: int | None, name: str | None = None) -> torch.Tensor:
-    """[N, C, H, W] -> [N, channels, H, W]: 1 -> N by repetition, 3 -> 1 by ITU-R 601 luma, else InputError."""
-    c = x.shape[1]
-    if channels is None or channels == c:
+    """[N, C, H, W] -> [N, channels, H, W] by skipgan.preprocess.adapt_channels (1 -> N repeat, 3 -> 1 luma);
+    any other mismatch is an InputError naming the image and the flag."""
+    if channels is None or channels == x.shape[1]:
         return x
     if channels < 1:
         raise InputError(f"--channels must be >= 1, got {channels}")
-    if c == 1:
-        return x.expand(-1, channels, -1, -1).contiguous()
-    if c == 3 and channels == 1:
-        w = torch.tensor(LUMA_601, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x * w).sum(dim=1, keepdim=True)
-    who = f"{name}: " if name else ""
-    raise InputError(
-        f"{who}image has {c} channels but --channels {channels} was given; only 1 -> N (repeat) and "
-        "3 -> 1 (luminance) are converted: pick a matching --channels"
-    )
+    try:
+        return preprocess.adapt_channels(x, channels)
+    except ValueError:
+        who = f"{name}: " if name else ""
+        raise InputError(
+            f"{who}image has {x.shape[1]} channels but --channels {channels} was given; only 1 -> N (repeat) and "
+            "3 -> 1 (luminance) are converted: pick a matching --channels"
+        ) from None
 
 
 def batch_to_tensor(
@@ -272,13 +269,13 @@ def batch_to_tensor(
     channels: int | None = None,
     *,
     name: str | None = None,
-    antialias: bool = True,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[N, C, H, W] uint8/uint16/float array -> float32 [N, C', isize, isize] in [-1, 1].
 
-    Converts to float32 first (full precision of 16-bit data), scales by the dtype's full range, resizes with
-    bilinear interpolation (antialiased when shrinking), adapts channels. Works in chunks of RESIZE_CHUNK
+    The steps are skipgan.preprocess's (the one definition every exported graph also runs): full precision of
+    16-bit data, scaled by the dtype's full range, antialiased bilinear resize, channels adapted. Here float input
+    is range-checked first (an InputError naming the image, not a silent clamp). Works in chunks of RESIZE_CHUNK
     images; writes into `out` (a float32 tensor of the final shape) when given.
     """
     if isinstance(arr, torch.Tensor):
@@ -286,20 +283,14 @@ def batch_to_tensor(
     if arr.ndim != 4:
         raise ValueError(f"batch_to_tensor expects [N, C, H, W], got shape {arr.shape}")
     isize = check_isize(isize)
-    scale = dtype_scale(arr.dtype)
+    dtype_scale(arr.dtype)  # refuses sample types other than uint8 / uint16 / float
     n = arr.shape[0]
     chunks = []
     for s in range(0, n, RESIZE_CHUNK):
-        part = torch.from_numpy(np.ascontiguousarray(arr[s : s + RESIZE_CHUNK], dtype=np.float32))
-        if scale != 1.0:
-            part = part * (1.0 / scale)  # new tensor: never modify the caller's array
-        else:
-            part = _check_float_range(part, name)  # returns a new (clamped) tensor
-        if part.shape[-2:] != (isize, isize):  # resize in [0, 1]: black stays exactly 0
-            aa = antialias and (part.shape[-2] > isize or part.shape[-1] > isize)
-            part = F.interpolate(part, size=(isize, isize), mode="bilinear", align_corners=False, antialias=aa)
-            part = part.clamp_(0.0, 1.0)
-        part = part.mul_(2.0).sub_(1.0)
+        part = torch.from_numpy(np.require(arr[s : s + RESIZE_CHUNK], requirements=["C", "W"]))  # never written
+        if part.is_floating_point():
+            part = _check_float_range(part.float(), name)
+        part = preprocess.resize_normalise(preprocess.to_unit(part), isize)
         part = adapt_channels(part, channels, name)
         if out is not None:
             out[s : s + part.shape[0]].copy_(part)

@@ -13,6 +13,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from ..model.corruption import select_probes
 from ..model.unet import LEAKY_SLOPE
 
 
@@ -92,3 +93,13 @@ def fold_model(model) -> FoldedNetwork:
     pyramid = [fold_conv(level.conv, level.bn) for level in d.pyramid]
     return FoldedNetwork(encoder, decoder, pyramid, fold_conv(d.feature, None), model.arch.isize, model.arch.nc,
                          float(model.lam), int(model.margin))
+
+
+def fold_for_scoring(model, probes: int | None = None
+                     ) -> tuple[FoldedNetwork, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(folded network, (scale, shift, weight) of the chosen scoring probes), all on the CPU: what the engine and
+    every export are built from. probes: the first K stored probes, reweighted (None: all; 0: clean input)."""
+    cpu = [getattr(model, n).detach().cpu() for n in ("probe_scale", "probe_shift", "probe_weight")]
+    chosen = select_probes(*cpu, probes)
+    with torch.no_grad():
+        return fold_model(model), chosen

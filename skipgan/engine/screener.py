@@ -30,9 +30,8 @@ import dataclasses
 import torch
 
 from .. import ops
-from ..model.corruption import select_probes
 from ..scoring import Scores
-from .fold import FoldedNetwork, fold_model
+from .fold import FoldedNetwork, fold_for_scoring
 from .layers import Col2imConvT, make_layer, nchw, needs_border
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -139,10 +138,7 @@ class Screener:
                 raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
             dtype = DTYPES[dtype]
         device = torch.device(device) if device is not None else next(model.parameters()).device
-        cpu = {n: getattr(model, n).detach().cpu() for n in ("probe_scale", "probe_shift", "probe_weight")}
-        chosen = select_probes(cpu["probe_scale"], cpu["probe_shift"], cpu["probe_weight"], probes)
-        with torch.no_grad():
-            net = fold_model(model)  # reads the weights to the CPU; the model itself is left where it is
+        net, chosen = fold_for_scoring(model, probes)  # the model itself is left where it is
         return cls(net, chosen, device=device, dtype=dtype, max_batch=max_batch, threads=threads, **kw)
 
     def _build(self) -> None:

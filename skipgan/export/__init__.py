@@ -1,0 +1,175 @@
+"""Exports of the engine's screening pipeline (skipgan.export.pipeline) with preprocessing and metadata inside.
+
+    from skipgan.export import export_model
+    export_model(model, meta, "torchscript", "model.pt")       # or "aoti" (.pt2), "onnx", "tensorrt"
+
+Every format takes decoded images [B, C, H, W] (uint8 / uint16 / float in [0, 1], any H×W) and returns
+(scores, normalised scores, verdicts) (+ the error map with error_map=True); see README "Deployment".
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from .metadata import export_metadata
+from .pipeline import ScreeningPipeline, WithErrorMap, build_pipeline
+
+FORMATS = ("torchscript", "aoti", "onnx", "tensorrt")
+SUFFIXES = {"torchscript": ".pt", "aoti": ".pt2", "onnx": ".onnx", "tensorrt": ".engine"}
+INPUT_DTYPES = {"uint8": torch.uint8, "uint16": torch.uint16, "float32": torch.float32}
+# Largest deviation from the fp32 engine that verification accepts, relative to the largest score.
+TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2, "fp16": 2e-2}
+
+__all__ = ["FORMATS", "ScreeningPipeline", "build_pipeline", "export_model", "read_metadata"]
+
+
+def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtype: str, max_batch: int) -> None:
+    from ..engine.screener import check_dtype_supported, DTYPES
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    if not str(out).endswith(SUFFIXES[fmt]):
+        raise InputError(f"--out {out}: a {fmt} file must end in {SUFFIXES[fmt]}")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device {device}: expected cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is visible here; export on the GPU machine or use --device cpu")
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
+    if input_dtype not in INPUT_DTYPES:
+        raise InputError(f"--input-dtype {input_dtype}: expected one of {', '.join(INPUT_DTYPES)}")
+    if max_batch < 2:
+        raise InputError(f"--max-batch {max_batch}: must be at least 2")
+    if fmt in ("onnx", "tensorrt"):
+        if dtype == "bf16":
+            raise InputError(f"--dtype bf16: --format {fmt} takes fp32 or fp16")
+        if fmt == "tensorrt" and input_dtype == "uint16":
+            raise InputError("--input-dtype uint16: TensorRT has no 16-bit unsigned inputs; use float32 (divide by "
+                             "65535 before the engine) or uint8")
+        return
+    try:
+        check_dtype_supported(DTYPES[dtype], torch.device(device))
+    except ValueError as e:
+        raise InputError(f"--{e}") from None
+
+
+def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, *, device: str = "cpu",
+                 dtype: str = "fp32", max_batch: int = 64, probes: int | None = None, error_map: bool = False,
+                 input_dtype: str = "uint8", verify: bool = True, trt: dict | None = None) -> dict[str, Any]:
+    """Write `out` (atomically) and return {"metadata": ..., "max_rel_dev": float or None (not verified)}.
+
+    model / meta: as skipgan.modelfile.load_model returns them. trt: TensorRT build options (min_batch, opt_batch,
+    height, width, workspace_mib). Bad arguments raise InputError naming the flag.
+    """
+    from ..engine.screener import DTYPES
+    from ..model.corruption import select_probes
+
+    _check(fmt, out, device, dtype, input_dtype, max_batch)
+    try:
+        select_probes(model.probe_scale, model.probe_shift, model.probe_weight, probes)
+    except ValueError as e:
+        raise InputError(f"--{e}") from None
+    native = fmt in ("torchscript", "aoti")
+    pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=DTYPES[dtype], probes=probes)
+    pipeline = pipeline.to(device)
+    module = WithErrorMap(pipeline) if error_map and fmt != "torchscript" else pipeline
+    n_probes = int(pipeline.probe_weight.shape[0])
+    metadata = export_metadata(meta, fmt=fmt, device=device, dtype=dtype, probes=n_probes, max_batch=max_batch,
+                               input_dtype="any" if fmt == "torchscript" else input_dtype, error_map=error_map)
+    S, nc = pipeline.isize, pipeline.nc
+    example = _example(2, nc, S + 3, S - 2, input_dtype, device)  # odd, non-square: nothing specialises on isize
+    with torch.no_grad():
+        if fmt == "torchscript":
+            from .torchscript import export_torchscript
+
+            export_torchscript(pipeline, metadata, out)
+        elif fmt == "aoti":
+            from .aoti import export_aoti
+
+            export_aoti(module, example, metadata, out, max_batch)
+        else:
+            from .onnx import export_onnx
+
+            onnx_path = out if fmt == "onnx" else f"{os.fspath(out)[: -len('.engine')]}.onnx"
+            export_onnx(module, example, metadata, onnx_path, max_batch, error_map)
+            if fmt == "tensorrt":
+                from .tensorrt import build_engine
+
+                t = trt or {}
+                build_engine(onnx_path, out, metadata, channels=nc, height=t.get("height", S),
+                             width=t.get("width", S), min_batch=t.get("min_batch", 1),
+                             opt_batch=t.get("opt_batch", max_batch), max_batch=max_batch,
+                             workspace_mib=t.get("workspace_mib", 1024))
+    dev = None
+    if verify:
+        dev = verify_export(model, fmt, out, device, dtype, probes, input_dtype, nc, S)
+    return {"metadata": metadata, "max_rel_dev": dev}
+
+
+def _example(b: int, nc: int, h: int, w: int, input_dtype: str, device: str, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if input_dtype == "float32":
+        return torch.rand(b, nc, h, w, generator=g).to(device)
+    hi = 256 if input_dtype == "uint8" else 65536
+    return torch.randint(0, hi, (b, nc, h, w), generator=g, dtype=torch.int64).to(INPUT_DTYPES[input_dtype]).to(device)
+
+
+def run_exported(fmt: str, path: str | os.PathLike, images: torch.Tensor, device: str = "cpu"):
+    """Score decoded images with an exported file through its own runtime; the outputs as a tuple of CPU tensors
+    (None for TensorRT, whose runtime this does not drive, or ONNX without onnxruntime)."""
+    if fmt == "torchscript":
+        out = torch.jit.load(str(path), map_location=device)(images.to(device))
+    elif fmt == "aoti":
+        out = torch._inductor.aoti_load_package(str(path))(images.to(device))
+    elif fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return None
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        out = [torch.from_numpy(o) for o in session.run(None, {"images": images.cpu().numpy()})]
+    else:
+        return None
+    return tuple(t.cpu() for t in out)
+
+
+def verify_export(model, fmt: str, out, device: str, dtype: str, probes: int | None, input_dtype: str, nc: int,
+                  isize: int) -> float | None:
+    """Score a few synthetic images (odd sizes) with the exported file and with the fp32 engine; the largest
+    deviation relative to the largest score. Raises RuntimeError beyond TOLERANCE[dtype]."""
+    from ..engine import Screener
+    from ..preprocess import to_model_input
+
+    images = _example(3, nc, isize + 5, isize * 2 - 1, input_dtype, "cpu", seed=1)
+    got = run_exported(fmt, out, images, device)
+    if got is None:
+        return None
+    screener = Screener.from_model(model, device=device, dtype=torch.float32, max_batch=4, probes=probes)
+    want = screener.score(to_model_input(images, isize, nc).to(device)).score.cpu()
+    dev = float((got[0].float() - want).abs().max() / want.abs().max().clamp_min(1e-12))
+    if not dev <= TOLERANCE[dtype]:
+        raise RuntimeError(f"{out}: the exported {fmt} model's scores deviate from the engine's by {dev:.3g} "
+                           f"(relative; tolerance {TOLERANCE[dtype]:g} for {dtype}); please report this")
+    return dev
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata object inside an exported file (the format is told by the suffix)."""
+    import json
+
+    p = os.fspath(path)
+    if p.endswith(".pt2"):
+        from .aoti import read_aoti_metadata as read
+    elif p.endswith(".pt"):
+        from .torchscript import read_torchscript_metadata as read
+    elif p.endswith(".onnx"):
+        from .onnx import read_onnx_metadata as read
+    elif p.endswith(".engine"):
+        return json.loads(open(f"{p}.json").read())
+    else:
+        raise InputError(f"{p}: not an exported skipgan file (.pt, .pt2, .onnx or .engine)")
+    return json.loads(read(p))

@@ -104,3 +104,16 @@ def select_probes(scale: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor
         raise ValueError(f"probes={k}: this model's {K} probes are inpainting masks that only work together; "
                          f"use {K} or 0")
     return scale[:k], shift[:k], torch.full_like(weight[:k], 1.0 / k)
+
+
+def probe_inputs(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The K generator inputs of a batch, probe-major: [K·B, C, H, W] with input_k = x·scale_k + shift_k.
+    (TorchScript- and torch.export-able: the model, the engine's exports and their tests share it.)"""
+    probes = x.unsqueeze(0) * scale.unsqueeze(1).to(x.dtype) + shift.unsqueeze(1).to(x.dtype)
+    return probes.flatten(0, 1)
+
+
+def mix_probes(y: torch.Tensor, weight: torch.Tensor, batch: int) -> torch.Tensor:
+    """x̂ = Σ_k weight_k · y_k from the generator's outputs y [K·B, C, H, W] of `probe_inputs`."""
+    y = y.unflatten(0, (weight.shape[0], batch))
+    return (y * weight.unsqueeze(1).to(y.dtype)).sum(0)

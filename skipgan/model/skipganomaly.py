@@ -8,7 +8,7 @@ from torch import nn
 
 from ..isize import ISIZES, check_isize
 from ..scoring import Scores, combine_scores, error_map
-from .corruption import Corruption
+from .corruption import Corruption, mix_probes, probe_inputs
 from .discriminator import Discriminator
 from .unet import UNetGenerator
 
@@ -79,13 +79,10 @@ class SkipGANomaly(nn.Module):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """x̂ = G(x), or with scoring probes Σ_k weight_k·G(x·scale_k + shift_k), all K probes in one batch."""
-        K = self.probe_weight.shape[0]
-        if K == 0:
+        if self.probe_weight.shape[0] == 0:
             return self.generator(x)
-        B = x.shape[0]
-        probes = x.unsqueeze(0) * self.probe_scale.unsqueeze(1).to(x.dtype) + self.probe_shift.unsqueeze(1).to(x.dtype)
-        y = self.generator(probes.flatten(0, 1)).unflatten(0, (K, B))
-        return (y * self.probe_weight.unsqueeze(1).to(y.dtype)).sum(0)
+        y = self.generator(probe_inputs(x, self.probe_scale, self.probe_shift))
+        return mix_probes(y, self.probe_weight, x.shape[0])
 
     def score(self, x: torch.Tensor, with_error_map: bool = False) -> Scores:
         x_hat = self.reconstruct(x)

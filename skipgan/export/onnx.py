@@ -1,0 +1,43 @@
+"""ONNX: the pipeline in standard operators (Conv with folded BN, LeakyRelu, Relu, ConvTranspose, Tanh, Resize,
+the score as Sub/Mul/ReduceMean), opset 18 (Resize's antialias needs it), dynamic batch and image size.
+
+Metadata: the model property `skipgan` (the whole JSON object) plus each scalar field as its own property.
+fp16: the network's weights and activations are fp16 in the graph itself (preprocessing and the score stay
+fp32), which is what a strongly typed TensorRT network builds from.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..fileio import atomic_path
+from .aoti import dynamic_shapes
+from .metadata import ERROR_MAP_OUTPUT, KEY, OUTPUTS, dumps
+
+OPSET = 18
+
+
+def export_onnx(pipeline: torch.nn.Module, example: torch.Tensor, metadata: dict, out: str | os.PathLike,
+                max_batch: int, error_map: bool) -> None:
+    import onnx
+
+    names = [*OUTPUTS, *((ERROR_MAP_OUTPUT,) if error_map else ())]
+    program = torch.onnx.export(pipeline, (example,), dynamo=True, opset_version=OPSET,
+                                dynamic_shapes=dynamic_shapes(max_batch), input_names=["images"],
+                                output_names=names, verbose=False)
+    model = program.model_proto
+    props = {KEY: dumps(metadata)}
+    props.update({k: str(v) for k, v in metadata.items() if isinstance(v, (int, float, str))})
+    onnx.helper.set_model_props(model, props)
+    onnx.checker.check_model(model, full_check=True)
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> str:
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return props[KEY]

@@ -1,0 +1,36 @@
+"""TorchScript: `torch.jit.script` of the pipeline (native ops), metadata as the extra file `skipgan.json`.
+
+Load: Python `import skipgan; m = torch.jit.load(path)`; C++ `torch::jit::load(path)` in a program linked with
+libskipgan_ops (see scanner/). TorchScript is deprecated upstream (torch 2.14 warns when scripting) but it is what
+C++ programs load today without a compiler at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+from ..fileio import atomic_path
+from .metadata import KEY, dumps
+
+EXTRA_FILE = f"{KEY}.json"
+
+
+def script(pipeline: torch.nn.Module) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=FutureWarning)
+        return torch.jit.script(pipeline)
+
+
+def export_torchscript(pipeline: torch.nn.Module, metadata: dict, out: str | os.PathLike) -> None:
+    scripted = script(pipeline)
+    with atomic_path(out) as tmp:
+        torch.jit.save(scripted, str(tmp), _extra_files={EXTRA_FILE: dumps(metadata)})
+
+
+def read_torchscript_metadata(path: str | os.PathLike) -> str:
+    files = {EXTRA_FILE: ""}
+    torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    return files[EXTRA_FILE]
