@@ -9,34 +9,13 @@ from skipgan.engine import Screener, fold_conv
 from skipgan.model import Architecture, Corruption, SkipGANomaly
 from skipgan.model.corruption import select_probes
 
+try:
+    from model_fixtures import images, make, randomise_bn  # noqa: F401
+except ImportError:  # run from the repository root as a package
+    from tests.model_fixtures import images, make, randomise_bn  # noqa: F401
+
 pytestmark = pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library not built")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
-
-
-def randomise_bn(model: nn.Module, seed: int = 0) -> None:
-    """Non-trivial running statistics and affine parameters, so that BN folding is really exercised."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            c = m.num_features
-            m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.75)
-            m.weight.data.copy_(1 + torch.randn(c, generator=g) * 0.1)
-            m.bias.data.copy_(torch.randn(c, generator=g) * 0.1)
-
-
-def make(isize=32, nc=1, probes=0, margin=0, width=8, seed=0, lam=0.9, masks=False):
-    torch.manual_seed(seed)
-    corr = Corruption(mask_block=isize // 4, mask_groups=4) if masks else \
-        Corruption(noise_std=2.0 if probes else 0.0, score_draws=probes)
-    m = SkipGANomaly(Architecture(isize=isize, nc=nc, ngf=width, ndf=width, nz=16), lam=lam, margin=margin,
-                     corruption=corr)
-    randomise_bn(m, seed)
-    return m.eval()
-
-
-def images(n, nc, isize, seed=1):
-    return torch.rand(n, nc, isize, isize, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
 def assert_scores_close(got, want, rtol=1e-4):

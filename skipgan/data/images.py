@@ -5,7 +5,7 @@ until `to_tensor` converts it to float32; only then is it resized (antialiased b
 
 Rules (decisions written down here so the behaviour is predictable):
 
-* PNG / JPEG / BMP go through Pillow, TIFF through tifffile; the choice is made by the file extension.
+* PNG / JPEG / BMP / PGM / PPM go through Pillow, TIFF through tifffile; the choice is made by the file extension.
 * Alpha is dropped: RGBA -> RGB, LA -> L, P (palette) -> RGB. Anomaly models look at intensities; a
   transparency channel would only make folders of mixed PNGs disagree on the channel count.
 * 16-bit grey PNGs (Pillow modes 'I;16*' or 'I') come back as uint16 with all 16 bits. Pillow cannot decode
@@ -39,7 +39,7 @@ from skipgan.errors import InputError
 from skipgan.isize import check_isize
 from skipgan.preprocess import LUMA_601  # noqa: F401  (re-exported: part of this module's public face)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 
 # Images resized per call of F.interpolate in `batch_to_tensor`; bounds the float32 working memory.

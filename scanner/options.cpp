@@ -1,0 +1,103 @@
+#include "options.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "decode.h"
+
+namespace scanner {
+
+const char* const kUsage =
+    "usage: skipgan_scanner --model FILE (.pt or .pt2) [--batch-size B] [--threads N] [--workers N]\n"
+    "                       [--device cpu|cuda] [--threshold T] [--flush-ms MS] (DIR | FILE... | -)\n"
+    "\n"
+    "Scores images with a model exported by `skipgan export` and prints one JSON line per image:\n"
+    "  {\"path\", \"score\", \"normalised_score\", \"verdict\"}  or  {\"path\", \"error\"}\n"
+    "PNG (8/16-bit), PGM/PPM and TIFF; `-` reads one path per line from stdin and scores as paths arrive\n"
+    "(a full batch, or --flush-ms without a new path, scores what has arrived).\n"
+    "Exit codes: 0 every image scored, 1 some images could not be scored, 2 usage or model error.\n";
+
+namespace {
+
+int to_int(const std::string& flag, const std::string& v, int min) {
+  size_t used = 0;
+  int n = 0;
+  try {
+    n = std::stoi(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v.size() || v.empty() || n < min)
+    throw UsageError(flag + " " + v + ": expected an integer >= " + std::to_string(min));
+  return n;
+}
+
+}  // namespace
+
+std::optional<Options> parse_options(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(a + ": needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") return std::nullopt;
+    if (a == "--model") {
+      o.model = value();
+    } else if (a == "--batch-size") {
+      o.batch_size = to_int(a, value(), 1);
+    } else if (a == "--threads") {
+      o.threads = to_int(a, value(), 1);
+    } else if (a == "--workers") {
+      o.workers = to_int(a, value(), 1);
+    } else if (a == "--flush-ms") {
+      o.flush_ms = to_int(a, value(), 1);
+    } else if (a == "--device") {
+      o.device = value();
+      if (o.device != "cpu" && o.device != "cuda") throw UsageError("--device " + o.device + ": expected cpu or cuda");
+    } else if (a == "--threshold") {
+      const std::string v = value();
+      size_t used = 0;
+      try {
+        o.threshold = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != v.size() || v.empty()) throw UsageError("--threshold " + v + ": expected a number");
+    } else if (a == "-") {
+      o.from_stdin = true;
+    } else if (a.size() > 1 && a[0] == '-') {
+      throw UsageError(a + ": unknown option (see --help)");
+    } else {
+      o.inputs.push_back(a);
+    }
+  }
+  if (o.model.empty()) throw UsageError("--model FILE is required (a .pt or .pt2 from `skipgan export`)");
+  if (o.from_stdin && !o.inputs.empty()) throw UsageError("-: read paths from stdin OR pass files/folders, not both");
+  if (!o.from_stdin && o.inputs.empty()) throw UsageError("no images: pass files, folders, or - to read paths from stdin");
+  return o;
+}
+
+std::vector<std::string> collect_paths(const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> paths;
+  for (const auto& in : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(in, ec)) {
+      std::vector<fs::path> found;
+      for (const auto& e : fs::recursive_directory_iterator(in, ec))
+        if (e.is_regular_file() && is_image_path(e.path().string())) found.push_back(e.path());
+      if (found.empty()) throw UsageError(in + ": folder holds no images (png, pgm, tif); pass image files or folders");
+      std::sort(found.begin(), found.end());
+      for (const auto& p : found) paths.push_back(p.string());
+    } else if (fs::is_regular_file(in, ec)) {
+      paths.push_back(in);
+    } else {
+      throw UsageError(in + ": no such file or folder; pass image files or folders of images");
+    }
+  }
+  return paths;
+}
+
+}  // namespace scanner

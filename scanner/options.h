@@ -1,0 +1,35 @@
+// Command line of skipgan_scanner.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace scanner {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  std::string model;
+  int batch_size = 32;
+  int threads = 0;  // intra-op threads for scoring; 0 = libtorch's default
+  int workers = 0;  // decoding threads; 0 = min(4, hardware threads)
+  std::string device;  // "", "cpu" or "cuda"
+  std::optional<double> threshold;
+  int flush_ms = 50;  // stdin mode: score a partial batch when no new image arrived for this long
+  bool from_stdin = false;
+  std::vector<std::string> inputs;  // files and folders
+};
+
+extern const char* const kUsage;
+
+// Throws UsageError with a one-line message naming the argument. Returns nullopt for --help.
+std::optional<Options> parse_options(int argc, char** argv);
+
+// Files as given; folders expanded recursively, sorted, to the image files inside (the Python CLI's rule).
+std::vector<std::string> collect_paths(const std::vector<std::string>& inputs);
+
+}  // namespace scanner

@@ -1,0 +1,111 @@
+#include "screening_model.h"
+
+#include <filesystem>
+#include <unordered_map>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/script.h>
+
+namespace scanner {
+namespace {
+
+constexpr const char* kKey = "skipgan";         // the metadata's name in every export (skipgan/export/metadata.py)
+constexpr const char* kFormat = "skipgan-export";
+constexpr int kFormatVersion = 1;
+
+nlohmann::json parse_metadata(const std::string& path, const std::string& text) {
+  nlohmann::json meta = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (meta.is_discarded() || !meta.is_object() || meta.value("format", "") != kFormat)
+    throw ModelError(path + ": not a skipgan export (no skipgan metadata); make one with `skipgan export`");
+  if (meta.value("format_version", -1) != kFormatVersion)
+    throw ModelError(path + ": export format version " + meta.value("format_version", nlohmann::json()).dump() +
+                     " is not supported (this scanner reads version " + std::to_string(kFormatVersion) +
+                     "); re-export with a matching skipgan");
+  return meta;
+}
+
+Outputs to_outputs(const std::vector<at::Tensor>& t) {
+  if (t.size() < 3) throw std::runtime_error("the model returned " + std::to_string(t.size()) + " outputs, not 3");
+  return {t[0].to(at::kCPU, at::kFloat), t[1].to(at::kCPU, at::kFloat), t[2].to(at::kCPU, at::kBool)};
+}
+
+class TorchScriptModel final : public ScreeningModel {
+ public:
+  TorchScriptModel(torch::jit::Module module, nlohmann::json meta, c10::Device device)
+      : ScreeningModel(std::move(meta), device), module_(std::move(module)) {}
+
+  Outputs run(const at::Tensor& images) override {
+    const auto tuple = module_.forward({images.to(device_)}).toTuple();
+    std::vector<at::Tensor> out;
+    for (const auto& v : tuple->elements()) out.push_back(v.toTensor());
+    return to_outputs(out);
+  }
+
+ private:
+  torch::jit::Module module_;
+};
+
+class AotiModel final : public ScreeningModel {
+ public:
+  AotiModel(std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader, nlohmann::json meta,
+            c10::Device device)
+      : ScreeningModel(std::move(meta), device), loader_(std::move(loader)) {}
+
+  Outputs run(const at::Tensor& images) override {
+    // The graph fixed the channel count and sample type at export: say so instead of a shape-guard message.
+    const auto& in = metadata_["input"];
+    const std::string want = in.value("dtype", "uint8");
+    const std::string got = images.scalar_type() == at::kByte     ? "uint8"
+                            : images.scalar_type() == at::kUInt16 ? "uint16"
+                                                                  : "float32";
+    if (got != want)
+      throw std::runtime_error(got + " image, but this AOTInductor export takes " + want +
+                               " (re-export with --input-dtype " + got + ", or use the TorchScript export)");
+    const int64_t channels = metadata_.value("channels", 0);
+    if (images.size(1) != channels)
+      throw std::runtime_error("image has " + std::to_string(images.size(1)) + " channels but the model takes " +
+                               std::to_string(channels));
+    return to_outputs(loader_->run({images.to(device_).contiguous()}));
+  }
+
+ private:
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+};
+
+}  // namespace
+
+std::unique_ptr<ScreeningModel> ScreeningModel::load(const std::string& path, const std::string& device) {
+  if (!std::filesystem::is_regular_file(path))
+    throw ModelError(path + ": no such model file; pass a .pt or .pt2 written by `skipgan export`");
+  const std::string ext = std::filesystem::path(path).extension().string();
+  try {
+    if (ext == ".pt") {
+      const c10::Device dev(device.empty() ? "cpu" : device);
+      std::unordered_map<std::string, std::string> extra{{std::string(kKey) + ".json", ""}};
+      torch::jit::Module module = torch::jit::load(path, dev, extra);
+      module.eval();
+      return std::make_unique<TorchScriptModel>(std::move(module), parse_metadata(path, extra.begin()->second), dev);
+    }
+    if (ext == ".pt2") {
+      auto loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path);
+      const auto meta_map = loader->get_metadata();
+      const auto it = meta_map.find(kKey);
+      nlohmann::json meta = parse_metadata(path, it == meta_map.end() ? "" : it->second);
+      const std::string exported = meta.value("device", "cpu");
+      if (!device.empty() && device != exported)
+        throw ModelError(path + ": this AOTInductor package was compiled for " + exported + ", not --device " +
+                         device + "; re-export with --device " + device);
+      return std::make_unique<AotiModel>(std::move(loader), std::move(meta), c10::Device(exported));
+    }
+  } catch (const ModelError&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    msg = msg.substr(0, msg.find('\n'));
+    throw ModelError(path + ": cannot load the model (" + msg + ")");
+  }
+  throw ModelError(path + ": unknown model type '" + ext + "'; pass a TorchScript .pt or AOTInductor .pt2 export");
+}
+
+}  // namespace scanner

@@ -1,0 +1,41 @@
+// An exported skipgan screening model: TorchScript (.pt, torch::jit::load) or AOTInductor (.pt2,
+// AOTIModelPackageLoader). Both hold the whole pipeline (resize, normalise, probes, G, D, score) and its metadata.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+namespace scanner {
+
+// The model file cannot be used (missing, not an export, wrong version): a usage error, exit code 2.
+struct ModelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Outputs {
+  at::Tensor scores, normalised, verdicts;  // [B] fp32, fp32, bool (CPU)
+};
+
+class ScreeningModel {
+ public:
+  virtual ~ScreeningModel() = default;
+  // images [B, C, H, W] as decoded (uint8 / uint16 / float32), on any device. Throws on a batch the model refuses.
+  virtual Outputs run(const at::Tensor& images) = 0;
+  const nlohmann::json& metadata() const { return metadata_; }
+  c10::Device device() const { return device_; }
+
+  // .pt -> TorchScript, .pt2 -> AOTInductor. `device`: "cpu", "cuda" or "" (the export's own device).
+  static std::unique_ptr<ScreeningModel> load(const std::string& path, const std::string& device);
+
+ protected:
+  ScreeningModel(nlohmann::json metadata, c10::Device device) : metadata_(std::move(metadata)), device_(device) {}
+  nlohmann::json metadata_;
+  c10::Device device_;
+};
+
+}  // namespace scanner

@@ -1,0 +1,286 @@
+"""`skipgan export`: every format holds the engine's pipeline with preprocessing inside, scores what the engine
+scores, carries its metadata, and refuses bad arguments with a one-line error and nothing written."""
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from skipgan import ops
+from skipgan.cli import main
+from skipgan.data.images import LUMA_601, batch_to_tensor
+from skipgan.engine import Screener
+from skipgan.export import build_pipeline, read_metadata, run_exported
+from skipgan.modelfile import load_model, save_model
+from skipgan.preprocess import to_model_input
+
+try:
+    from model_fixtures import make
+except ImportError:
+    from tests.model_fixtures import make
+
+pytestmark = [pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library not built"),
+              pytest.mark.filterwarnings("ignore::FutureWarning")]  # torch.jit.* deprecation notes
+
+CAL = {"threshold": 0.5, "target_fpr": 0.05, "val_stats": {"mean": 0.4, "std": 0.2, "n": 10}}
+STANDARD_OPS = {"Add", "Cast", "Clip", "Concat", "Conv", "ConvTranspose", "Div", "Greater", "LeakyRelu", "Mul", "Pow",
+                "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Slice", "Sub", "Tanh", "Unsqueeze",
+                "Expand", "Constant", "Gather", "Squeeze", "Identity", "Flatten", "Split", "Transpose", "Sqrt"}
+
+
+def model_file(tmp_path, name="m", **kw):
+    model = make(**kw)
+    path = tmp_path / f"{name}.safetensors"
+    save_model(path, model, CAL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gray(tmp_path_factory):
+    """1-channel model with 3 noise probes and a border margin."""
+    return model_file(tmp_path_factory.mktemp("gray"), nc=1, probes=3, margin=1)
+
+
+@pytest.fixture(scope="module")
+def rgb(tmp_path_factory):
+    return model_file(tmp_path_factory.mktemp("rgb"), nc=3, probes=0)
+
+
+def samples(n, c, h, w, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.float32:
+        return torch.rand(n, c, h, w, generator=g)
+    hi = 256 if dtype == torch.uint8 else 65536
+    return torch.randint(0, hi, (n, c, h, w), generator=g).to(dtype)
+
+
+def engine_scores(path, images, **kw):
+    model, meta = load_model(path)
+    arch = meta["architecture"]
+    x = to_model_input(images, arch["isize"], arch["nc"])
+    return Screener.from_model(model, max_batch=8, **kw).score(x, error_map=True)
+
+
+def export(path, fmt, out, *extra):
+    assert main(["export", str(path), "--format", fmt, "--out", str(out), *extra]) == 0
+    assert out.exists()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ preprocessing
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.float32])
+@pytest.mark.parametrize("size", [(32, 32), (45, 37), (17, 90), (8, 8)])
+def test_one_preprocessing_for_loaders_and_exports(dtype, size):
+    s = samples(3, 3, *size, dtype)
+    arr = s.numpy()
+    torch.testing.assert_close(to_model_input(s, 32, 3), batch_to_tensor(arr, 32, 3), rtol=0, atol=0)
+    torch.testing.assert_close(to_model_input(s, 32, 1), batch_to_tensor(arr, 32, 1), rtol=0, atol=0)
+
+
+def test_luma_constant_matches_the_scripted_spelling():
+    x = torch.ones(1, 3, 2, 2) * torch.tensor(LUMA_601).view(1, 3, 1, 1)
+    assert float(to_model_input(x, 32, 1).add(1).div(2).mean()) == pytest.approx(sum(v * v for v in LUMA_601))
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("kw", [dict(nc=1, probes=0), dict(nc=3, probes=3, margin=2), dict(nc=2, masks=True),
+                                dict(nc=1, isize=64, probes=2)])
+def test_pipeline_scores_equal_the_engine(native, kw):
+    model = make(**kw)
+    images = samples(3, model.arch.nc, 41, 29, torch.uint8)
+    pipe = build_pipeline(model, CAL, native=native)
+    with torch.no_grad():
+        s, z, v, emap = pipe.score_with_map(images)
+    x = to_model_input(images, model.arch.isize, model.arch.nc)
+    want = Screener.from_model(model, max_batch=4).score(x, error_map=True)
+    torch.testing.assert_close(s, want.score, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(z, (want.score - 0.4) / 0.2, rtol=1e-5, atol=1e-6)
+    assert torch.equal(v, want.score > 0.5)
+    torch.testing.assert_close(emap, want.error_map, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ TorchScript
+def test_torchscript_export_scores_equal_engine(gray, tmp_path):
+    out = export(gray, "torchscript", tmp_path / "m.pt")
+    module = torch.jit.load(str(out))
+    for dtype, size, n in [(torch.uint8, (32, 32), 4), (torch.uint16, (50, 23), 1), (torch.float32, (64, 64), 3)]:
+        images = samples(n, 1, *size, dtype, seed=n)
+        s, z, v = module(images)
+        want = engine_scores(gray, images)
+        torch.testing.assert_close(s, want.score, rtol=1e-5, atol=1e-8)
+        assert v.dtype == torch.bool and torch.equal(v, s > CAL["threshold"])
+        torch.testing.assert_close(module.score_with_map(images)[3], want.error_map, rtol=1e-4, atol=1e-6)
+    # 1 -> N channels as the loaders convert them; other channel counts are refused with the reason
+    with pytest.raises(Exception, match="channels"):
+        module(samples(1, 2, 32, 32, torch.uint8))
+    meta = read_metadata(out)
+    for key in ("format_version", "isize", "channels", "normalisation", "lam", "score_margin", "probes", "threshold",
+                "val_stats"):
+        assert key in meta, key
+    assert (meta["isize"], meta["channels"], meta["probes"], meta["score_margin"]) == (32, 1, 3, 1)
+    assert meta["threshold"] == CAL["threshold"] and meta["val_stats"] == CAL["val_stats"]
+
+
+def test_torchscript_loads_in_a_fresh_process_after_import_skipgan(rgb, tmp_path):
+    out = export(rgb, "torchscript", tmp_path / "m.pt", "--no-verify")
+    code = ("import warnings; warnings.simplefilter('ignore'); import torch, skipgan; "
+            f"m = torch.jit.load({str(out)!r}); "
+            "print(m(torch.full((2, 3, 40, 30), 128, dtype=torch.uint8))[0].tolist())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    got = torch.tensor(json.loads(r.stdout.strip().splitlines()[-1]))
+    want = engine_scores(rgb, torch.full((2, 3, 40, 30), 128, dtype=torch.uint8)).score
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+
+
+# ------------------------------------------------------------------------------------------ ONNX
+def test_onnx_standard_ops_dynamic_batch_metadata_and_scores(gray, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    out = export(gray, "onnx", tmp_path / "m.onnx", "--error-map")
+    proto = onnx.load(str(out))
+    ops_used = {n.op_type for n in proto.graph.node}
+    assert ops_used <= STANDARD_OPS, ops_used - STANDARD_OPS
+    assert {"Conv", "ConvTranspose", "LeakyRelu", "Relu", "Tanh", "Resize", "ReduceMean"} <= ops_used
+    assert all(o.domain in ("", "ai.onnx") for o in proto.opset_import if o.version) and \
+        max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value  # dynamic batch
+    assert [o.name for o in proto.graph.output] == ["scores", "normalised", "verdicts", "error_map"]
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props["skipgan"])["channels"] == 1 and props["isize"] == "32"
+    for n, size in [(1, (32, 32)), (5, (70, 41))]:
+        images = samples(n, 1, *size, torch.uint8, seed=n)
+        s, z, v, emap = run_exported("onnx", out, images)
+        want = engine_scores(gray, images)
+        torch.testing.assert_close(s, want.score, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(emap, want.error_map, rtol=1e-3, atol=1e-6)
+        assert torch.equal(v, s > CAL["threshold"])
+
+
+def test_onnx_scores_equal_in_openvino(rgb, tmp_path):
+    pytest.importorskip("onnx")
+    ov = pytest.importorskip("openvino")
+    out = export(rgb, "onnx", tmp_path / "m.onnx", "--no-verify")
+    compiled = ov.Core().compile_model(str(out), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    images = samples(3, 3, 48, 48, torch.uint8)
+    got = torch.from_numpy(compiled(images.numpy())[0])
+    torch.testing.assert_close(got, engine_scores(rgb, images).score, rtol=1e-4, atol=1e-7)
+
+
+def test_onnx_fp16_graph_is_valid_and_fp16_typed(rgb, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    out = export(rgb, "onnx", tmp_path / "m16.onnx", "--dtype", "fp16", "--no-verify")
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto, full_check=True)
+    conv_weights = {n.input[1] for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose")}
+    types = {i.name: i.data_type for i in proto.graph.initializer}
+    assert conv_weights and all(types[w] == onnx.TensorProto.FLOAT16 for w in conv_weights if w in types)
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # scores stay fp32
+    ort = pytest.importorskip("onnxruntime")
+    try:
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    except Exception as e:  # some CPU builds lack fp16 kernels for these ops: the graph itself was checked above
+        pytest.skip(f"onnxruntime cannot run this fp16 graph on CPU: {e}")
+    images = samples(2, 3, 32, 32, torch.uint8)
+    got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    torch.testing.assert_close(got, engine_scores(rgb, images).score, rtol=2e-2, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ AOTInductor
+def test_aoti_package_scores_equal_engine(gray, tmp_path):
+    out = export(gray, "aoti", tmp_path / "m.pt2", "--max-batch", "8", "--input-dtype", "uint16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = torch._inductor.aoti_load_package(str(out))
+    for n, size in [(1, (32, 32)), (3, (33, 80))]:
+        images = samples(n, 1, *size, torch.uint16, seed=n)
+        s, z, v = compiled(images)
+        torch.testing.assert_close(s, engine_scores(gray, images).score, rtol=1e-5, atol=1e-8)
+    meta = read_metadata(out)
+    assert meta["export_format"] == "aoti" and meta["input"]["dtype"] == "uint16" and meta["max_batch"] == 8
+
+
+# ------------------------------------------------------------------------------------------ TensorRT
+def test_tensorrt_without_tensorrt_or_gpu_is_a_clear_error(rgb, tmp_path, capsys):
+    try:
+        import tensorrt  # noqa: F401
+        if torch.cuda.is_available():
+            pytest.skip("tensorrt and a GPU are here: test_tensorrt_engine_matches covers the real build")
+    except ImportError:
+        pass
+    out = tmp_path / "m.engine"
+    assert main(["export", str(rgb), "--format", "tensorrt", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--format tensorrt" in err and ("tensorrt" in err.lower()) and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_tensorrt_engine_matches(rgb, tmp_path):
+    trt = pytest.importorskip("tensorrt")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    out = export(rgb, "tensorrt", tmp_path / "m.engine", "--dtype", "fp16", "--device", "cuda", "--max-batch", "8",
+                 "--input-size", "32x32", "--no-verify")
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(out.read_bytes())
+    context = engine.create_execution_context()
+    images = samples(4, 3, 32, 32, torch.uint8).cuda()
+    context.set_input_shape("images", tuple(images.shape))
+    outs = {n: torch.empty(4, dtype=torch.float32 if n != "verdicts" else torch.bool, device="cuda")
+            for n in ("scores", "normalised", "verdicts")}
+    context.set_tensor_address("images", images.data_ptr())
+    for n, t in outs.items():
+        context.set_tensor_address(n, t.data_ptr())
+    assert context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    torch.testing.assert_close(outs["scores"].cpu(), engine_scores(rgb, images.cpu()).score, rtol=2e-2, atol=1e-4)
+    assert json.loads((tmp_path / "m.engine.json").read_text())["dtype"] == "fp16"
+
+
+# ------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("args, flag", [
+    (["--format", "onnx", "--out", "{d}/m.pt"], "--out"),
+    (["--format", "onnx", "--dtype", "bf16", "--out", "{d}/m.onnx"], "--dtype bf16"),
+    (["--format", "torchscript", "--dtype", "fp16", "--out", "{d}/m.pt"], "--dtype"),
+    (["--format", "torchscript", "--device", "tpu", "--out", "{d}/m.pt"], "--device"),
+    (["--format", "aoti", "--max-batch", "1", "--out", "{d}/m.pt2"], "--max-batch"),
+    (["--format", "torchscript", "--probes", "9", "--out", "{d}/m.pt"], "--probes"),
+    (["--format", "tensorrt", "--input-size", "big", "--out", "{d}/m.engine"], "--input-size"),
+    (["--format", "tensorrt", "--min-batch", "9", "--max-batch", "4", "--out", "{d}/m.engine"], "--min-batch"),
+])
+def test_bad_arguments_are_one_line_errors_and_write_nothing(gray, tmp_path, capsys, args, flag):
+    args = [a.format(d=tmp_path) for a in args]
+    assert main(["export", str(gray), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert flag in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
+def test_cuda_export_without_gpu_is_a_clear_error(gray, tmp_path, capsys):
+    assert main(["export", str(gray), "--format", "torchscript", "--device", "cuda", "--out",
+                 str(tmp_path / "m.pt")]) == 2
+    assert "--device cuda" in capsys.readouterr().err
+
+
+def test_missing_or_foreign_model_file(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "none.safetensors"), "--format", "onnx", "--out",
+                 str(tmp_path / "m.onnx")]) == 2
+    (tmp_path / "x.onnx").write_bytes(b"\0")
+    with pytest.raises(Exception):
+        read_metadata(tmp_path / "x.onnx")
+    assert "none.safetensors" in capsys.readouterr().err
+
+
+def test_export_metadata_values_are_what_the_model_holds(gray, tmp_path):
+    out = export(gray, "torchscript", tmp_path / "m.pt", "--probes", "2", "--no-verify")
+    meta = read_metadata(out)
+    model, file_meta = load_model(gray)
+    assert meta["probes"] == 2 and meta["lam"] == file_meta["lam"] and meta["normalisation"] == file_meta["normalisation"]
+    assert np.isclose(meta["val_stats"]["std"], 0.2)

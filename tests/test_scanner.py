@@ -1,0 +1,217 @@
+"""The C++ scanner (scanner/, built by CMake): its scores equal `skipgan score`'s, bad images are error lines and
+the run goes on, stdin mode, exit codes."""
+
+import io
+import json
+import os
+import subprocess
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skipgan import ops
+from skipgan.cli import main
+from skipgan.export import export_model
+from skipgan.modelfile import load_model, save_model
+
+try:
+    from data_fixtures import gray8, rgb8, truncate, write_png, write_tiff
+    from model_fixtures import make
+except ImportError:
+    from tests.data_fixtures import gray8, rgb8, truncate, write_png, write_tiff
+    from tests.model_fixtures import make
+
+pytestmark = [pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library not built"),
+              pytest.mark.filterwarnings("ignore::FutureWarning")]
+
+CAL = {"threshold": 0.6, "target_fpr": 0.05, "val_stats": {"mean": 0.5, "std": 0.1, "n": 10}}
+
+
+def rng_u16(h, w, c=None, seed=0):
+    shape = (h, w) if c is None else (h, w, c)
+    return np.random.default_rng(seed).integers(0, 65536, shape, dtype=np.uint16)
+
+
+def write_pgm16(path, arr):
+    path.write_bytes(f"P5\n# 16-bit\n{arr.shape[1]} {arr.shape[0]}\n65535\n".encode() + arr.astype(">u2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def scanner(cmake_build):
+    exe = os.path.join(cmake_build, "scanner", "skipgan_scanner")
+    assert os.access(exe, os.X_OK), exe
+    return exe
+
+
+def models(root: Path, nc: int, **kw):
+    model = make(nc=nc, **kw)
+    path = root / f"nc{nc}.safetensors"
+    save_model(path, model, CAL)
+    loaded, meta = load_model(path)
+    export_model(loaded, meta, "torchscript", root / f"nc{nc}.pt", verify=False)
+    return path, root / f"nc{nc}.pt"
+
+
+@pytest.fixture(scope="module")
+def gray_setup(tmp_path_factory):
+    """A 1-channel model (3 noise probes, margin 1) and 8/16-bit PNG, TIFF and PGM files of other sizes."""
+    root = tmp_path_factory.mktemp("gray")
+    model, exported = models(root, 1, probes=3, margin=1)
+    d = root / "images"
+    write_png(d / "a_png8.png", gray8(40, 29, seed=1))
+    write_png(d / "b_png16.png", rng_u16(32, 32, seed=2))
+    write_tiff(d / "c_tif8.tif", gray8(50, 50, seed=3))
+    write_tiff(d / "d_tif16.tiff", rng_u16(31, 64, seed=4))
+    write_pgm16(d / "e_pgm16.pgm", rng_u16(20, 33, seed=5))
+    write_png(d / "f_rgb_to_luma.png", rgb8(36, 36, seed=6))
+    write_png(d / "g_png8_same.png", gray8(40, 29, seed=7))
+    return model, exported, d
+
+
+@pytest.fixture(scope="module")
+def rgb_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rgb")
+    model, exported = models(root, 3, probes=0)
+    d = root / "images"
+    write_png(d / "a_rgb8.png", rgb8(33, 47, seed=1))
+    write_tiff(d / "b_rgb16.tif", rng_u16(40, 40, 3, seed=2), photometric="rgb")
+    write_tiff(d / "c_rgb16_planar.tif", np.moveaxis(rng_u16(28, 30, 3, seed=3), -1, 0), photometric="rgb",
+               planarconfig="separate")
+    write_png(d / "d_gray_to_rgb.png", gray8(32, 32, seed=4))
+    write_png(d / "e_rgba.png", np.random.default_rng(5).integers(0, 256, (30, 30, 4), dtype=np.uint8))
+    return model, exported, d
+
+
+def run_scanner(exe, *args, stdin=None, timeout=300):
+    r = subprocess.run([exe, *map(str, args)], input=stdin, capture_output=True, text=True, timeout=timeout)
+    lines = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    return r.returncode, lines, r.stderr
+
+
+def skipgan_score(model, *paths):
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = main(["score", str(model), *map(str, paths), "--device", "cpu"])
+    return rc, [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+
+
+def assert_same_results(got, want):
+    assert [g["path"] for g in got] == [w["path"] for w in want]
+    for g, w in zip(got, want):
+        assert g["score"] == pytest.approx(w["score"], rel=1e-4, abs=1e-7), g["path"]
+        assert g["normalised_score"] == pytest.approx(w["normalised_score"], rel=1e-4, abs=1e-5), g["path"]
+        assert g["verdict"] == w["verdict"] or abs(g["score"] - CAL["threshold"]) < 1e-5
+
+
+@pytest.mark.parametrize("setup", ["gray_setup", "rgb_setup"])
+@pytest.mark.parametrize("batch", ["1", "3"])
+def test_scores_equal_skipgan_score(scanner, setup, batch, request):
+    model, exported, folder = request.getfixturevalue(setup)
+    rc, got, err = run_scanner(scanner, "--model", exported, "--batch-size", batch, "--workers", "2", folder)
+    assert rc == 0, err
+    want_rc, want = skipgan_score(model, folder)
+    assert want_rc == 0 and len(want) == len(list(folder.iterdir()))
+    assert_same_results(got, want)
+    assert "images/s" in err
+
+
+def test_bad_images_are_error_lines_and_the_rest_is_scored(scanner, gray_setup, tmp_path):
+    model, exported, folder = gray_setup
+    good = sorted(folder.iterdir())
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    truncated = truncate(write_png(tmp_path / "truncated.png", gray8(64, 64, seed=9)), keep=0.5)
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    two_channel = write_tiff(tmp_path / "two_channel.tif", np.zeros((2, 32, 32), np.uint8), planarconfig="separate",
+                             photometric="minisblack")
+    paths = [good[0], corrupt, good[1], truncated, empty, two_channel, good[2]]
+    rc, lines, err = run_scanner(scanner, "--model", exported, "--batch-size", "4", *paths)
+    assert rc == 1, err
+    assert [Path(line["path"]).name for line in lines] == [p.name for p in paths]  # input order kept
+    errors = {Path(line["path"]).name: line["error"] for line in lines if "error" in line}
+    assert set(errors) == {"corrupt.png", "truncated.png", "empty.tif", "two_channel.tif"}
+    assert "channels" in errors["two_channel.tif"]
+    _, want = skipgan_score(model, good[0], good[1], good[2])
+    assert_same_results([line for line in lines if "score" in line], want)
+    assert "could not be scored" in err
+
+
+def test_stdin_mode_scores_paths_as_they_arrive(scanner, gray_setup):
+    model, exported, folder = gray_setup
+    paths = sorted(folder.iterdir())
+    stdin = "".join(f"{p}\n" for p in paths) + "\n"  # a blank line is ignored
+    rc, lines, err = run_scanner(scanner, "--model", exported, "--batch-size", "64", "--flush-ms", "20", "-",
+                                 stdin=stdin)
+    assert rc == 0, err
+    _, want = skipgan_score(model, *paths)
+    assert_same_results(lines, want)
+
+
+def test_stdin_partial_batch_is_flushed_before_input_ends(scanner, gray_setup):
+    """A scanner feeding frames: the result of a lone image comes out while stdin is still open."""
+    _, exported, folder = gray_setup
+    first = sorted(folder.iterdir())[0]
+    proc = subprocess.Popen([scanner, "--model", str(exported), "--batch-size", "64", "--flush-ms", "20", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write(f"{first}\n")
+        proc.stdin.flush()
+        line = json.loads(proc.stdout.readline())  # blocks until the partial batch was flushed and scored
+        assert line["path"] == str(first) and "score" in line
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+
+
+def test_threshold_override(scanner, rgb_setup):
+    _, exported, folder = rgb_setup
+    rc, lines, _ = run_scanner(scanner, "--model", exported, "--threshold", "-1e9", folder)
+    assert rc == 0 and {line["verdict"] for line in lines} == {"abnormal"}
+    rc, lines, _ = run_scanner(scanner, "--model", exported, "--threshold", "1e9", folder)
+    assert rc == 0 and {line["verdict"] for line in lines} == {"normal"}
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--model"),
+    (["--model", "{m}"], "no images"),
+    (["--model", "{d}/missing.pt", "{d}"], "missing.pt"),
+    (["--model", "{d}/bad.pt", "{d}"], "bad.pt"),
+    (["--model", "{m}", "--batch-size", "0", "{d}"], "--batch-size"),
+    (["--model", "{m}", "--device", "tpu", "{d}"], "--device"),
+    (["--model", "{m}", "--bogus", "{d}"], "--bogus"),
+    (["--model", "{m}", "{d}/nothing_here"], "nothing_here"),
+])
+def test_usage_and_model_errors_exit_2(scanner, rgb_setup, tmp_path, args, message):
+    _, exported, folder = rgb_setup
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    args = [a.format(m=exported, d=tmp_path if "bad" in a or "missing" in a or "nothing" in a else folder)
+            for a in args]
+    rc, lines, err = run_scanner(scanner, *args)
+    assert rc == 2 and not lines
+    assert err.startswith("skipgan_scanner: error:") and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_help_exits_0(scanner):
+    r = subprocess.run([scanner, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "Exit codes" in r.stdout
+
+
+def test_aoti_package_in_the_scanner(scanner, rgb_setup, tmp_path):
+    """The scanner loads an AOTInductor .pt2 too; images of another sample type are error lines naming the fix."""
+    model, _, folder = rgb_setup
+    loaded, meta = load_model(model)
+    pt2 = tmp_path / "m.pt2"
+    export_model(loaded, meta, "aoti", pt2, max_batch=8, verify=False)
+    rc, lines, err = run_scanner(scanner, "--model", pt2, "--batch-size", "2", folder)
+    by_name = {Path(line["path"]).name: line for line in lines}
+    assert rc == 1, err  # the 16-bit TIFFs: this package takes uint8
+    assert "--input-dtype uint16" in by_name["b_rgb16.tif"]["error"]
+    _, want = skipgan_score(model, *(folder / n for n in ("a_rgb8.png", "d_gray_to_rgb.png", "e_rgba.png")))
+    assert_same_results([line for line in lines if "score" in line and "gray" not in line["path"]],
+                        [w for w in want if "gray" not in w["path"]])
+    assert "channels" in by_name["d_gray_to_rgb.png"]["error"]  # a .pt2 takes exactly the model's channels
