@@ -3,9 +3,12 @@
 # add up to 450 s):
 #   1. build skipgan._C in place against THIS machine's torch, for this GPU's architecture only (fast);
 #   2. run the ops tests (the CUDA ones are skipped everywhere else);
-#   3. run the ops benchmarks on the GPU (pytest-benchmark, if installed).
+#   3. the exports on CUDA (TorchScript and AOTInductor in fp32/fp16/bf16; TensorRT when tensorrt is installed);
+#   4. run the ops benchmarks on the GPU (pytest-benchmark, if installed).
+#   (optional stage `scanner`: CMake build of libskipgan_ops WITH_CUDA + the C++ scanner, and its tests on CUDA.)
 # Logs go to $OUT when set (else a temporary folder, printed at the end). Exit status: non-zero if the build
-# or the tests failed. Usage: benchmarks/gpu_check.sh [build] [tests] [bench]   (no argument: all three;
+# or the tests failed. Usage: benchmarks/gpu_check.sh [build] [tests] [exports] [bench] [scanner]
+# (no argument: build tests exports bench;
 # PYTHON=... picks the interpreter). The stages split so that the benchmark can wait for a GPU left idle.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +16,7 @@ PY=${PYTHON:-python3}
 LOG=${OUT:-$(mktemp -d)}
 LOG=$LOG/gpu_check
 mkdir -p "$LOG"
-STAGES=${*:-build tests bench}
+STAGES=${*:-build tests exports bench}
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 start=$SECONDS
 status=0
@@ -68,6 +71,13 @@ if want tests; then
   done
 fi
 
+# Exports on the GPU: scores against the CUDA engine; the TensorRT build where tensorrt is installed.
+if want exports; then
+  step test_export_cuda 240 "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_export.py -k "cuda or tensorrt" \
+    || status=1
+  tail -n 3 "$LOG/test_export_cuda.log"
+fi
+
 if ! want bench; then
   :
 elif "$PY" -c 'import pytest_benchmark' 2>/dev/null; then
@@ -85,6 +95,12 @@ if want bench; then
     --runtimes eager,eager_channels_last,eager_autocast_bf16,torch_compile,engine_fp32,engine_bf16 \
     --min-time 1 --json "$LOG/bench_engine.json"
   tail -n 60 "$LOG/bench_engine.log"
+fi
+
+# The C++ scanner on CUDA (a CMake build of the CUDA kernels and the scanner: minutes; not in the default stages).
+if want scanner; then
+  step test_scanner_cuda 300 "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_scanner.py -k cuda || status=1
+  tail -n 3 "$LOG/test_scanner_cuda.log"
 fi
 
 echo "total $((SECONDS - start)) s; status $status; logs in $LOG" | tee -a "$LOG/summary.txt"

@@ -471,6 +471,54 @@ def engine(model, example_x, dtype):
     return _note(fn, repr(screener))
 
 
+# The exports take decoded samples (preprocessing inside); the bench feeds them its [-1, 1] input as float samples
+# in [0, 1], which their preprocessing maps back exactly (same size: the resize is the identity). The calibration
+# only shifts the normalised scores and verdicts, not the scores timed here.
+_BENCH_CALIBRATION = {"threshold": 0.0, "val_stats": {"mean": 0.0, "std": 1.0}}
+
+
+def _as_samples(x: torch.Tensor) -> torch.Tensor:
+    return (x + 1.0) * 0.5
+
+
+def export_torchscript(model, example_x, dtype):
+    from .export.pipeline import build_pipeline
+    from .export.torchscript import script
+
+    scripted = script(build_pipeline(model, _BENCH_CALIBRATION, native=True, dtype=dtype).to(example_x.device))
+
+    def fn(x):
+        with torch.inference_mode():
+            return scripted(_as_samples(x))[0]
+    return _note(fn, "skipgan export --format torchscript (native ops per layer; preprocessing inside)")
+
+
+def export_onnx(model, example_x, dtype):
+    import onnxruntime as ort
+
+    from .export.onnx import export_onnx as write_onnx
+    from .export.pipeline import build_pipeline
+
+    global _TMP
+    if example_x.device.type != "cpu":
+        raise RuntimeError("this peer runs ONNX Runtime's CPU provider")
+    if _TMP is None:
+        _TMP = tempfile.TemporaryDirectory(prefix="skipgan-bench-")
+    path = os.path.join(_TMP.name, f"export-{len(os.listdir(_TMP.name))}.onnx")
+    pipe = build_pipeline(model, _BENCH_CALIBRATION, native=False)
+    with _quiet(), torch.no_grad():
+        write_onnx(pipe, _as_samples(example_x[:1]).repeat(2, 1, 1, 1), {"bench": True}, path, max_batch=max(2, example_x.shape[0]), error_map=False)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = torch.get_num_threads()
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+    def fn(x):
+        return torch.from_numpy(sess.run(["scores"], {"images": _as_samples(x).numpy()})[0])
+    return _note(fn, f"skipgan export --format onnx (standard ops, preprocessing inside); CPUExecutionProvider, "
+                     f"intra_op_num_threads={so.intra_op_num_threads}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Peer:
     name: str
@@ -492,6 +540,8 @@ PEERS: dict[str, Peer] = {p.name: p for p in [
     Peer("onnxruntime", "fp32", onnxruntime),
     Peer("openvino_fp32", "fp32", openvino_fp32),
     Peer("openvino_bf16", "bf16", openvino_bf16),
+    Peer("export_torchscript", "fp32", export_torchscript),
+    Peer("export_onnx", "fp32", export_onnx),
     Peer("engine_fp32", "fp32", engine, is_engine=True),
     Peer("engine_bf16", "bf16", engine, is_engine=True),
 ]}

@@ -22,10 +22,14 @@ def run(cmd: list[str], **kw) -> str:
 
 
 def build(directory: str) -> str:
-    """Configure and build into `directory` (WITH_CUDA=OFF: every CI pip install compiles the CUDA kernels)."""
+    """Configure and build into `directory`. WITH_CUDA only where a GPU can run it (gpu_check.sh): every CI pip
+    install compiles the CUDA kernels already."""
+    import torch
+
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    cuda = "ON" if torch.cuda.is_available() else "OFF"
     run(["cmake", "-S", ROOT, "-B", directory, "-DSKIPGAN_BUILD_TESTS=ON", "-DSKIPGAN_BUILD_SCANNER=ON",
-         "-DWITH_CUDA=OFF"], env=env)
+         f"-DWITH_CUDA={cuda}"], env=env)
     run(["cmake", "--build", directory, f"-j{os.environ.get('MAX_JOBS', '2')}"], env=env)
     return directory
 

@@ -14,7 +14,10 @@ from skipgan import ops
 from skipgan.cli import main
 from skipgan.data.images import LUMA_601, batch_to_tensor
 from skipgan.engine import Screener
-from skipgan.export import build_pipeline, read_metadata, run_exported
+from skipgan.engine.fold import fold_for_scoring
+from skipgan.export import read_metadata, run_exported
+from skipgan.export.pipeline import GEMM, STANDARD, VENDOR, ScreeningPipeline
+from skipgan.export.torchscript import script
 from skipgan.modelfile import load_model, save_model
 from skipgan.preprocess import to_model_input
 
@@ -87,13 +90,18 @@ def test_luma_constant_matches_the_scripted_spelling():
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
-@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("mode", [GEMM, VENDOR, STANDARD])
 @pytest.mark.parametrize("kw", [dict(nc=1, probes=0), dict(nc=3, probes=3, margin=2), dict(nc=2, masks=True),
-                                dict(nc=1, isize=64, probes=2)])
-def test_pipeline_scores_equal_the_engine(native, kw):
+                                dict(nc=1, isize=64, probes=2), dict(nc=1, isize=128, probes=1)])
+@pytest.mark.parametrize("scripted", [False, True])
+def test_pipeline_scores_equal_the_engine(mode, kw, scripted):
+    """Every layer form (the CPU engine's GEMMs, vendor convolutions + epilogue, standard ops), eager and scripted."""
     model = make(**kw)
     images = samples(3, model.arch.nc, 41, 29, torch.uint8)
-    pipe = build_pipeline(model, CAL, native=native)
+    net, chosen = fold_for_scoring(model)
+    pipe = ScreeningPipeline(net, chosen, CAL, mode=mode).eval()
+    if scripted:
+        pipe = script(pipe)
     with torch.no_grad():
         s, z, v, emap = pipe.score_with_map(images)
     x = to_model_input(images, model.arch.isize, model.arch.nc)
@@ -163,12 +171,15 @@ def test_onnx_standard_ops_dynamic_batch_metadata_and_scores(gray, tmp_path):
         assert torch.equal(v, s > CAL["threshold"])
 
 
-def test_onnx_scores_equal_in_openvino(rgb, tmp_path):
+@pytest.mark.parametrize("size", [(32, 32), (20, 27)])
+def test_onnx_scores_equal_in_openvino(rgb, tmp_path, size):
+    """Images at isize or smaller. OpenVINO (2026.4) runs Resize without its antialias attribute, so images
+    LARGER than isize score differently there (README "Deployment" says so)."""
     pytest.importorskip("onnx")
     ov = pytest.importorskip("openvino")
     out = export(rgb, "onnx", tmp_path / "m.onnx", "--no-verify")
     compiled = ov.Core().compile_model(str(out), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    images = samples(3, 3, 48, 48, torch.uint8)
+    images = samples(3, 3, *size, torch.uint8)
     got = torch.from_numpy(compiled(images.numpy())[0])
     torch.testing.assert_close(got, engine_scores(rgb, images).score, rtol=1e-4, atol=1e-7)
 
@@ -284,3 +295,19 @@ def test_export_metadata_values_are_what_the_model_holds(gray, tmp_path):
     model, file_meta = load_model(gray)
     assert meta["probes"] == 2 and meta["lam"] == file_meta["lam"] and meta["normalisation"] == file_meta["normalisation"]
     assert np.isclose(meta["val_stats"]["std"], 0.2)
+
+
+# ------------------------------------------------------------------------------------------ on a GPU
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+
+
+@CUDA
+@pytest.mark.parametrize("fmt, suffix", [("torchscript", ".pt"), ("aoti", ".pt2")])
+@pytest.mark.parametrize("dtype, rtol", [("fp32", 1e-4), ("fp16", 2e-2), ("bf16", 5e-2)])
+def test_cuda_exports_score_as_the_engine(gray, tmp_path, fmt, suffix, dtype, rtol):
+    out = export(gray, fmt, tmp_path / f"m{suffix}", "--device", "cuda", "--dtype", dtype, "--max-batch", "8")
+    images = samples(5, 1, 48, 40, torch.uint8)
+    got = run_exported(fmt, out, images.cuda(), "cuda")
+    want = engine_scores(gray, images)
+    torch.testing.assert_close(got[0], want.score, rtol=rtol, atol=1e-5)
+    assert read_metadata(out)["device"] == "cuda"

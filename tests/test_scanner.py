@@ -215,3 +215,24 @@ def test_aoti_package_in_the_scanner(scanner, rgb_setup, tmp_path):
     assert_same_results([line for line in lines if "score" in line and "gray" not in line["path"]],
                         [w for w in want if "gray" not in w["path"]])
     assert "channels" in by_name["d_gray_to_rgb.png"]["error"]  # a .pt2 takes exactly the model's channels
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU")
+def test_scanner_on_cuda(scanner, rgb_setup):
+    model, exported, folder = rgb_setup
+    rc, lines, err = run_scanner(scanner, "--model", exported, "--device", "cuda", "--batch-size", "4", folder)
+    assert rc == 0, err
+    _, want = skipgan_score(model, folder)
+    assert_same_results(lines, want)
+
+
+def test_readme_cpp_example_scores_one_image(cmake_build, gray_setup):
+    """scanner/score_one.cpp, the README's 15-line example, builds and prints the scanner's score."""
+    _, exported, folder = gray_setup
+    image = sorted(folder.iterdir())[0]
+    r = subprocess.run([os.path.join(cmake_build, "scanner", "skipgan_score_one"), str(exported), str(image)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    _, want = skipgan_score(folder.parent / "nc1.safetensors", image)
+    score = float(r.stdout.split("score ")[1].split(",")[0])
+    assert score == pytest.approx(want[0]["score"], rel=1e-4) and want[0]["verdict"] in r.stdout

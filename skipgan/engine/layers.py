@@ -91,6 +91,28 @@ def dense_ok(layer: FoldedConv, size: int) -> bool:
     return size * size < taps or (out == 1 and layer.padding == 0)
 
 
+def im2col_matrix(layer: FoldedConv) -> torch.Tensor:
+    """A conv's weight as [k·k·C_in, C_out], rows ordered (ky, kx, c_in): the order of gathered NHWC windows."""
+    return layer.weight.permute(2, 3, 1, 0).reshape(-1, layer.c_out)
+
+
+def col2im_matrix(layer: FoldedConv) -> torch.Tensor:
+    """A transposed conv's weight as [C_in, k·k·C_out], columns ordered (ky, kx, c_out): what the fold op reads."""
+    return layer.weight.permute(0, 2, 3, 1).reshape(layer.c_in, -1)
+
+
+def dense_matrix(layer: FoldedConv, size: int) -> torch.Tensor:
+    """The whole layer on a size×size NHWC input as one [size²·C_in, out²·C_out] matrix (NHWC in and out).
+
+    Row r is the layer's response to the r-th unit input; every entry is a single weight (no sums), so the
+    matrix is exact."""
+    d = size * size * layer.c_in
+    basis = torch.eye(d, dtype=torch.float32).view(d, size, size, layer.c_in).permute(0, 3, 1, 2)
+    conv = F.conv_transpose2d if layer.transposed else F.conv2d
+    resp = conv(basis, layer.weight, stride=layer.stride, padding=layer.padding)
+    return resp.permute(0, 2, 3, 1).reshape(d, -1)
+
+
 class Im2colConv:
     """Conv2d on a zero-bordered NHWC input buffer [N, H+2p, W+2p, C_in]."""
 
@@ -98,9 +120,7 @@ class Im2colConv:
         assert not layer.transposed
         self.k, self.s, self.p = layer.kernel, layer.stride, layer.padding
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
-        # rows ordered (ky, kx, c_in): the order of the gathered windows
-        w = layer.weight.permute(2, 3, 1, 0).reshape(-1, self.c_out)
-        self.gemm = Gemm(w, batch * self.out * self.out, dtype, device)
+        self.gemm = Gemm(im2col_matrix(layer), batch * self.out * self.out, dtype, device)
         self.shift = None if layer.shift is None else layer.shift.to(device)
 
     def scratch(self, n: int) -> tuple[int, int]:
@@ -128,9 +148,7 @@ class Col2imConvT:
         assert layer.transposed
         self.k, self.s, self.p = layer.kernel, layer.stride, layer.padding
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
-        # columns ordered (ky, kx, c_out): the cols layout the fold op reads
-        w = layer.weight.permute(0, 2, 3, 1).reshape(self.c_in, -1)
-        self.gemm = Gemm(w, batch * size * size, dtype, device)
+        self.gemm = Gemm(col2im_matrix(layer), batch * size * size, dtype, device)
         self.shift = None if layer.shift is None else layer.shift.to(device)
 
     def scratch(self, n: int) -> tuple[int, int]:
@@ -155,13 +173,7 @@ class DenseConv:
 
     def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
-        d = size * size * self.c_in
-        # Row r of the matrix is the layer's response to the r-th unit input (NHWC order); every entry is a
-        # single weight (no sums), so the matrix is exact.
-        basis = torch.eye(d, dtype=torch.float32).view(d, size, size, self.c_in).permute(0, 3, 1, 2)
-        conv = F.conv_transpose2d if layer.transposed else F.conv2d
-        resp = conv(basis, layer.weight, stride=layer.stride, padding=layer.padding)
-        self.gemm = Gemm(resp.permute(0, 2, 3, 1).reshape(d, -1), batch, dtype, device)
+        self.gemm = Gemm(dense_matrix(layer, size), batch, dtype, device)
         self.shift = None if layer.shift is None else layer.shift.to(device)
 
     def scratch(self, n: int) -> tuple[int, int]:
@@ -285,5 +297,5 @@ def needs_border(layer) -> int:
     return layer.p if isinstance(layer, Im2colConv) else 0
 
 
-__all__ = ["Col2imConvT", "DenseConv", "Gemm", "Im2colConv", "PixelConv", "PixelConvT", "make_layer", "nchw",
-           "needs_border"]
+__all__ = ["Col2imConvT", "DenseConv", "Gemm", "Im2colConv", "PixelConv", "PixelConvT", "col2im_matrix",
+           "dense_matrix", "dense_ok", "im2col_matrix", "make_layer", "nchw", "needs_border"]

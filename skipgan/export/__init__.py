@@ -45,11 +45,21 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
     if max_batch < 2:
         raise InputError(f"--max-batch {max_batch}: must be at least 2")
     if fmt in ("onnx", "tensorrt"):
+        import importlib.util
+
+        missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise InputError(f"--format {fmt}: needs the {' and '.join(missing)} package(s); "
+                             "pip install 'skipgan[export]'")
         if dtype == "bf16":
             raise InputError(f"--dtype bf16: --format {fmt} takes fp32 or fp16")
-        if fmt == "tensorrt" and input_dtype == "uint16":
-            raise InputError("--input-dtype uint16: TensorRT has no 16-bit unsigned inputs; use float32 (divide by "
-                             "65535 before the engine) or uint8")
+        if fmt == "tensorrt":
+            if input_dtype == "uint16":
+                raise InputError("--input-dtype uint16: TensorRT has no 16-bit unsigned inputs; use float32 (divide "
+                                 "by 65535 before the engine) or uint8")
+            from .tensorrt import require_tensorrt
+
+            require_tensorrt()  # before any work: a clear error where tensorrt or a GPU is missing
         return
     try:
         check_dtype_supported(DTYPES[dtype], torch.device(device))
@@ -74,8 +84,8 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     except ValueError as e:
         raise InputError(f"--{e}") from None
     native = fmt in ("torchscript", "aoti")
-    pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=DTYPES[dtype], probes=probes)
-    pipeline = pipeline.to(device)
+    pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=DTYPES[dtype], probes=probes,
+                              device=device)
     module = WithErrorMap(pipeline) if error_map and fmt != "torchscript" else pipeline
     n_probes = int(pipeline.probe_weight.shape[0])
     metadata = export_metadata(meta, fmt=fmt, device=device, dtype=dtype, probes=n_probes, max_batch=max_batch,

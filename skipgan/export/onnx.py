@@ -8,6 +8,7 @@ fp32), which is what a strongly typed TensorRT network builds from.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -24,6 +25,8 @@ def export_onnx(pipeline: torch.nn.Module, example: torch.Tensor, metadata: dict
     import onnx
 
     names = [*OUTPUTS, *((ERROR_MAP_OUTPUT,) if error_map else ())]
+    # the exporter's registry warns about every torchvision op it cannot find; none is used here
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     program = torch.onnx.export(pipeline, (example,), dynamo=True, opset_version=OPSET,
                                 dynamic_shapes=dynamic_shapes(max_batch), input_names=["images"],
                                 output_names=names, verbose=False)

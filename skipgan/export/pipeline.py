@@ -7,21 +7,23 @@
       -> the score (skipgan::anomaly_score, or skipgan.scoring.combine_scores in standard operators)
       -> (scores fp32 [B], normalised fp32 [B], verdicts bool [B])   (+ error map fp32 [B, isize, isize])
 
-The layers are the engine's: `skipgan.engine.fold` folds BatchNorm into each convolution once, and the probes
-are chosen by `select_probes` as the engine chooses them. Two spellings of each layer, picked at build time:
+The layers are the engine's: `skipgan.engine.fold` folds BatchNorm into each convolution once, the probes are
+chosen by `select_probes` as the engine chooses them, and each layer runs in one of three forms, picked at build
+time (see FoldedLayer):
 
-- native=True (TorchScript, AOTInductor): `skipgan::conv_bn_act_out` (oneDNN / cuDNN convolution + the fused
-  bias/activation epilogue, the encoder's LeakyReLU and ReLU outputs in one pass) and `skipgan::anomaly_score`,
-  in channels_last. Consumers load libskipgan_ops (Python: `import skipgan`; C++: link it).
-- native=False (ONNX, TensorRT): standard operators only — Conv with the BN folded into its bias, LeakyRelu,
-  Relu, ConvTranspose, Tanh, Resize and the score as Sub/Mul/ReduceMean.
+- GEMM (TorchScript / AOTInductor on CPU): the CPU engine's matrices (skipgan/engine/layers.py: im2col, dense
+  and col2im forms) with `skipgan::bias_act_out` / `col2im_bias_act_out` as epilogues, on channels_last memory.
+- VENDOR (on CUDA): `skipgan::conv_bn_act_out`, cuDNN convolution + the fused epilogue.
+- STANDARD (ONNX, TensorRT): standard operators only — Conv with the BN folded into its bias, LeakyRelu, Relu,
+  ConvTranspose, Tanh, Resize and the score as Sub/Mul/ReduceMean.
 
-The engine's CPU "gemm" backend (prepacked oneDNN/MKL matrices in NHWC scratch buffers) is a runtime plan, not a
-graph, so exports carry this per-layer form of the same folded network; `tests/test_export.py` checks every
-format's scores against the engine's.
+Native forms also score with `skipgan::anomaly_score`, and write the encoder's LeakyReLU and ReLU outputs in one
+epilogue pass. Consumers load libskipgan_ops (Python: `import skipgan`; C++: link it). What the engine's runtime
+plan adds on top — prepacked weights, preallocated buffers, tiling, CUDA graphs — is not a graph and stays in
+skipgan.engine; `tests/test_export.py` checks every format's scores against the engine's.
 """
 
-from typing import Final
+from typing import Final, Optional
 
 import torch
 import torch.nn.functional as F
@@ -50,23 +52,42 @@ class _ActivationCodes(nn.Module):
             ops.ACTIVATIONS[k] for k in ("none", "relu", "leaky_relu", "tanh"))
 
 
+# How a FoldedLayer runs (chosen once, at build time):
+VENDOR = 0    # skipgan::conv_bn_act_out: oneDNN / cuDNN convolution + the fused epilogue (CUDA; AOTInductor)
+GEMM = 1      # the CPU engine's form (skipgan/engine/layers.py): one matrix product per layer on channels_last
+#               memory (im2col for convs, a dense matrix on tiny maps, GEMM + col2im fold for transposed convs),
+#               skipgan::bias_act_out / col2im_bias_act_out as the epilogue
+STANDARD = 2  # plain torch.nn.functional ops, for ONNX / TensorRT
+
+
 class FoldedLayer(_ActivationCodes):
-    """One folded conv (BN inside weight and shift) with its activation applied in the same pass."""
+    """One folded conv (BN inside weight and shift) with its activation(s) applied in the same pass."""
 
     stride: Final[int]
     padding: Final[int]
     kernel: Final[int]
     transposed: Final[bool]
-    native: Final[bool]
+    vendor: Final[bool]
+    standard: Final[bool]
+    dense: Final[bool]
+    c_out: Final[int]
 
-    def __init__(self, fc: FoldedConv, dtype: torch.dtype, native: bool):
+    def __init__(self, fc: FoldedConv, size: int, dtype: torch.dtype, mode: int):
+        """size: the input map's side (the pipeline's sizes are fixed by isize)."""
+        from ..engine.layers import col2im_matrix, dense_matrix, dense_ok, im2col_matrix
+
         super().__init__()
         self.stride, self.padding, self.kernel, self.transposed = fc.stride, fc.padding, fc.kernel, fc.transposed
-        self.native = native
+        self.vendor, self.standard, self.c_out = mode == VENDOR, mode == STANDARD, fc.c_out
+        self.dense = mode == GEMM and dense_ok(fc, size)
         shift = fc.shift if fc.shift is not None else torch.zeros(fc.c_out)
-        self.register_buffer("weight", fc.weight.to(dtype))
-        # the native epilogue adds the shift in fp32; a standard Conv's bias has the graph's dtype
-        self.register_buffer("shift", shift.float() if native else shift.to(dtype))
+        if mode == GEMM:
+            matrix = dense_matrix(fc, size) if self.dense else col2im_matrix(fc) if fc.transposed else im2col_matrix(fc)
+            self.register_buffer("weight", matrix.to(dtype).contiguous())
+        else:
+            self.register_buffer("weight", fc.weight.to(dtype))
+        # the native epilogues add the shift in fp32; a standard Conv's bias has the graph's dtype
+        self.register_buffer("shift", shift.to(dtype) if mode == STANDARD else shift.float())
 
     def _out_size(self, size: int) -> int:
         if self.transposed:
@@ -88,27 +109,59 @@ class FoldedLayer(_ActivationCodes):
         return F.conv2d(x, self.weight, self.shift, self.stride, self.padding)
 
     def _empty(self, x: torch.Tensor) -> torch.Tensor:
-        c_out = self.weight.shape[1] if self.transposed else self.weight.shape[0]
-        return torch.empty([x.shape[0], c_out, self._out_size(x.shape[2]), self._out_size(x.shape[3])],
-                           dtype=x.dtype, device=x.device).contiguous(memory_format=torch.channels_last)
+        o = self._out_size(x.shape[2])
+        return torch.empty([x.shape[0], self.c_out, o, o], dtype=x.dtype,
+                           device=x.device).contiguous(memory_format=torch.channels_last)
+
+    def _gemm(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's matrix product on x (channels_last [N, C, H, W]): the NCHW-logical view of its NHWC result
+        (convs, dense) or the [N, H, W, k, k, C_out] tap contributions (transposed convs, for the fold)."""
+        n, o = x.shape[0], self._out_size(x.shape[2])
+        xh = x.permute(0, 2, 3, 1)  # NHWC (contiguous for channels_last x)
+        if self.dense:
+            y = torch.mm(xh.reshape(n, -1), self.weight)
+            return y.view(n, o, o, self.c_out).permute(0, 3, 1, 2)
+        if self.transposed:
+            h, k = x.shape[2], self.kernel
+            y = torch.mm(xh.reshape(n * h * h, -1), self.weight)
+            return y.view(n, h, h, k, k, self.c_out)
+        p, k, s = self.padding, self.kernel, self.stride
+        if p > 0:
+            xh = F.pad(xh, [0, 0, p, p, p, p])
+        xh = xh.contiguous()
+        c = xh.shape[3]
+        sn, sh, sw = xh.stride(0), xh.stride(1), xh.stride(2)
+        windows = xh.as_strided([n, o, o, k, k, c], [sn, s * sh, s * sw, sh, sw, 1])
+        y = torch.mm(windows.reshape(n * o * o, k * k * c), self.weight)
+        return y.view(n, o, o, self.c_out).permute(0, 3, 1, 2)
+
+    def _native(self, x: torch.Tensor, act: int, slope: float, out: torch.Tensor, act2: int,
+                out2: Optional[torch.Tensor]) -> None:
+        if self.vendor:
+            torch.ops.skipgan.conv_bn_act_out(x, self.weight, None, self.shift, [self.stride, self.stride],
+                                              [self.padding, self.padding], self.transposed, act, slope, out, act2,
+                                              out2)
+        elif self.transposed and not self.dense:
+            k, s, p = self.kernel, self.stride, self.padding
+            torch.ops.skipgan.col2im_bias_act_out(self._gemm(x), [k, k], [s, s], [p, p], None, self.shift, act,
+                                                  slope, out, act2, out2, None)
+        else:
+            torch.ops.skipgan.bias_act_out(self._gemm(x), None, self.shift, act, slope, out, act2, out2)
 
     def forward(self, x: torch.Tensor, act: int, slope: float) -> torch.Tensor:
-        if not self.native:
+        if self.standard:
             return self._activation(self._conv(x), act, slope)
         out = self._empty(x)
-        torch.ops.skipgan.conv_bn_act_out(x, self.weight, None, self.shift, [self.stride, self.stride],
-                                          [self.padding, self.padding], self.transposed, act, slope, out, 0, None)
+        self._native(x, act, slope, out, 0, None)
         return out
 
     def leaky_and_relu(self, x: torch.Tensor, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(LeakyReLU(y), ReLU(y)): the encoder's two consumers (next level, decoder skip), one epilogue pass."""
-        if not self.native:
+        if self.standard:
             y = self._conv(x)
             return F.leaky_relu(y, slope), F.relu(y)
         out, out2 = self._empty(x), self._empty(x)
-        torch.ops.skipgan.conv_bn_act_out(x, self.weight, None, self.shift, [self.stride, self.stride],
-                                          [self.padding, self.padding], self.transposed, self.LEAKY, slope, out, self.RELU,
-                                          out2)
+        self._native(x, self.LEAKY, slope, out, self.RELU, out2)
         return out, out2
 
 
@@ -121,18 +174,21 @@ class ScreeningPipeline(_ActivationCodes):
     native: Final[bool]
 
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                 calibration: dict, *, dtype: torch.dtype = torch.float32, native: bool = True):
+                 calibration: dict, *, dtype: torch.dtype = torch.float32, mode: int = GEMM):
         super().__init__()
+        native = mode != STANDARD
         self.isize, self.nc, self.margin, self.native = net.isize, net.nc, net.margin, native
         self.lam, self.slope = float(net.lam), float(net.slope)
         self.threshold = float(calibration["threshold"])
         self.val_mean = float(calibration["val_stats"]["mean"])
         self.val_std = float(calibration["val_stats"]["std"])
         self.compute_dtype = dtype
-        self.encoder = nn.ModuleList(FoldedLayer(l, dtype, native) for l in net.encoder)
-        self.decoder = nn.ModuleList(FoldedLayer(l, dtype, native) for l in reversed(net.decoder))  # innermost first
-        self.pyramid = nn.ModuleList(FoldedLayer(l, dtype, native) for l in net.pyramid)
-        self.feature = FoldedLayer(net.feature, dtype, native)
+        S = net.isize
+        self.encoder = nn.ModuleList(FoldedLayer(l, S >> j, dtype, mode) for j, l in enumerate(net.encoder))
+        self.decoder = nn.ModuleList(FoldedLayer(l, S >> (j + 1), dtype, mode)  # innermost first
+                                     for j, l in reversed(list(enumerate(net.decoder))))
+        self.pyramid = nn.ModuleList(FoldedLayer(l, S >> i, dtype, mode) for i, l in enumerate(net.pyramid))
+        self.feature = FoldedLayer(net.feature, S >> len(net.pyramid), dtype, mode)
         scale, shift, weight = probes
         self.register_buffer("probe_scale", scale.to(dtype))
         self.register_buffer("probe_shift", shift.to(dtype))
@@ -225,10 +281,12 @@ class WithErrorMap(nn.Module):
 
 
 def build_pipeline(model, calibration: dict, *, native: bool, dtype: torch.dtype = torch.float32,
-                   probes: int | None = None) -> ScreeningPipeline:
+                   probes: int | None = None, device: str | torch.device = "cpu") -> ScreeningPipeline:
     """A trained SkipGANomaly folded exactly as the engine folds it (skipgan.engine.fold.fold_for_scoring), in eval
-    mode on the CPU (move it with .to(device))."""
+    mode on `device`. native: the skipgan ops, laid out as the engine runs them on that device (CPU: its GEMM form;
+    CUDA: cuDNN convolutions + the fused epilogue); otherwise standard operators only."""
     from ..engine.fold import fold_for_scoring
 
     net, chosen = fold_for_scoring(model, probes)
-    return ScreeningPipeline(net, chosen, calibration, dtype=dtype, native=native).eval()
+    mode = STANDARD if not native else GEMM if torch.device(device).type == "cpu" else VENDOR
+    return ScreeningPipeline(net, chosen, calibration, dtype=dtype, mode=mode).eval().to(device)
