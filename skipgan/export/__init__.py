@@ -85,7 +85,7 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
         raise InputError(f"--{e}") from None
     native = fmt in ("torchscript", "aoti")
     pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=DTYPES[dtype], probes=probes,
-                              device=device)
+                              device=device, tiled=fmt == "torchscript")
     module = WithErrorMap(pipeline) if error_map and fmt != "torchscript" else pipeline
     n_probes = int(pipeline.probe_weight.shape[0])
     metadata = export_metadata(meta, fmt=fmt, device=device, dtype=dtype, probes=n_probes, max_batch=max_batch,

@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import ops
 from ..engine.fold import FoldedConv, FoldedNetwork
+from ..engine.screener import TILE_PIXELS
 from ..model.corruption import mix_probes, probe_inputs
 from ..preprocess import to_model_input
 from ..scoring import combine_scores, error_map
@@ -172,9 +173,10 @@ class ScreeningPipeline(_ActivationCodes):
     nc: Final[int]
     margin: Final[int]
     native: Final[bool]
+    tile: Final[int]
 
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                 calibration: dict, *, dtype: torch.dtype = torch.float32, mode: int = GEMM):
+                 calibration: dict, *, dtype: torch.dtype = torch.float32, mode: int = GEMM, tiled: bool = True):
         super().__init__()
         native = mode != STANDARD
         self.isize, self.nc, self.margin, self.native = net.isize, net.nc, net.margin, native
@@ -184,6 +186,9 @@ class ScreeningPipeline(_ActivationCodes):
         self.val_std = float(calibration["val_stats"]["std"])
         self.compute_dtype = dtype
         S = net.isize
+        # generator images per pass on the CPU: the engine's measured pixel budget (activations stay in cache).
+        # tiled=False for torch.export, where a branch on the (dynamic) batch size would become a shape guard.
+        self.tile = max(1, TILE_PIXELS // (S * S)) if mode == GEMM and tiled else 1 << 30
         self.encoder = nn.ModuleList(FoldedLayer(l, S >> j, dtype, mode) for j, l in enumerate(net.encoder))
         self.decoder = nn.ModuleList(FoldedLayer(l, S >> (j + 1), dtype, mode)  # innermost first
                                      for j, l in reversed(list(enumerate(net.decoder))))
@@ -227,7 +232,11 @@ class ScreeningPipeline(_ActivationCodes):
         g = probe_inputs(x, self.probe_scale, self.probe_shift)
         if self.native:
             g = g.contiguous(memory_format=torch.channels_last)
-        return mix_probes(self.generator(g), self.probe_weight, x.shape[0])
+        if g.shape[0] <= self.tile:
+            y = self.generator(g)
+        else:
+            y = torch.cat([self.generator(t) for t in torch.split(g, self.tile)], 0)
+        return mix_probes(y, self.probe_weight, x.shape[0])
 
     def _run(self, images: torch.Tensor, want_map: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores fp32 [B], error map fp32 [B, isize, isize] or an empty tensor)."""
@@ -281,7 +290,8 @@ class WithErrorMap(nn.Module):
 
 
 def build_pipeline(model, calibration: dict, *, native: bool, dtype: torch.dtype = torch.float32,
-                   probes: int | None = None, device: str | torch.device = "cpu") -> ScreeningPipeline:
+                   probes: int | None = None, device: str | torch.device = "cpu", tiled: bool = True
+                   ) -> ScreeningPipeline:
     """A trained SkipGANomaly folded exactly as the engine folds it (skipgan.engine.fold.fold_for_scoring), in eval
     mode on `device`. native: the skipgan ops, laid out as the engine runs them on that device (CPU: its GEMM form;
     CUDA: cuDNN convolutions + the fused epilogue); otherwise standard operators only."""
@@ -289,4 +299,4 @@ def build_pipeline(model, calibration: dict, *, native: bool, dtype: torch.dtype
 
     net, chosen = fold_for_scoring(model, probes)
     mode = STANDARD if not native else GEMM if torch.device(device).type == "cpu" else VENDOR
-    return ScreeningPipeline(net, chosen, calibration, dtype=dtype, mode=mode).eval().to(device)
+    return ScreeningPipeline(net, chosen, calibration, dtype=dtype, mode=mode, tiled=tiled).eval().to(device)
