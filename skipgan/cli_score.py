@@ -2,6 +2,10 @@
 
 The fused engine (skipgan.engine.Screener) is the default; `--engine eager` scores with the model itself, for
 comparison. Images are decoded on a pool of worker threads ahead of the engine (skipgan.data.stream).
+
+Under torchrun `skipgan score` splits the input files into contiguous shares of whole batches, one per process;
+every process decodes and scores its share, and rank 0 writes all the lines, in input order, to `--out FILE`
+(atomically) or to stdout. A batch holds the same images as in a single-process run, so the lines are the same.
 """
 
 from __future__ import annotations
@@ -84,7 +88,13 @@ def add_score_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 8)")
     p.add_argument("--skip-bad", action="store_true", help="skip corrupt images instead of stopping")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="write the JSON lines to FILE (atomically, when all are done) instead of stdout; under "
+                        "torchrun rank 0 writes the lines of every process, in input order")
     add_scorer_flags(p)
+    from .distributed import add_dist_flags
+
+    add_dist_flags(p)
     p.set_defaults(func=cmd_score)
 
 
@@ -92,9 +102,19 @@ def cmd_score(a: argparse.Namespace) -> int:
     """One JSON line per image: {path, score, normalised_score, verdict}, or {path, error} for an image that
     could not be scored (a non-finite score is an error, never a silent "normal"). Exit 0 when every image
     was scored, 1 when some were not, 2 for a usage or model error."""
-    from .cli import collect_image_paths, resolve_device
+    from .distributed import run_command
+
+    return run_command(score_command, a)
+
+
+def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
+    """`skipgan score` as process `d` of the job (one process, or one of several under torchrun) on `device`."""
+    from pathlib import Path
+
+    from .cli import collect_image_paths
     from .data.images import CorruptImageError
     from .data.stream import batches, decode_stream
+    from .fileio import write_text_atomic
     from .metrics import normalise
     from .modelfile import load_model
 
@@ -102,37 +122,70 @@ def cmd_score(a: argparse.Namespace) -> int:
         raise InputError(f"--batch-size {a.batch_size}: must be at least 1")
     if a.workers is not None and a.workers < 1:
         raise InputError(f"--workers {a.workers}: must be at least 1")
-    model, meta = load_model(a.model, resolve_device(a.device))
+    if a.out is not None and Path(a.out).is_dir():
+        raise InputError(f"--out {a.out}: is a folder; pass the path of the JSON-lines file to write")
+    model, meta = load_model(a.model, device)
     arch, cal = meta["architecture"], meta["calibration"]
     paths = collect_image_paths(a.paths)
     scorer = make_scorer(model, a, a.batch_size)
-    t0, scored, failed, skipped = time.perf_counter(), 0, 0, 0
-    stream = decode_stream(paths, arch["isize"], arch["nc"], workers=a.workers, prefetch=4 * a.batch_size)
-    for batch in batches(stream, a.batch_size):
-        good = []
-        for path, item in batch:
-            if isinstance(item, CorruptImageError):
-                if not a.skip_bad:
-                    raise item
-                skipped += 1
-            else:
-                good.append((path, item))
-        if not good:
-            continue
-        s = scorer(torch.stack([t for _, t in good])).score.tolist()
-        for (path, _), v in zip(good, s):
-            if not math.isfinite(v):
-                failed += 1
-                line = {"path": str(path), "error": f"non-finite score ({v}): the image holds NaN/Inf values or "
-                                                    "overflowed the model; it was not scored"}
-            else:
-                scored += 1
-                line = {"path": str(path), "score": v, "normalised_score": normalise(v, cal["val_stats"]),
-                        "verdict": "abnormal" if v > cal["threshold"] else "normal"}
-            print(json.dumps(line), flush=True)
+    # Lines go straight to stdout in a plain run; with --out, or under torchrun, they are kept for the one write.
+    keep = a.out is not None or d.enabled
+    lines: list[str] = []
+    emit = lines.append if keep else (lambda text: print(text, flush=True))
+    share = d.shard(len(paths), unit=a.batch_size)  # whole batches: each batch as in a single-process run
+    t0, scored, failed, skipped, error = time.perf_counter(), 0, 0, 0, None
+    stream = decode_stream(paths[share.start : share.stop], arch["isize"], arch["nc"], workers=a.workers,
+                           prefetch=4 * a.batch_size)
+    try:
+        for batch in batches(stream, a.batch_size):
+            good = []
+            for path, item in batch:
+                if isinstance(item, CorruptImageError):
+                    if not a.skip_bad:
+                        raise item
+                    skipped += 1
+                else:
+                    good.append((path, item))
+            if not good:
+                continue
+            s = scorer(torch.stack([t for _, t in good])).score.tolist()
+            for (path, _), v in zip(good, s):
+                if not math.isfinite(v):
+                    failed += 1
+                    line = {"path": str(path), "error": f"non-finite score ({v}): the image holds NaN/Inf values or "
+                                                        "overflowed the model; it was not scored"}
+                else:
+                    scored += 1
+                    line = {"path": str(path), "score": v, "normalised_score": normalise(v, cal["val_stats"]),
+                            "verdict": "abnormal" if v > cal["threshold"] else "normal"}
+                emit(json.dumps(line))
+    except InputError as e:
+        if not d.enabled:
+            raise
+        error = str(e)  # met by this process alone: gathered, so that rank 0 reports it
+    if d.enabled:
+        reports = d.all_gather_json({"lines": lines, "scored": scored, "failed": failed, "skipped": skipped,
+                                     "error": error})
+        errors = [r["error"] for r in reports if r["error"]]
+        if errors:  # reported once, by rank 0
+            if d.is_main:
+                raise InputError(errors[0])
+            return 2
+        lines = [line for r in reports for line in r["lines"]]
+        scored, failed, skipped = (sum(r[k] for r in reports) for k in ("scored", "failed", "skipped"))
+        if not d.is_main:
+            return 1 if failed else 0
+    if a.out is not None:
+        write_text_atomic(a.out, "".join(line + "\n" for line in lines))
+    elif keep:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
     dt = time.perf_counter() - t0
     if skipped:
         print(f"skipped {skipped} corrupt image(s)", file=sys.stderr)
+    procs = f", {d.world_size} processes" if d.enabled else ""
     print(f"scored {scored} image(s) in {dt:.2f} s ({scored / dt if dt > 0 else 0:.1f} images/s, engine "
-          f"{a.engine}, {a.dtype}){f'; {failed} could not be scored' if failed else ''}", file=sys.stderr)
+          f"{a.engine}, {a.dtype}{procs}){f'; {failed} could not be scored' if failed else ''}"
+          f"{f'; wrote {a.out}' if a.out else ''}", file=sys.stderr)
     return 1 if failed else 0

@@ -55,6 +55,8 @@ class TrainConfig:
                                        "normals (see calibrate.balanced_lambda)")
     select: str = setting("last", "last epoch, or the epoch with the lowest validation score (never test data)",
                           choices=SELECT_CHOICES)
+    sync_bn: bool = setting(False, "under torchrun: SyncBatchNorm (batch statistics over all processes; CUDA only) "
+                                   "instead of per-process batch statistics")
 
     def __post_init__(self):
         checks = [
