@@ -271,6 +271,7 @@ def collect_image_paths(args: Sequence[str]) -> list[Path]:
 # ------------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     from .cli_bench import add_bench_parser
+    from .cli_export import add_export_parser
 
     parser = argparse.ArgumentParser(prog="skipgan", description="Skip-GANomaly image anomaly detection")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(sub)
     add_score_parser(sub)
     add_bench_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
