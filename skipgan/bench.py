@@ -490,7 +490,9 @@ def export_torchscript(model, example_x, dtype):
     def fn(x):
         with torch.inference_mode():
             return scripted(_as_samples(x))[0]
-    return _note(fn, "skipgan export --format torchscript (native ops per layer; preprocessing inside)")
+    precision = str(dtype).replace("torch.", "")
+    return _note(fn, f"skipgan export --format torchscript, {precision} (the engine's GEMM layers + native "
+                     "epilogues; preprocessing inside)")
 
 
 def export_onnx(model, example_x, dtype):
@@ -525,6 +527,7 @@ class Peer:
     precision: str  # "fp32" | "bf16": what it is compared with and checked against (TOLERANCE)
     factory: Factory
     is_engine: bool = False
+    is_export: bool = False  # skipgan's own export: shown beside the engine, never counted as "the best peer"
 
     @property
     def dtype(self) -> torch.dtype:
@@ -540,8 +543,9 @@ PEERS: dict[str, Peer] = {p.name: p for p in [
     Peer("onnxruntime", "fp32", onnxruntime),
     Peer("openvino_fp32", "fp32", openvino_fp32),
     Peer("openvino_bf16", "bf16", openvino_bf16),
-    Peer("export_torchscript", "fp32", export_torchscript),
-    Peer("export_onnx", "fp32", export_onnx),
+    Peer("export_torchscript", "fp32", export_torchscript, is_export=True),
+    Peer("export_torchscript_bf16", "bf16", export_torchscript, is_export=True),
+    Peer("export_onnx", "fp32", export_onnx, is_export=True),
     Peer("engine_fp32", "fp32", engine, is_engine=True),
     Peer("engine_bf16", "bf16", engine, is_engine=True),
 ]}
@@ -764,14 +768,16 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                          f"{_fmt(r['ms_per_batch'], 2):>10} {err:>11}  {r['status']}"
                          + (f"  [{r['note']}]" if r.get("note") and not r["status"].startswith("unavailable") else ""))
         is_engine = lambda r: PEERS[r["runtime"]].is_engine if r["runtime"] in PEERS else False  # noqa: E731
+        is_peer = lambda r: r["runtime"] not in PEERS or not (  # noqa: E731
+            PEERS[r["runtime"]].is_engine or PEERS[r["runtime"]].is_export)
         for p in ("fp32", "bf16"):  # the engine of each precision against the peers of that precision
             if any(r["runtime"] == f"engine_{p}" for r in rs):
                 e = _best(rs, lambda r: r["runtime"] == f"engine_{p}")
-                peer = _best(rs, lambda r: not is_engine(r) and r["precision"] == p)
+                peer = _best(rs, lambda r: is_peer(r) and r["precision"] == p)
                 lines.append(f"  engine_{p} / best {p} peer: {_ratio(e, peer)}")
         if any(is_engine(r) for r in rs):
             lines.append(f"  best engine / best peer (any precision): "
-                         f"{_ratio(_best(rs, is_engine), _best(rs, lambda r: not is_engine(r)))}")
+                         f"{_ratio(_best(rs, is_engine), _best(rs, is_peer))}")
         if bd:
             text = f"  bounds: {bd['flops_per_image'] / 1e9:.3g} GFLOP/image"
             if bd.get("compute_img_s_fp32"):
