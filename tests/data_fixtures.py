@@ -76,8 +76,8 @@ def make_folder_dataset(
     for d in abnormal:
         for i in range(n_abn):
             write_pil(root / d / f"img{i:03d}{ext}", img())
-    if layout == "mvtec":  # masks that must be ignored
-        write_pil(root / "ground_truth" / "crack" / "000_mask.png", np.zeros(size, np.uint8))
+    if layout == "mvtec":  # a mask for the first crack image: read as ground truth, never as a test image
+        write_pil(root / "ground_truth" / "crack" / "img000_mask.png", np.zeros(size, np.uint8))
     return root
 
 

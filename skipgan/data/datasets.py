@@ -46,11 +46,16 @@ class Splits:
     skipped: int = 0
     description: str = ""
     train_names: list[str] = field(default_factory=list)
+    # Ground truth per test pixel (skipgan.data.masks): uint8 [N, isize, isize], 1 = abnormal, normals all 0;
+    # None when the data has no masks (or not one for every abnormal test image: `mask_note` says why).
+    test_masks: torch.Tensor | None = None
+    mask_note: str = ""
 
     def __post_init__(self):
         assert self.train.ndim == 4 and self.test.ndim == 4
         assert self.test_labels.dtype == torch.int64 and self.test_labels.shape == (self.test.shape[0],)
         assert len(self.test_names) == self.test.shape[0]
+        assert self.test_masks is None or tuple(self.test_masks.shape) == (self.test.shape[0], self.isize, self.isize)
 
 
 def load_splits(
@@ -247,7 +252,8 @@ def _load_folder(root: Path, isize: int, channels: int | None, skip_bad: bool) -
         files += fs
         labels += [label] * len(fs)
         roles += [role] * len(fs)
-    data, kept, skipped = load_images(files, isize, channels, skip_bad)
+    sizes: list[tuple[int, int]] = []
+    data, kept, skipped = load_images(files, isize, channels, skip_bad, sizes=sizes)
     n_train = sum(1 for i in kept if roles[i] == "train")  # train files come first, so train is a prefix
     kept_parents = {files[i].parent for i in kept}
     for folder, _, _ in groups:  # a folder whose every image was skipped
@@ -261,10 +267,15 @@ def _load_folder(root: Path, isize: int, channels: int | None, skip_bad: bool) -
     train_names = [str(files[kept[j]]) for j in train_sel]
     c = int(data.shape[1])
     n_abn = int(test_labels.sum())
+    listed_abnormal = [f for f, y in zip(files, labels) if y == 1]  # skipped ones too: their masks are no strays
+    test_masks, mask_note = _folder_masks(root, layout.name, listed_abnormal, [files[kept[j]] for j in test_sel],
+                                          [sizes[j] for j in test_sel], test_labels, isize)
     extra = f" in {len(layout.test_abnormal)} defect folders" if layout.name == "MVTec AD" else ""
     desc = (
         f"folder {root} ({layout.name} layout): train {len(train_sel)} normal, test {len(test_sel) - n_abn} normal "
         f"+ {n_abn} abnormal{extra}, {c} channel(s), {isize}x{isize}, {skipped} skipped"
+        + (f", masks for all {n_abn} abnormal images" if test_masks is not None else "")
+        + (f"; {mask_note}" if mask_note else "")
     )
     return Splits(
         train=train,
@@ -276,4 +287,25 @@ def _load_folder(root: Path, isize: int, channels: int | None, skip_bad: bool) -
         skipped=skipped,
         description=desc,
         train_names=train_names,
+        test_masks=test_masks,
+        mask_note=mask_note,
     )
+
+
+def _folder_masks(root: Path, layout_name: str, listed_abnormal: list[Path], test_files: list[Path],
+                  test_sizes: list[tuple[int, int]], test_labels: torch.Tensor,
+                  isize: int) -> tuple[torch.Tensor | None, str]:
+    """(masks [N, isize, isize] or None, note) for the kept test images: see skipgan.data.masks."""
+    from skipgan.data.masks import find_masks, masks_to_isize, read_mask
+
+    abnormal = [f for f, y in zip(test_files, test_labels.tolist()) if y == 1]
+    found = find_masks(root, layout_name, listed_abnormal)
+    if not found:
+        return None, ""
+    # every mask is read and checked, even when pixel metrics will be skipped: a wrong one is an error
+    masks = [read_mask(found[f], hw, f) if f in found else None for f, hw in zip(test_files, test_sizes)]
+    if any(f not in found for f in abnormal):
+        missing = next(f for f in abnormal if f not in found)
+        return None, (f"pixel metrics skipped: {sum(f not in found for f in abnormal)} of {len(abnormal)} abnormal test images "
+                      f"have no mask (e.g. {missing})")
+    return masks_to_isize(masks, isize), ""

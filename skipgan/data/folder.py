@@ -2,7 +2,11 @@
 
     PATH/train/normal     PATH/test/normal     PATH/test/abnormal           (skipgan)
     PATH/train/0.normal   PATH/test/0.normal   PATH/test/1.abnormal         (official Skip-GANomaly)
-    PATH/train/good       PATH/test/good       PATH/test/<defect>/ ...      (MVTec AD; ground_truth/ ignored)
+    PATH/train/good       PATH/test/good       PATH/test/<defect>/ ...      (MVTec AD)
+
+Ground-truth masks of the abnormal test images, where the data has them (skipgan.data.masks):
+    PATH/test/abnormal_mask/<name>.png                                    (skipgan layout)
+    PATH/ground_truth/<defect>/<name>_mask.png                            (MVTec AD)
 
 Each folder is read flat (no recursion); files with an image extension (case-insensitive) in sorted name
 order; hidden files (starting with '.', e.g. macOS '._x.png') are ignored.
@@ -79,15 +83,17 @@ def _decode(path: Path, isize: int, channels: int | None):
     except CorruptImageError as exc:
         return exc
     native = arr.shape[0]
-    return native, to_tensor(arr, isize, channels, name=str(path))
+    return native, to_tensor(arr, isize, channels, name=str(path)), tuple(arr.shape[1:])
 
 
 def load_images(
-    files: list[Path], isize: int, channels: int | None, skip_bad: bool, workers: int | None = None
+    files: list[Path], isize: int, channels: int | None, skip_bad: bool, workers: int | None = None,
+    sizes: list[tuple[int, int]] | None = None,
 ) -> tuple[torch.Tensor, list[int], int]:
     """Decode `files` in order into a float32 [N, C, isize, isize] tensor.
 
-    Returns (tensor, kept indices into `files`, number skipped). Without `channels`, every image must have
+    Returns (tensor, kept indices into `files`, number skipped); `sizes`, when given, receives the native
+    (H, W) of every kept image. Without `channels`, every image must have
     the channel count of the first readable one. Decoding runs on a few threads (Pillow, tifffile and torch
     release the GIL); results are consumed in file order, so the error raised is always the first in order.
     """
@@ -105,7 +111,9 @@ def load_images(
                         skipped += 1
                         continue
                     raise res
-                native, t = res
+                native, t, hw = res
+                if sizes is not None:
+                    sizes.append(hw)
                 if first is None:
                     first = (path, native)
                     out = torch.empty((len(files),) + tuple(t.shape), dtype=torch.float32)
