@@ -32,6 +32,9 @@ from sklearn.metrics import (
 
 __all__ = [
     "evaluate_scores",
+    "pixel_metrics",
+    "pro_curve",
+    "pro_auc",
     "threshold_at_fpr",
     "score_statistics",
     "normalise",
@@ -294,3 +297,82 @@ def normalise(score: Any, stats: dict) -> Any:
     if isinstance(result, np.floating):
         return float(result)
     return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pixel-level metrics (anomaly maps against ground-truth masks)
+# ---------------------------------------------------------------------------------------------------------------
+
+PRO_FPR_LIMIT = 0.3  # the MVTec AD paper's integration limit
+
+
+def _check_maps_masks(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
+    m = _to_numpy(maps).astype(np.float64, copy=False)
+    g = _to_numpy(masks)
+    if m.ndim != 3 or g.shape != m.shape:
+        raise ValueError(f"maps and masks must both be [N, H, W] of the same shape, got {tuple(m.shape)} and "
+                         f"{tuple(g.shape)}")
+    if not np.isfinite(m).all():
+        raise ValueError(f"maps contain {int((~np.isfinite(m)).sum())} non-finite value(s); maps must be finite")
+    g = g != 0
+    if not g.any() or g.all():
+        raise ValueError("masks must hold both normal (0) and abnormal (non-zero) pixels for pixel metrics")
+    return m, g
+
+
+def pro_curve(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, pro): the per-region-overlap curve of the MVTec AD paper (Bergmann et al., IJCV 2021), every threshold.
+
+    Regions are the 8-connected components of each image's mask (never across images). At a threshold t, a pixel
+    with map ≥ t is predicted abnormal; PRO(t) = the mean over ALL regions of |predicted ∩ region| / |region|;
+    FPR(t) = predicted normal-mask pixels / all normal-mask pixels (over every image). One sort of all pixels
+    and two cumulative sums: pixel i (in descending map order) adds 1 / (n_regions · |its region|) to PRO or
+    1 / n_normal to FPR; only the last pixel of each run of equal values is a threshold. Both start at 0.
+    """
+    from scipy import ndimage
+
+    m, g = _check_maps_masks(maps, masks)
+    structure = np.zeros((3, 3, 3), dtype=int)
+    structure[1] = 1  # 8-connected within an image, never across the image axis
+    labels, n_regions = ndimage.label(g, structure=structure)
+    sizes = np.bincount(labels.ravel())
+    order = np.argsort(-m.ravel(), kind="stable")
+    values, lab = m.ravel()[order], labels.ravel()[order]
+    normal = lab == 0
+    fpr = np.cumsum(normal) / normal.sum()
+    weight = np.where(normal, 0.0, 1.0 / (n_regions * sizes[lab].astype(np.float64)))
+    pro = np.cumsum(weight)
+    last = np.r_[values[1:] != values[:-1], True]
+    return np.r_[0.0, fpr[last]], np.r_[0.0, np.minimum(pro[last], 1.0)]
+
+
+def pro_auc(maps: Any, masks: Any, fpr_limit: float = PRO_FPR_LIMIT) -> float:
+    """Area under the PRO curve for FPR in [0, fpr_limit], divided by fpr_limit (1.0 = perfect), trapezoids with
+    the curve interpolated linearly at fpr_limit, as the MVTec AD evaluation code does."""
+    if not 0.0 < fpr_limit <= 1.0:
+        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit!r}")
+    fpr, pro = pro_curve(maps, masks)
+    inside = fpr <= fpr_limit
+    x, y = fpr[inside], pro[inside]
+    if x[-1] < fpr_limit:  # interpolate at the limit between the last point inside and the first outside
+        j = int(np.argmax(~inside))
+        x0, x1, y0, y1 = fpr[j - 1], fpr[j], pro[j - 1], pro[j]
+        x, y = np.r_[x, fpr_limit], np.r_[y, y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)]
+    return float(np.trapezoid(y, x) / fpr_limit)
+
+
+def pixel_metrics(maps: Any, masks: Any) -> dict:
+    """{pixel_auroc (scikit-learn over every pixel), pro (PRO integrated to FPR 0.3, normalised), pixels,
+    regions}."""
+    from scipy import ndimage
+
+    m, g = _check_maps_masks(maps, masks)
+    structure = np.zeros((3, 3, 3), dtype=int)
+    structure[1] = 1
+    return {
+        "pixel_auroc": float(roc_auc_score(g.ravel(), m.ravel())),
+        "pro": pro_auc(m, g),
+        "pro_fpr_limit": PRO_FPR_LIMIT,
+        "pixels": int(g.size),
+        "regions": int(ndimage.label(g, structure=structure)[1]),
+    }
