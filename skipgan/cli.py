@@ -112,6 +112,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def train_command(a: argparse.Namespace, d, device: torch.device) -> int:
     """`skipgan train` as process `d` of the job (one process, or one of several under torchrun) on `device`."""
+    from .anomaly_map import MapSettings
     from .data.datasets import load_splits
     from .distributed import PeerFailure, digest_hook
     from .evaluation import evaluate_model
@@ -133,6 +134,7 @@ def train_command(a: argparse.Namespace, d, device: torch.device) -> int:
             arch = settings_from_args(Architecture, a, nc=a.channels or 1)
             check_score_margin(cfg.score_margin, arch.isize)
             cfg.corruption.check(arch.isize)
+            cfg.map_settings  # noqa: B018 (checks --map-sigma, --topk-percent)
         except ValueError as e:
             raise as_input_error(e, Architecture, TrainConfig) from None
         info = {"data": a.data, "abnormal_class": a.abnormal_class, "channels": a.channels, "skip_bad": a.skip_bad,
@@ -179,9 +181,16 @@ def train_command(a: argparse.Namespace, d, device: torch.device) -> int:
              "train_seconds": round(train_seconds, 1), "calibration": result.calibration, "data": info["data"],
              "abnormal_class": info["abnormal_class"], "processes": d.world_size}
     save_model(out / "model.safetensors", result.model, result.calibration,
-               {"train": cfg.to_dict(), "run_info": info, "history": result.history, "processes": d.world_size})
+               {"train": cfg.to_dict(), "run_info": info, "history": result.history, "processes": d.world_size,
+                "aggregation": cfg.aggregation, "calibrations": result.calibrations,
+                "anomaly_map": result.map_settings})
+    extra["aggregation"] = cfg.aggregation
     metrics = evaluate_model(result.model, result.calibration["threshold"], splits.test, splits.test_labels, out,
-                             splits.test_names, extra=extra)
+                             splits.test_names, extra=extra, masks=splits.test_masks,
+                             map_settings=MapSettings(**result.map_settings, margin=cfg.score_margin),
+                             aggregation=cfg.aggregation)
+    if splits.mask_note:
+        print(splits.mask_note, file=sys.stderr)
     print_summary(metrics, out)
     return 0
 
@@ -203,6 +212,9 @@ def print_summary(m: dict[str, Any], out: Path) -> None:
           f"TPR@FPR1% {m['tpr_at_fpr_1pct']:.4f}  TPR@FPR5% {m['tpr_at_fpr_5pct']:.4f}")
     if cm:
         print(f"at threshold {m['threshold']:.6g}: tp {cm['tp']} fp {cm['fp']} tn {cm['tn']} fn {cm['fn']}")
+    if "pixel_auroc" in m:
+        print(f"pixel AUROC {m['pixel_auroc']:.4f}  PRO (FPR ≤ {m['pro_fpr_limit']}) {m['pro']:.4f}  "
+              f"({m['regions']} defect regions)")
     print(f"wrote {out}/metrics.json and plots")
 
 
@@ -223,7 +235,7 @@ def add_evaluate_parser(sub) -> None:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .data.datasets import load_splits
     from .evaluation import evaluate_model
-    from .modelfile import load_model
+    from .modelfile import load_model, scoring_choice
 
     model, meta = load_model(a.model, resolve_device(a.device))
     info = meta.get("run_info", {})
@@ -236,11 +248,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     splits = load_splits(data, isize=arch["isize"], abnormal_class=abnormal, channels=arch["nc"], seed=seed,
                          skip_bad=a.skip_bad)
     out = Path(a.out) if a.out else Path(a.model).parent / "evaluate"
+    how, cal, settings = scoring_choice(meta, a.aggregation, a.model)
     scorer = make_scorer(model, a, max_batch=64)
     extra = {"model": str(a.model), "data": data, "abnormal_class": abnormal, "engine": a.engine, "dtype": a.dtype,
-             "probes": a.probes if a.probes is not None else int(model.probe_weight.shape[0])}
-    metrics = evaluate_model(model, meta["calibration"]["threshold"], splits.test, splits.test_labels, out,
-                             splits.test_names, extra=extra, scorer=scorer)
+             "probes": a.probes if a.probes is not None else int(model.probe_weight.shape[0]), "aggregation": how}
+    metrics = evaluate_model(model, cal["threshold"], splits.test, splits.test_labels, out,
+                             splits.test_names, extra=extra, scorer=scorer, masks=splits.test_masks,
+                             map_settings=settings, aggregation=how)
+    if splits.mask_note:
+        print(splits.mask_note, file=sys.stderr)
     print_summary(metrics, out)
     return 0
 

@@ -54,7 +54,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 def cmd_export(a: argparse.Namespace) -> int:
     from .export import export_model
-    from .modelfile import load_model
+    from .modelfile import check_paper_aggregation, load_model
 
     size = _size(a.input_size)
     opt = a.opt_batch if a.opt_batch is not None else a.max_batch
@@ -62,6 +62,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         raise InputError(f"--min-batch {a.min_batch} --opt-batch {opt} --max-batch {a.max_batch}: need "
                          "1 <= min <= opt <= max")
     model, meta = load_model(a.model, "cpu")
+    check_paper_aggregation(meta, a.model)
     trt = {"min_batch": a.min_batch, "opt_batch": opt, "workspace_mib": a.workspace}
     if size:
         trt.update(height=size[0], width=size[1])

@@ -35,6 +35,9 @@ def add_scorer_flags(p: argparse.ArgumentParser) -> None:
                    help="score through the first K of the model's stored noise probes (default: all; 0: the clean "
                         "input, K times faster, less accurate; see README)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for scoring (default: torch's)")
+    g.add_argument("--aggregation", choices=("mean", "max", "topk"), default=None,
+                   help="image score: the model's own (default), mean (the paper's), max or topk of the anomaly map "
+                        "(each calibrated in the model file; see README)")
 
 
 def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., Scores]:
@@ -91,6 +94,11 @@ def add_score_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE", default=None,
                    help="write the JSON lines to FILE (atomically, when all are done) instead of stdout; under "
                         "torchrun rank 0 writes the lines of every process, in input order")
+    p.add_argument("--maps", metavar="DIR", default=None,
+                   help="write per image DIR/<path>.map.png: the image with its anomaly map as a heatmap and the "
+                        "map's contour at the calibrated threshold, at the image's own size")
+    p.add_argument("--raw-maps", choices=("npy",), default=None,
+                   help="with --maps: also DIR/<path>.map.npy, the anomaly map (float32, image size, σ units)")
     add_scorer_flags(p)
     from .distributed import add_dist_flags
 
@@ -115,8 +123,9 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
     from .data.images import CorruptImageError
     from .data.stream import batches, decode_stream
     from .fileio import write_text_atomic
+    from .anomaly_map import PAPER_AGGREGATION, anomaly_maps, image_scores
     from .metrics import normalise
-    from .modelfile import load_model
+    from .modelfile import load_model, scoring_choice
 
     if a.batch_size < 1:
         raise InputError(f"--batch-size {a.batch_size}: must be at least 1")
@@ -124,9 +133,20 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
         raise InputError(f"--workers {a.workers}: must be at least 1")
     if a.out is not None and Path(a.out).is_dir():
         raise InputError(f"--out {a.out}: is a folder; pass the path of the JSON-lines file to write")
+    if a.raw_maps and not a.maps:
+        raise InputError(f"--raw-maps {a.raw_maps}: needs --maps DIR (the folder to write the maps into)")
+    if a.maps is not None:
+        if d.enabled:
+            raise InputError("--maps: not supported under torchrun (rank 0 alone writes files); run skipgan score "
+                             "--maps in one process")
+        if Path(a.maps).exists() and not Path(a.maps).is_dir():
+            raise InputError(f"--maps {a.maps}: is a file; pass a folder to write the maps into")
     model, meta = load_model(a.model, device)
-    arch, cal = meta["architecture"], meta["calibration"]
+    arch = meta["architecture"]
+    how, cal, settings = scoring_choice(meta, a.aggregation, a.model)
+    want_maps = a.maps is not None or how != PAPER_AGGREGATION
     paths = collect_image_paths(a.paths)
+    names = map_names(paths) if a.maps is not None else {}
     scorer = make_scorer(model, a, a.batch_size)
     # Lines go straight to stdout in a plain run; with --out, or under torchrun, they are kept for the one write.
     keep = a.out is not None or d.enabled
@@ -148,8 +168,10 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
                     good.append((path, item))
             if not good:
                 continue
-            s = scorer(torch.stack([t for _, t in good])).score.tolist()
-            for (path, _), v in zip(good, s):
+            res = scorer(torch.stack([t for _, t in good]), error_map=want_maps)
+            s = image_scores(res.to("cpu"), how, settings).tolist()
+            amaps = anomaly_maps(res.error_map, settings) if a.maps is not None else None
+            for j, ((path, _), v) in enumerate(zip(good, s)):
                 if not math.isfinite(v):
                     failed += 1
                     line = {"path": str(path), "error": f"non-finite score ({v}): the image holds NaN/Inf values or "
@@ -158,6 +180,8 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
                     scored += 1
                     line = {"path": str(path), "score": v, "normalised_score": normalise(v, cal["val_stats"]),
                             "verdict": "abnormal" if v > cal["threshold"] else "normal"}
+                    if amaps is not None:
+                        line["map"] = write_map(Path(a.maps), names[path], path, amaps[j], settings, a.raw_maps)
                 emit(json.dumps(line))
     except InputError as e:
         if not d.enabled:
@@ -189,3 +213,38 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
           f"{a.engine}, {a.dtype}{procs}){f'; {failed} could not be scored' if failed else ''}"
           f"{f'; wrote {a.out}' if a.out else ''}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def map_names(paths) -> dict:
+    """{path: its name under --maps DIR}: the path relative to the inputs' common folder (so equal file names in
+    different folders do not collide), extension kept (a.png and a.tif do not either)."""
+    import os
+    from pathlib import Path
+
+    parents = [str(p.resolve().parent) for p in paths]
+    root = Path(os.path.commonpath(parents)) if parents else Path(".")
+    return {p: p.resolve().relative_to(root) for p in paths}
+
+
+def write_map(folder, name, path, amap, settings, raw: str | None) -> str:
+    """Overlay (and raw map) of one image at its own size, written atomically; returns the overlay's path."""
+    import numpy as np
+
+    from .anomaly_map import upsample
+    from .data.images import read_image
+    from .fileio import atomic_path
+    from .preprocess import sample_range
+    from .report import plot_overlay
+
+    arr = read_image(path)
+    h, w = arr.shape[1:]
+    full = upsample(amap, h, w)
+    full_range = sample_range(torch.from_numpy(np.empty(0, arr.dtype)).dtype)  # 255, 65535; float: 1
+    unit = arr.astype(np.float32) / np.float32(full_range)
+    out = folder / f"{name}.map.png"
+    plot_overlay(out, unit, full, settings.threshold)
+    if raw == "npy":
+        with atomic_path(folder / f"{name}.map.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, full.astype(np.float32))
+    return str(out)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from .anomaly_map import AGGREGATIONS, PAPER_AGGREGATION, MapSettings, aggregate, anomaly_maps, image_scores
+from .metrics import pixel_metrics
 from .model import SkipGANomaly, score_in_batches
 from .report import EXAMPLES_FILE, plot_examples, write_report
 from .scoring import Scores
@@ -26,27 +28,46 @@ def evaluate_model(
     k: int = 8,
     batch_size: int = 256,
     scorer: Callable[..., Scores] | None = None,
+    masks: torch.Tensor | None = None,
+    map_settings: MapSettings | None = None,
+    aggregation: str = PAPER_AGGREGATION,
 ) -> dict[str, Any]:
     """Score `test` in eval mode and write the report into `out_dir`; returns the metrics.
 
     scorer(x, error_map=False, reconstruction=False) -> Scores: who scores (the fused engine's
     `Screener.score`, or by default the eager model through `score_in_batches`).
+    masks: ground truth [N, isize, isize] (1 = abnormal pixel) -> pixel AUROC and PRO of the anomaly maps, and
+    mask contours in the example grid. aggregation: the image score ('mean': the paper's; 'max', 'topk': of the
+    anomaly map, skipgan/anomaly_map.py); `threshold` must be that score's. With masks or a map aggregation the
+    error maps of the whole test set are kept (N·isize² floats); every aggregation's AUROC is then reported.
     """
     if scorer is None:
         def scorer(x, error_map=False, reconstruction=False):
             return score_in_batches(model, x, batch_size, with_error_map=error_map, keep_reconstructions=reconstruction)
-    s = scorer(test)
-    scores, labels_np = s.score.numpy(), np.asarray(labels)
+    settings = map_settings or MapSettings(margin=model.margin)
+    want_maps = masks is not None or aggregation != PAPER_AGGREGATION
+    s = scorer(test, error_map=True) if want_maps else scorer(test)
+    scores, labels_np = image_scores(s, aggregation, settings), np.asarray(labels)
     extra = dict(extra or {})
     # The two score components on their own: tells whether λ is well chosen for this data.
     extra["auroc_pixel"] = float(roc_auc_score(labels_np, s.pixel.numpy()))
     extra["auroc_feature"] = float(roc_auc_score(labels_np, s.feature.numpy()))
+    if want_maps:
+        maps = anomaly_maps(s.error_map, settings)
+        extra["auroc_by_aggregation"] = {how: float(roc_auc_score(labels_np, s.score.numpy() if how == PAPER_AGGREGATION
+                                                                  else aggregate(maps, how, settings)))
+                                         for how in AGGREGATIONS}
+        extra["anomaly_map"] = settings.to_meta()
+        if masks is not None:
+            extra.update(pixel_metrics(maps, masks.numpy()))
+        del maps
     metrics = write_report(out_dir, scores, labels_np, threshold, extra=extra)
     # Reconstructions are recomputed for the shown images only: keeping them for the whole test set would cost
     # N·C·H·W floats (gigabytes at isize 256).
     order = np.argsort(-scores, kind="stable")
     shown = np.unique(np.r_[order[:k], order[-k:]])
     ex = scorer(test[shown], error_map=True, reconstruction=True)
-    plot_examples(Path(out_dir) / EXAMPLES_FILE, test[shown], ex.reconstruction, ex.error_map, ex.score,
-                  labels_np[shown], [names[i] for i in shown] if names is not None else None, k=k)
+    plot_examples(Path(out_dir) / EXAMPLES_FILE, test[shown], ex.reconstruction, ex.error_map, scores[shown],
+                  labels_np[shown], [names[i] for i in shown] if names is not None else None, k=k,
+                  masks=masks[shown] if masks is not None else None)
     return metrics

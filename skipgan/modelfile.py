@@ -1,7 +1,9 @@
 """Model files: ONE .safetensors file with the weights and a JSON metadata block.
 
 Metadata: format version, architecture, input normalisation, λ, calibration (threshold at the target FPR and the
-validation score statistics) and the training settings. No pickle anywhere: loading cannot execute code, and a
+validation score statistics) and the training settings; since anomaly maps: `aggregation` (the model's image
+score, skipgan/anomaly_map.py), `calibrations` (one per aggregation; `calibration` is the model's own) and
+`anomaly_map` (the calibrated map settings). Files without them score by the paper's mean. No pickle anywhere: loading cannot execute code, and a
 save/load round trip is bit-exact.
 """
 
@@ -61,3 +63,35 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         first = str(e).strip().splitlines()[0]
         raise InputError(f"{path}: weights do not match the stored architecture ({first}); retrain") from None
     return model.to(device).eval(), meta
+
+
+def model_aggregation(meta: dict[str, Any]) -> str:
+    """The image-score aggregation a model file records ('mean', the paper's, for files from before maps)."""
+    from .anomaly_map import PAPER_AGGREGATION
+
+    return meta.get("aggregation", PAPER_AGGREGATION)
+
+
+def scoring_choice(meta: dict[str, Any], aggregation: str | None, path: str | os.PathLike):
+    """(aggregation, its calibration, MapSettings) to score with: the model's own, or `aggregation` (the
+    --aggregation flag). InputError naming the model file when the file has no calibration for it."""
+    from .anomaly_map import AGGREGATIONS, MapSettings
+
+    how = aggregation or model_aggregation(meta)
+    if how not in AGGREGATIONS:
+        raise InputError(f"--aggregation {how}: expected one of {', '.join(AGGREGATIONS)}")
+    cals = meta.get("calibrations") or {model_aggregation(meta): meta["calibration"]}
+    if how not in cals:
+        raise InputError(f"--aggregation {how}: {path} holds no calibration for it (trained before anomaly maps); "
+                         f"retrain, or score with --aggregation {model_aggregation(meta)}")
+    return how, cals[how], MapSettings.from_meta(meta)
+
+
+def check_paper_aggregation(meta: dict[str, Any], what: str = "model") -> None:
+    """InputError unless the model scores by the paper's mean: exports (skipgan.export) compute that score only."""
+    from .anomaly_map import PAPER_AGGREGATION
+
+    how = model_aggregation(meta)
+    if how != PAPER_AGGREGATION:
+        raise InputError(f"{what}: scores by the '{how}' aggregation, but exported files compute the paper's "
+                         f"'{PAPER_AGGREGATION}' score only; retrain with --aggregation {PAPER_AGGREGATION} to export")

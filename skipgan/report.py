@@ -25,7 +25,7 @@ from skipgan.fileio import atomic_path
 from skipgan.metrics import _check_labels, _check_scores, _check_scores_labels, _check_threshold, _to_numpy
 from skipgan.metrics import evaluate_scores
 
-__all__ = ["plot_roc", "plot_pr", "plot_histogram", "plot_examples", "write_report"]
+__all__ = ["plot_roc", "plot_pr", "plot_histogram", "plot_examples", "plot_overlay", "write_report"]
 
 _DPI = 100
 _NORMAL_COLOR = "tab:blue"
@@ -152,6 +152,7 @@ def _examples_figure(
     labels: Any | None,
     names: Sequence[str] | None,
     k: int,
+    masks: Any | None = None,
 ) -> Figure:
     s = _check_scores(scores)
     n = s.size
@@ -171,6 +172,9 @@ def _examples_figure(
             f"images ({imgs.shape[0]}), error_maps ({errs.shape[0]}) and scores ({n}) must have the same length"
         )
     y = None if labels is None else _check_labels(labels, n)
+    gt = None if masks is None else _to_numpy(masks)
+    if gt is not None and gt.shape != errs.shape:
+        raise ValueError(f"masks must have the error maps' shape {tuple(errs.shape)}, got {tuple(gt.shape)}")
     if names is not None:
         names = [str(v) for v in names]
         if len(names) != n:
@@ -210,6 +214,9 @@ def _examples_figure(
         axes[r, 1].set_title("reconstruction", fontsize=7)
         heat = axes[r, 2].imshow(errs[i], cmap="inferno", vmin=vmin, vmax=vmax)
         axes[r, 2].set_title("error (shared scale)", fontsize=7)
+        if gt is not None and gt[i].any():  # ground truth outlined on the input and on the error
+            for c in (0, 2):
+                axes[r, c].contour(gt[i].astype(np.float32), levels=[0.5], colors="lime", linewidths=0.8)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -251,6 +258,7 @@ def plot_examples(
     labels: Any | None = None,
     names: Sequence[str] | None = None,
     k: int = 8,
+    masks: Any | None = None,
 ) -> None:
     """Write a PNG grid of the k most and the k least anomalous images (by score).
 
@@ -258,10 +266,42 @@ def plot_examples(
     colour scale shared by all rows so heatmaps are comparable). `images` and `reconstructions` are [N, C, H, W]
     arrays or tensors in [-1, 1]: C=1 shown gray, C=3 RGB, any other C as the channel mean in gray.
     `error_maps` is [N, H, W] (or [N, 1, H, W]). If N < 2k, the images are split between the two groups so none
-    is shown twice.
+    is shown twice. `masks` [N, H, W] (ground truth, non-zero = abnormal): outlined in green on the input and
+    the error heatmap.
     """
-    fig = _examples_figure(images, reconstructions, error_maps, scores, labels, names, k)
+    fig = _examples_figure(images, reconstructions, error_maps, scores, labels, names, k, masks)
     _write_bytes_atomic(path, _render_png(fig))
+
+
+def _overlay_figure(image: np.ndarray, amap: np.ndarray, threshold: float | None, vmax: float) -> Figure:
+    h, w = amap.shape
+    if image.shape[1:] != amap.shape:
+        raise ValueError(f"image {tuple(image.shape)} and map {tuple(amap.shape)} differ in size")
+    x = np.clip(image.astype(np.float64), 0.0, 1.0)
+    shown, cmap = (np.transpose(x[:3], (1, 2, 0)), None) if x.shape[0] >= 3 else (x.mean(axis=0), "gray")
+    scale = max(1.0, 256.0 / max(h, w))  # small images are drawn bigger, so the contour stays visible
+    fig = _new_figure(w * scale / _DPI, h * scale / _DPI)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(amap, cmap="jet", alpha=0.45, vmin=0.0, vmax=vmax, interpolation="bilinear")
+    if threshold is not None and float(amap.max()) > threshold:
+        ax.contour(amap, levels=[threshold], colors="white", linewidths=1.2)
+    ax.set_axis_off()
+    return fig
+
+
+def plot_overlay(path: str | os.PathLike, image: Any, amap: Any, threshold: float | None = None,
+                 vmax: float | None = None) -> None:
+    """Write a PNG at the image's own size (at least 256 pixels on its longer side): the image, the anomaly map as
+    a translucent heatmap (0 .. vmax; default 1.5 × threshold, or 6), and the map's contour at `threshold`.
+
+    image: [C, H, W] in [0, 1] (C = 1: gray; C ≥ 3: the first three as RGB; C = 2: the channel mean);
+    amap: [H, W] (skipgan.anomaly_map: σ units of normal reconstruction noise)."""
+    img, m = _to_numpy(image), _to_numpy(amap).astype(np.float64)
+    if img.ndim != 3 or m.ndim != 2:
+        raise ValueError(f"image must be [C, H, W] and the map [H, W], got {tuple(img.shape)} and {tuple(m.shape)}")
+    top = vmax if vmax is not None else (1.5 * threshold if threshold is not None and threshold > 0 else 6.0)
+    _write_bytes_atomic(path, _render_png(_overlay_figure(img, m, threshold, top)))
 
 
 def _json_default(obj: Any) -> Any:

@@ -77,7 +77,9 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     """
     from ..engine.screener import DTYPES
     from ..model.corruption import select_probes
+    from ..modelfile import check_paper_aggregation
 
+    check_paper_aggregation(meta, "the model")  # exports compute the paper's score only
     _check(fmt, out, device, dtype, input_dtype, max_batch)
     try:
         select_probes(model.probe_scale, model.probe_shift, model.probe_weight, probes)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import dataclasses
+
+import numpy as np
 import torch
 
+from ..anomaly_map import AGGREGATIONS, PAPER_AGGREGATION, MapSettings, aggregate, anomaly_maps, map_statistics
 from ..metrics import score_statistics, threshold_at_fpr
 
 
@@ -31,3 +35,21 @@ def balanced_lambda(lam: float, pixel: torch.Tensor, feature: torch.Tensor) -> f
         return lam
     a, b = lam / s_pix, (1.0 - lam) / s_feat
     return a / (a + b)
+
+
+def calibrate_maps(val_error_maps: torch.Tensor, val_scores: torch.Tensor, settings: MapSettings,
+                   target_fpr: float) -> tuple[MapSettings, dict[str, dict[str, Any]]]:
+    """Map statistics and every aggregation's calibration, from the normal validation images alone.
+
+    Returns (settings with μ, σ and the contour threshold filled in, {aggregation: calibrate(...)}); the 'mean'
+    entry is the paper score's calibration (`val_scores`). The contour threshold is the 'max' aggregation's
+    threshold: `target_fpr` of the validation normals have some interior pixel above it.
+    """
+    mean, std = map_statistics(val_error_maps, settings.sigma, settings.margin)
+    settings = dataclasses.replace(settings, mean=mean, std=std)
+    maps = anomaly_maps(val_error_maps, settings)
+    cals = {PAPER_AGGREGATION: calibrate(val_scores, target_fpr)}
+    for how in AGGREGATIONS:
+        if how != PAPER_AGGREGATION:
+            cals[how] = calibrate(torch.from_numpy(np.ascontiguousarray(aggregate(maps, how, settings))), target_fpr)
+    return dataclasses.replace(settings, threshold=cals["max"]["threshold"]), cals

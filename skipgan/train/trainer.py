@@ -40,7 +40,7 @@ from tqdm import tqdm
 from ..distributed import SINGLE, Dist
 from ..model import Architecture, SkipGANomaly, init_weights, score_in_batches
 from ..scoring import Scores
-from .calibrate import balanced_lambda, calibrate
+from .calibrate import balanced_lambda, calibrate_maps
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .config import TrainConfig
 from .losses import discriminator_loss, generator_loss
@@ -53,8 +53,11 @@ class TrainResult:
     model: SkipGANomaly
     history: list[dict[str, float]]
     val_scores: torch.Tensor
-    calibration: dict[str, Any]
+    calibration: dict[str, Any]  # of the model's score (cfg.aggregation); the paper mean's when that is 'mean'
     selected_epoch: int
+    # every aggregation's calibration, and the calibrated anomaly-map settings (skipgan/anomaly_map.py)
+    calibrations: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    map_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def split_validation(images: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,9 +238,13 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
-    def _val_scores(self, val: torch.Tensor) -> Scores:
+    def _val_scores(self, val: torch.Tensor, error_map: bool = False) -> Scores:
         """Scores of the validation images, in their order; under torchrun each process scores a contiguous share
-        and the shares are gathered (every process gets them all)."""
+        and the shares are gathered (every process gets them all). With error_map (for the map calibration, once
+        per run) every process scores all of them, maps included."""
+        if error_map:
+            with self._autocast():
+                return score_in_batches(self.model, val, with_error_map=True)
         share = self.dist.shard(len(val))
         with self._autocast():
             s = score_in_batches(self.model, val[share.start : share.stop])
@@ -262,13 +269,15 @@ class Trainer:
             _, selected, state = self.best
             self.model.load_state_dict(state)
         with self.dist.guard("validation"):
-            val = self._val_scores(val)
+            val = self._val_scores(val, error_map=True)
         if cfg.balance_lam:
             self.model.lam = balanced_lambda(cfg.lam, val.pixel, val.feature)
         lam = self.model.lam
         val_scores = lam * val.pixel + (1.0 - lam) * val.feature
-        calibration = {**calibrate(val_scores, cfg.target_fpr), "lam": lam, "lam_requested": cfg.lam}
-        return TrainResult(self.model.eval(), self.history, val_scores, calibration, selected)
+        settings, cals = calibrate_maps(val.error_map, val_scores, cfg.map_settings, cfg.target_fpr)
+        cals = {k: {**v, "lam": lam, "lam_requested": cfg.lam} for k, v in cals.items()}
+        return TrainResult(self.model.eval(), self.history, val_scores, cals[cfg.aggregation], selected,
+                           calibrations=cals, map_settings=settings.to_meta())
 
     def _epochs(self, train: torch.Tensor, val: torch.Tensor) -> None:
         cfg = self.cfg

@@ -1,0 +1,187 @@
+"""Anomaly maps, map aggregations, pixel metrics in reports, `score --maps`, and the export refusal."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data_fixtures import write_png
+from skipgan.anomaly_map import MapSettings, aggregate, anomaly_maps, image_scores, smooth, upsample
+from skipgan.cli import main
+from skipgan.errors import InputError
+from skipgan.modelfile import check_paper_aggregation, load_model, scoring_choice
+from skipgan.scoring import Scores
+from skipgan.train.calibrate import calibrate_maps
+
+TINY = ["--epochs", "1", "--ngf", "4", "--ndf", "4", "--nz", "8", "--no-progress", "--device", "cpu",
+        "--isize", "32", "--noise-std", "0", "--score-draws", "0"]
+
+
+# ------------------------------------------------------------------------------------------------ the maps
+def test_smoothing_keeps_images_apart_and_mass():
+    e = np.zeros((2, 16, 16), np.float32)
+    e[0, 8, 8] = 1.0
+    s = smooth(e, 1.5)
+    assert s[1].max() == 0 and s[0, 8, 8] < 1 and s[0].sum() == pytest.approx(1.0, rel=1e-4)
+    np.testing.assert_array_equal(smooth(e, 0), e)
+
+
+def test_normalisation_and_aggregations():
+    st = MapSettings(sigma=0, mean=1.0, std=2.0, topk_percent=25.0, margin=1)
+    e = torch.ones(1, 6, 6)
+    e[0, 0, 0] = 100.0  # in the border: left out
+    e[0, 2:4, 2:4] = torch.tensor([[3.0, 5.0], [7.0, 9.0]])
+    m = anomaly_maps(e, st)
+    assert m[0, 2, 2] == pytest.approx(1.0) and m[0, 3, 3] == pytest.approx(4.0)
+    assert aggregate(m, "max", st)[0] == pytest.approx(4.0)
+    # interior 4x4 = 16 pixels, top 25 % = 4: (1 + 2 + 3 + 4) / 4
+    assert aggregate(m, "topk", st)[0] == pytest.approx(2.5)
+    s = Scores(torch.tensor([0.5]), torch.tensor([0.0]), torch.tensor([0.0]), error_map=e)
+    assert image_scores(s, "mean", st)[0] == 0.5 and image_scores(s, "max", st)[0] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="needs the error maps"):
+        image_scores(Scores(s.score, s.pixel, s.feature), "topk", st)
+
+
+def test_upsample_to_image_size():
+    m = np.arange(4, dtype=np.float32).reshape(2, 2)
+    assert upsample(m, 2, 2).tolist() == m.tolist()
+    u = upsample(m, 5, 7)
+    assert u.shape == (5, 7) and u.min() >= -1e-5 and u.max() <= 3 + 1e-5
+
+
+def test_calibrate_maps_puts_validation_normals_at_zero_mean_unit_std():
+    g = torch.Generator().manual_seed(0)
+    e = torch.rand(20, 16, 16, generator=g) * 3 + 1
+    st, cals = calibrate_maps(e, torch.rand(20, generator=g), MapSettings(sigma=1.0), target_fpr=0.1)
+    m = anomaly_maps(e, st)
+    assert abs(m.mean()) < 1e-4 and m.std() == pytest.approx(1.0, rel=1e-3)
+    assert set(cals) == {"mean", "max", "topk"}
+    assert st.threshold == cals["max"]["threshold"]
+    assert (aggregate(m, "max", st) > st.threshold).mean() <= 0.1
+
+
+def test_bad_map_settings_are_flag_errors(capsys):
+    assert main(["train", "--map-sigma", "-1", *TINY]) == 2
+    assert "--map-sigma -1.0: must be non-negative" in capsys.readouterr().err
+    assert main(["train", "--topk-percent", "0", *TINY]) == 2
+    assert "--topk-percent 0.0: must be in (0, 100]" in capsys.readouterr().err
+
+
+def test_old_model_files_score_by_the_mean():
+    meta = {"calibration": {"threshold": 1.0, "val_stats": {}}, "score_margin": 2}
+    how, cal, st = scoring_choice(meta, None, "m.safetensors")
+    assert how == "mean" and cal["threshold"] == 1.0 and st.margin == 2 and st.threshold is None
+    with pytest.raises(InputError, match="--aggregation max: m.safetensors holds no calibration for it"):
+        scoring_choice(meta, "max", "m.safetensors")
+    check_paper_aggregation(meta)  # no error
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+def _dataset(root, n_train=24, size=40):
+    """Smooth gradients as normals; abnormal = a bright square (its mask beside it)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+
+    def normal():
+        a, b = rng.uniform(0.5, 2.0, 2)
+        return (80 + 40 * np.sin(xx / size * a * 3) + 40 * np.cos(yy / size * b * 3)).astype(np.uint8)
+
+    for i in range(n_train):
+        write_png(root / "train/normal" / f"n{i:02d}.png", normal())
+    for i in range(4):
+        write_png(root / "test/normal" / f"t{i}.png", normal())
+    for i in range(4):
+        img, mask = normal(), np.zeros((size, size), np.uint8)
+        r, c = rng.integers(4, size - 14, 2)
+        img[r : r + 10, c : c + 10] = 255
+        mask[r : r + 10, c : c + 10] = 255
+        write_png(root / "test/abnormal" / f"a{i}.png", img)
+        write_png(root / "test/abnormal_mask" / f"a{i}.png", mask)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("maps")
+    data = _dataset(tmp / "data")
+    out = tmp / "run"
+    assert main(["train", "--data", f"folder:{data}", "--out", str(out), "--aggregation", "max", "--val-fraction",
+                 "0.25", *TINY]) == 0
+    return data, out
+
+
+def test_train_records_aggregation_maps_and_pixel_metrics(run):
+    data, out = run
+    model, meta = load_model(out / "model.safetensors")
+    assert meta["aggregation"] == "max" and set(meta["calibrations"]) == {"mean", "max", "topk"}
+    assert meta["calibration"] == meta["calibrations"]["max"]
+    am = meta["anomaly_map"]
+    assert am["sigma"] == 2.0 and am["std"] > 0 and am["threshold"] == meta["calibrations"]["max"]["threshold"]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["aggregation"] == "max" and m["threshold"] == meta["calibrations"]["max"]["threshold"]
+    assert 0 <= m["pixel_auroc"] <= 1 and 0 <= m["pro"] <= 1 and m["regions"] == 4
+    assert set(m["auroc_by_aggregation"]) == {"mean", "max", "topk"}
+    assert m["auroc"] == pytest.approx(m["auroc_by_aggregation"]["max"])
+
+
+def test_evaluate_paper_mean_is_one_flag_away(run, tmp_path, capsys):
+    data, out = run
+    assert main(["evaluate", str(out / "model.safetensors"), "--out", str(tmp_path), "--device", "cpu",
+                 "--aggregation", "mean"]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["aggregation"] == "mean" and m["auroc"] == pytest.approx(m["auroc_by_aggregation"]["mean"])
+    _, meta = load_model(out / "model.safetensors")
+    assert m["threshold"] == meta["calibrations"]["mean"]["threshold"]
+    assert "pixel AUROC" in capsys.readouterr().out
+    assert (tmp_path / "examples.png").exists()
+
+
+def test_score_maps_writes_overlays_at_image_size(run, tmp_path, capsys):
+    data, out = run
+    maps = tmp_path / "maps"
+    code = main(["score", str(out / "model.safetensors"), str(data / "test"), "--device", "cpu", "--maps", str(maps),
+                 "--raw-maps", "npy"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 12  # test/normal, test/abnormal and the masks folder (images too)
+    for line in lines:
+        p = line["map"]
+        assert p.endswith(".png.map.png")
+        with Image.open(p) as im:
+            assert im.size == (256, 256)  # 40x40 drawn at least 256 wide
+        raw = np.load(p[: -len(".png")] + ".npy")
+        assert raw.shape == (40, 40) and raw.dtype == np.float32
+    assert (maps / "abnormal" / "a0.png.map.png").exists() and (maps / "normal" / "t0.png.map.png").exists()
+    assert not list(maps.rglob("*.tmp*"))
+
+
+def test_score_by_model_aggregation_matches_evaluate(run, tmp_path, capsys):
+    data, out = run
+    assert main(["score", str(out / "model.safetensors"), str(data / "test/abnormal"), "--device", "cpu"]) == 0
+    by_max = [json.loads(line)["score"] for line in capsys.readouterr().out.splitlines()]
+    assert main(["score", str(out / "model.safetensors"), str(data / "test/abnormal"), "--device", "cpu",
+                 "--aggregation", "mean"]) == 0
+    by_mean = [json.loads(line)["score"] for line in capsys.readouterr().out.splitlines()]
+    assert by_max != by_mean and len(by_max) == 4
+
+
+def test_raw_maps_needs_maps(run, capsys):
+    data, out = run
+    assert main(["score", str(out / "model.safetensors"), str(data / "test"), "--raw-maps", "npy"]) == 2
+    assert "--raw-maps npy: needs --maps DIR" in capsys.readouterr().err
+
+
+def test_export_refuses_a_model_not_scored_by_the_mean(run, tmp_path, capsys):
+    from skipgan.export import export_model
+
+    data, out = run
+    model, meta = load_model(out / "model.safetensors")
+    with pytest.raises(InputError, match="scores by the 'max' aggregation, but exported files compute the paper's"):
+        export_model(model, meta, "torchscript", tmp_path / "m.pt")
+    assert main(["export", str(out / "model.safetensors"), "--format", "torchscript", "--out",
+                 str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.safetensors: scores by the 'max' aggregation" in err
+    assert not (tmp_path / "m.pt").exists()
