@@ -134,7 +134,9 @@ def run_exported(fmt: str, path: str | os.PathLike, images: torch.Tensor, device
     """Score decoded images with an exported file through its own runtime; the outputs as a tuple of CPU tensors
     (None for TensorRT, whose runtime this does not drive, or ONNX without onnxruntime)."""
     if fmt == "torchscript":
-        out = torch.jit.load(str(path), map_location=device)(images.to(device))
+        from .torchscript import load
+
+        out = load(path, device)(images.to(device))
     elif fmt == "aoti":
         out = torch._inductor.aoti_load_package(str(path))(images.to(device))
     elif fmt == "onnx":

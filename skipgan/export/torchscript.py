@@ -7,6 +7,7 @@ C++ programs load today without a compiler at run time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -18,19 +19,31 @@ from .metadata import KEY, dumps
 EXTRA_FILE = f"{KEY}.json"
 
 
-def script(pipeline: torch.nn.Module) -> torch.jit.ScriptModule:
+@contextlib.contextmanager
+def quiet():
+    """torch 2.14 warns on every torch.jit.script / save / load that TorchScript is deprecated (see above)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        yield
+
+
+def script(pipeline: torch.nn.Module) -> torch.jit.ScriptModule:
+    with quiet():
         return torch.jit.script(pipeline)
 
 
 def export_torchscript(pipeline: torch.nn.Module, metadata: dict, out: str | os.PathLike) -> None:
     scripted = script(pipeline)
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp, quiet():
         torch.jit.save(scripted, str(tmp), _extra_files={EXTRA_FILE: dumps(metadata)})
+
+
+def load(path: str | os.PathLike, device: str = "cpu", extra_files: dict | None = None) -> torch.jit.ScriptModule:
+    with quiet():
+        return torch.jit.load(str(path), map_location=device, _extra_files=extra_files if extra_files else {})
 
 
 def read_torchscript_metadata(path: str | os.PathLike) -> str:
     files = {EXTRA_FILE: ""}
-    torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    load(path, extra_files=files)
     return files[EXTRA_FILE]
