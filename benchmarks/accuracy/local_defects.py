@@ -1,0 +1,286 @@
+"""Local-defect benchmark: small foreign regions on real textures (scikit-image's bundled photographs).
+
+    python benchmarks/accuracy/local_defects.py make --out /tmp/local_defects        # the data set (~10 s)
+    python benchmarks/accuracy/local_defects.py run --data /tmp/local_defects --epochs 15 --json OUT.json
+    python benchmarks/accuracy/local_defects.py digits     # map aggregations on the trained digit models
+
+Data (no downloads; `pip install scikit-image`, the `bench` extra): three 512x512 grayscale textures of
+scikit-image's data module — brick, grass, gravel. A patch is a 128x128 crop, area-averaged 2x down to 64x64
+and stored as a 16-bit grayscale PNG (the averaging makes genuine 16-bit values). Training crops come from the
+left part of the photograph (columns 0..299), test crops from the right part (columns 312..511): disjoint
+areas of the same texture. Abnormal test patches get ONE pasted foreign region covering 2-15 % of the patch,
+with its exact mask (the pixels that were replaced): another texture (a photograph of the moon or the
+cameraman, crop of the same scale), a smooth blob, a bright or dark object, a scratch line. MVTec AD layout:
+<texture>/train/good, test/good, test/<defect>/, ground_truth/<defect>/<name>_mask.png.
+
+Methods, all fitted on the same training patches, scored on the same test patches at 64x64:
+* Skip-GANomaly (`skipgan train`, default recipe) with each image-score aggregation (mean: the paper's; max,
+  topk of the smoothed anomaly map), anomaly map = skipgan.anomaly_map (sigma 2);
+* PCA reconstruction error (95 % of the variance): map = squared error smoothed the same way, score = its max
+  (and its mean, the global-error form);
+* patch-kNN: 8x8 patches at stride 2, distance to the nearest of 30,000 random training patches, upsampled to
+  the image and smoothed the same way; score = the map's max.
+Image AUROC, pixel AUROC and PRO (FPR <= 0.3) per texture and their mean. No setting is chosen on test data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TEXTURES = ("brick", "grass", "gravel")
+FOREIGN = ("moon", "camera")
+DEFECTS = ("texture", "blob", "object", "scratch")
+CROP, PATCH = 128, 64
+TRAIN_COLS, TEST_COLS = (0, 300), (312, 512)
+N_TRAIN, N_TEST_NORMAL, N_PER_DEFECT = 300, 60, 15
+AREA = (0.02, 0.15)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def _photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    return getattr(skimage.data, name)().astype(np.float64)
+
+
+def _crop(img: np.ndarray, cols: tuple[int, int], rng) -> np.ndarray:
+    """A random CROP x CROP crop with all its columns in [cols), area-averaged to PATCH x PATCH, float 0..255."""
+    h = img.shape[0]
+    r = rng.integers(0, h - CROP + 1)
+    c = rng.integers(cols[0], cols[1] - CROP + 1)
+    f = CROP // PATCH
+    return img[r : r + CROP, c : c + CROP].reshape(PATCH, f, PATCH, f).mean(axis=(1, 3))
+
+
+def _ellipse(rng, area_px: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:PATCH, 0:PATCH]
+    ratio = rng.uniform(0.4, 1.0)
+    a = np.sqrt(area_px / (np.pi * ratio))
+    b = a * ratio
+    cy, cx = rng.uniform(a, PATCH - a, 2) if a < PATCH / 2 else (PATCH / 2, PATCH / 2)
+    t = rng.uniform(0, np.pi)
+    u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
+    v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
+    return (u / a) ** 2 + (v / b) ** 2 <= 1.0
+
+
+def _scratch(rng, area_px: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:PATCH, 0:PATCH]
+    width = rng.uniform(2.0, 3.5)
+    length = min(area_px / width, PATCH * 0.9)
+    cy, cx = rng.uniform(PATCH * 0.3, PATCH * 0.7, 2)
+    t = rng.uniform(0, np.pi)
+    u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
+    v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
+    return (np.abs(u) <= length / 2) & (np.abs(v) <= width / 2)
+
+
+def _defect(kind: str, patch: np.ndarray, foreign: list[np.ndarray], rng) -> tuple[np.ndarray, np.ndarray]:
+    """(patch with one pasted region, its exact mask); the region covers AREA of the patch."""
+    n = PATCH * PATCH
+    while True:
+        frac = rng.uniform(*AREA)
+        mask = _scratch(rng, frac * n * 0.4) if kind == "scratch" else _ellipse(rng, frac * n)
+        if AREA[0] <= mask.mean() <= AREA[1]:
+            break
+    out = patch.copy()
+    if kind == "texture":
+        src = foreign[rng.integers(len(foreign))]
+        out[mask] = _crop(src, (0, src.shape[1]), rng)[mask]
+    elif kind == "blob":  # smooth: the patch's mean plus a gentle gradient
+        yy, xx = np.mgrid[0:PATCH, 0:PATCH]
+        g = rng.normal(0, 0.6, 2)
+        out[mask] = np.clip(patch.mean() + g[0] * (yy[mask] - PATCH / 2) + g[1] * (xx[mask] - PATCH / 2), 0, 255)
+    elif kind == "object":
+        level = rng.uniform(225, 250) if rng.random() < 0.5 else rng.uniform(5, 30)
+        out[mask] = np.clip(level + rng.normal(0, 4, int(mask.sum())), 0, 255)
+    else:  # scratch, bright or dark
+        level = rng.uniform(220, 250) if rng.random() < 0.5 else rng.uniform(5, 35)
+        out[mask] = level
+    return out, mask
+
+
+def _write16(path: Path, v: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(np.clip(v, 0, 255) / 255.0 * 65535.0).astype(np.uint16)).save(path)
+
+
+def _write_mask(path: Path, m: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(m.astype(np.uint8) * 255).save(path)
+
+
+def make(out: Path, seed: int = 0) -> None:
+    foreign = [_photo(n) for n in FOREIGN]
+    for ti, tex in enumerate(TEXTURES):
+        rng = np.random.default_rng(seed * 100 + ti)
+        img, root = _photo(tex), out / tex
+        for i in range(N_TRAIN):
+            _write16(root / "train/good" / f"{i:03d}.png", _crop(img, TRAIN_COLS, rng))
+        for i in range(N_TEST_NORMAL):
+            _write16(root / "test/good" / f"{i:03d}.png", _crop(img, TEST_COLS, rng))
+        for kind in DEFECTS:
+            for i in range(N_PER_DEFECT):
+                patch, mask = _defect(kind, _crop(img, TEST_COLS, rng), foreign, rng)
+                _write16(root / "test" / kind / f"{i:03d}.png", patch)
+                _write_mask(root / "ground_truth" / kind / f"{i:03d}_mask.png", mask)
+    print(f"wrote {out}: {', '.join(TEXTURES)}; per texture {N_TRAIN} train, {N_TEST_NORMAL} normal + "
+          f"{len(DEFECTS) * N_PER_DEFECT} abnormal test patches ({', '.join(DEFECTS)}), {PATCH}x{PATCH} 16-bit")
+
+
+# ---------------------------------------------------------------------------------------------------- baselines
+def _metrics(scores: np.ndarray, labels: np.ndarray, maps: np.ndarray, masks: np.ndarray) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    from skipgan.metrics import pixel_metrics
+
+    pm = pixel_metrics(maps, masks)
+    return {"image_auroc": float(roc_auc_score(labels, scores)), "pixel_auroc": pm["pixel_auroc"], "pro": pm["pro"]}
+
+
+def baselines(splits, sigma: float = 2.0, seed: int = 0) -> dict[str, dict]:
+    import torch
+    import torch.nn.functional as F
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    from skipgan.anomaly_map import smooth
+
+    train = splits.train[:, 0].numpy().reshape(len(splits.train), -1)
+    test = splits.test[:, 0].numpy().reshape(len(splits.test), -1)
+    y, masks = splits.test_labels.numpy(), splits.test_masks.numpy()
+    S = splits.isize
+    out = {}
+    pca = PCA(n_components=0.95, svd_solver="full", random_state=seed).fit(train)
+    err = ((test - pca.inverse_transform(pca.transform(test))) ** 2).reshape(-1, S, S)
+    maps = smooth(err, sigma)
+    out["PCA (max of map)"] = _metrics(maps.reshape(len(maps), -1).max(1), y, maps, masks)
+    out["PCA (mean error)"] = _metrics(err.reshape(len(err), -1).mean(1), y, maps, masks)
+
+    k, stride = 8, 2
+    tr = F.unfold(splits.train, k, stride=stride).transpose(1, 2).reshape(-1, k * k).numpy()
+    rng = np.random.default_rng(seed)
+    tr = tr[rng.choice(len(tr), size=min(30000, len(tr)), replace=False)]
+    te = F.unfold(splits.test, k, stride=stride).transpose(1, 2)  # [N, L, k*k]
+    n, L = te.shape[:2]
+    nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(tr)
+    d = nn.kneighbors(te.reshape(-1, k * k).numpy())[0][:, 0].reshape(n, 1, *(2 * [int(np.sqrt(L))]))
+    # patch centres lie on a stride-2 grid inside the image: upsample the grid to the image
+    dmap = F.interpolate(torch.from_numpy(d).float(), size=(S, S), mode="bilinear", align_corners=False)[:, 0]
+    maps = smooth(dmap, sigma)
+    out["patch-kNN (max)"] = _metrics(maps.reshape(n, -1).max(1), y, maps, masks)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+def skipgan_run(data: Path, runs: Path, epochs: int, isize: int, extra: list[str]) -> dict:
+    out = runs / data.name
+    cmd = [sys.executable, "-m", "skipgan.cli", "train", "--data", f"folder:{data}", "--isize", str(isize),
+           "--epochs", str(epochs), "--out", str(out), "--no-progress", "--device", "cpu", *extra]
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    m = json.loads((out / "metrics.json").read_text())
+    res = {f"Skip-GANomaly ({how})": {"image_auroc": v, "pixel_auroc": m["pixel_auroc"], "pro": m["pro"]}
+           for how, v in m["auroc_by_aggregation"].items()}
+    res["_train_seconds"] = round(time.time() - t0, 1)
+    return res
+
+
+def run(a) -> None:
+    from skipgan.data.datasets import load_splits
+
+    data = Path(a.data)
+    results: dict[str, dict] = {}
+    for tex in a.textures:
+        splits = load_splits(f"folder:{data / tex}", isize=a.isize, channels=1)
+        assert splits.test_masks is not None, splits.mask_note
+        r = baselines(splits)
+        if not a.baselines_only:
+            r.update(skipgan_run(data / tex, Path(a.runs), a.epochs, a.isize, a.train_args or []))
+        results[tex] = r
+        print(json.dumps({tex: r}, indent=1), flush=True)
+    table(results)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"settings": vars(a), "results": results}, indent=1) + "\n")
+
+
+def table(results: dict) -> None:
+    texs = list(results)
+    methods = [m for m in results[texs[0]] if not m.startswith("_")]
+    print("| method | " + " | ".join(f"{t} img / pix / PRO" for t in texs) + " | mean img / pix / PRO |")
+    print("|---|" + "---:|" * (len(texs) + 1))
+    for m in methods:
+        cells, acc = [], np.zeros(3)
+        for t in texs:
+            v = results[t][m]
+            trio = np.array([v["image_auroc"], v["pixel_auroc"], v["pro"]])
+            acc += trio / len(texs)
+            cells.append(" / ".join(f"{x:.3f}" for x in trio))
+        print(f"| {m} | " + " | ".join(cells) + " | " + " / ".join(f"{x:.3f}" for x in acc) + " |")
+
+
+def digits(a) -> None:
+    """Image AUROC of every aggregation on the trained digit models (the 'digits must not get worse' check)."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from skipgan.anomaly_map import AGGREGATIONS, MapSettings, image_scores
+    from skipgan.data.datasets import load_splits
+    from skipgan.engine import Screener
+    from skipgan.modelfile import load_model
+
+    torch.set_num_threads(a.threads)
+    rows = {}
+    for k in range(10):
+        path = Path(a.models) / f"digit{k}.safetensors"
+        model, meta = load_model(path)
+        seed = meta.get("train", {}).get("seed", 0)
+        s = load_splits("digits", isize=meta["architecture"]["isize"], abnormal_class=k, seed=seed,
+                        channels=meta["architecture"]["nc"])
+        res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True)
+        st = MapSettings(sigma=a.sigma, margin=model.margin)
+        rows[k] = {how: float(roc_auc_score(s.test_labels.numpy(), image_scores(res, how, st))) for how in AGGREGATIONS}
+        print(k, rows[k], flush=True)
+    mean = {how: float(np.mean([r[how] for r in rows.values()])) for how in AGGREGATIONS}
+    print("mean", mean)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"sigma": a.sigma, "per_class": rows, "mean": mean}, indent=1) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make", help="write the data set")
+    m.add_argument("--out", required=True)
+    m.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("run", help="train and score every method on every texture")
+    r.add_argument("--data", required=True)
+    r.add_argument("--runs", default="runs/local_defects")
+    r.add_argument("--textures", nargs="+", default=list(TEXTURES))
+    r.add_argument("--isize", type=int, default=PATCH)
+    r.add_argument("--epochs", type=int, default=15)
+    r.add_argument("--baselines-only", action="store_true")
+    r.add_argument("--json", default=None)
+    r.add_argument("--train-args", nargs=argparse.REMAINDER, help="more `skipgan train` flags (last)")
+    d = sub.add_parser("digits", help="map aggregations on benchmarks/accuracy/models/digit*.safetensors")
+    d.add_argument("--models", default=str(Path(__file__).parent / "models"))
+    d.add_argument("--sigma", type=float, default=2.0)
+    d.add_argument("--threads", type=int, default=2)
+    d.add_argument("--json", default=None)
+    a = p.parse_args()
+    {"make": lambda: make(Path(a.out), a.seed), "run": lambda: run(a), "digits": lambda: digits(a)}[a.cmd]()
+
+
+if __name__ == "__main__":
+    main()
