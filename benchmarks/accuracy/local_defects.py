@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy/local_defects.py make --out /tmp/local_defects        # the data set (~10 s)
     python benchmarks/accuracy/local_defects.py run --data /tmp/local_defects --epochs 15 --json OUT.json
+    python benchmarks/accuracy/local_defects.py breakdown --data /tmp/local_defects --runs runs/local_defects
     python benchmarks/accuracy/local_defects.py digits     # map aggregations on the trained digit models
 
 Data (no downloads; `pip install scikit-image`, the `bench` extra): three 512x512 grayscale textures of
@@ -230,6 +231,36 @@ def table(results: dict) -> None:
         print(f"| {m} | " + " | ".join(cells) + " | " + " / ".join(f"{x:.3f}" for x in acc) + " |")
 
 
+def breakdown(a) -> None:
+    """Per defect kind (each against all normal test patches): image AUROC of each aggregation and pixel AUROC of
+    a trained run's maps — which defects the reconstruction error finds and which it misses."""
+    from sklearn.metrics import roc_auc_score
+
+    from skipgan.anomaly_map import AGGREGATIONS, MapSettings, anomaly_maps, image_scores
+    from skipgan.data.datasets import load_splits
+    from skipgan.engine import Screener
+    from skipgan.modelfile import load_model
+
+    out = {}
+    for tex in a.textures:
+        model, meta = load_model(Path(a.runs) / tex / "model.safetensors")
+        s = load_splits(f"folder:{Path(a.data) / tex}", isize=meta["architecture"]["isize"], channels=1)
+        res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True)
+        st = MapSettings.from_meta(meta)
+        maps, masks, y = anomaly_maps(res.error_map, st), s.test_masks.numpy(), s.test_labels.numpy()
+        kinds = np.array([Path(n).parent.name for n in s.test_names])
+        scores = {how: image_scores(res, how, st) for how in AGGREGATIONS}
+        out[tex] = {}
+        for kind in DEFECTS:
+            sel = (y == 0) | (kinds == kind)
+            row = {f"image_auroc_{how}": float(roc_auc_score(y[sel], v[sel])) for how, v in scores.items()}
+            row["pixel_auroc"] = float(roc_auc_score(masks[sel].ravel(), maps[sel].ravel()))
+            out[tex][kind] = row
+            print(tex, kind, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
 def digits(a) -> None:
     """Image AUROC of every aggregation on the trained digit models (the 'digits must not get worse' check)."""
     import torch
@@ -273,13 +304,19 @@ def main() -> None:
     r.add_argument("--baselines-only", action="store_true")
     r.add_argument("--json", default=None)
     r.add_argument("--train-args", nargs=argparse.REMAINDER, help="more `skipgan train` flags (last)")
+    b = sub.add_parser("breakdown", help="per defect kind, for the models of a `run`")
+    b.add_argument("--data", required=True)
+    b.add_argument("--runs", required=True)
+    b.add_argument("--textures", nargs="+", default=list(TEXTURES))
+    b.add_argument("--json", default=None)
     d = sub.add_parser("digits", help="map aggregations on benchmarks/accuracy/models/digit*.safetensors")
     d.add_argument("--models", default=str(Path(__file__).parent / "models"))
     d.add_argument("--sigma", type=float, default=2.0)
     d.add_argument("--threads", type=int, default=2)
     d.add_argument("--json", default=None)
     a = p.parse_args()
-    {"make": lambda: make(Path(a.out), a.seed), "run": lambda: run(a), "digits": lambda: digits(a)}[a.cmd]()
+    {"make": lambda: make(Path(a.out), a.seed), "run": lambda: run(a), "digits": lambda: digits(a),
+     "breakdown": lambda: breakdown(a)}[a.cmd]()
 
 
 if __name__ == "__main__":
