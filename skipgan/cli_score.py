@@ -97,8 +97,9 @@ def add_score_parser(sub) -> None:
     p.add_argument("--maps", metavar="DIR", default=None,
                    help="write per image DIR/<path>.map.png: the image with its anomaly map as a heatmap and the "
                         "map's contour at the calibrated threshold, at the image's own size")
-    p.add_argument("--raw-maps", choices=("npy",), default=None,
-                   help="with --maps: also DIR/<path>.map.npy, the anomaly map (float32, image size, σ units)")
+    p.add_argument("--raw-maps", choices=("npy", "png16"), default=None,
+                   help="with --maps: also the anomaly map at the image's size (σ units): DIR/<path>.map.npy "
+                        "(float32), or DIR/<path>.raw.png (16-bit gray, value = round(1000·map) + 32768, clipped)")
     add_scorer_flags(p)
     from .distributed import add_dist_flags
 
@@ -226,6 +227,16 @@ def map_names(paths) -> dict:
     return {p: p.resolve().relative_to(root) for p in paths}
 
 
+PNG16_SCALE, PNG16_ZERO = 1000.0, 32768  # --raw-maps png16: value = round(1000·map) + 32768 (±32.7 σ, 0.001 σ steps)
+
+
+def encode_png16(amap):
+    """Anomaly map (σ units) -> uint16 image for --raw-maps png16; map = (value − 32768) / 1000."""
+    import numpy as np
+
+    return np.clip(np.round(amap * PNG16_SCALE) + PNG16_ZERO, 0, 65535).astype(np.uint16)
+
+
 def write_map(folder, name, path, amap, settings, raw: str | None) -> str:
     """Overlay (and raw map) of one image at its own size, written atomically; returns the overlay's path."""
     import numpy as np
@@ -247,4 +258,9 @@ def write_map(folder, name, path, amap, settings, raw: str | None) -> str:
         with atomic_path(folder / f"{name}.map.npy") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, full.astype(np.float32))
+    elif raw == "png16":
+        from PIL import Image
+
+        with atomic_path(folder / f"{name}.raw.png") as tmp:
+            Image.fromarray(encode_png16(full)).save(tmp, format="PNG")
     return str(out)

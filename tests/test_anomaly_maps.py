@@ -185,3 +185,16 @@ def test_export_refuses_a_model_not_scored_by_the_mean(run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model.safetensors: scores by the 'max' aggregation" in err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_raw_maps_png16_round_trip(run, tmp_path, capsys):
+    data, out = run
+    maps = tmp_path / "m"
+    for raw in ("npy", "png16"):
+        assert main(["score", str(out / "model.safetensors"), str(data / "test/abnormal/a0.png"), "--device", "cpu",
+                     "--maps", str(maps), "--raw-maps", raw]) == 0
+    want = np.load(maps / "a0.png.map.npy")
+    with Image.open(maps / "a0.png.raw.png") as im:
+        got = (np.asarray(im).astype(np.float64) - 32768) / 1000.0
+    assert got.shape == want.shape == (40, 40)
+    np.testing.assert_allclose(got, np.clip(want, -32.768, 32.767), atol=0.0006)
