@@ -244,14 +244,13 @@ def write_map(folder, name, path, amap, settings, raw: str | None) -> str:
     from .anomaly_map import upsample
     from .data.images import read_image
     from .fileio import atomic_path
-    from .preprocess import sample_range
+    from .preprocess import to_unit
     from .report import plot_overlay
 
     arr = read_image(path)
     h, w = arr.shape[1:]
     full = upsample(amap, h, w)
-    full_range = sample_range(torch.from_numpy(np.empty(0, arr.dtype)).dtype)  # 255, 65535; float: 1
-    unit = arr.astype(np.float32) / np.float32(full_range)
+    unit = to_unit(torch.from_numpy(arr)).numpy()  # [0, 1] as the model saw it before resizing
     out = folder / f"{name}.map.png"
     plot_overlay(out, unit, full, settings.threshold)
     if raw == "npy":

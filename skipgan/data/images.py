@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from skipgan import preprocess
 from skipgan.errors import InputError
@@ -232,15 +231,12 @@ def _native_dtype(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def dtype_scale(dtype: np.dtype) -> float:
-    """Full range of a sample type: 255 for uint8, 65535 for uint16, 1 for float."""
+    """Full range of a numpy sample type (skipgan.preprocess.sample_range: 255 for uint8, 65535 for uint16, 1 for
+    float); InputError for any other type."""
     dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    if dtype.kind == "f":
-        return 1.0
-    raise InputError(f"unsupported sample type {dtype}; expected uint8, uint16 or float")
+    if dtype not in (np.uint8, np.uint16) and dtype.kind != "f":
+        raise InputError(f"unsupported sample type {dtype}; expected uint8, uint16 or float")
+    return preprocess.sample_range(torch.from_numpy(np.empty(0, dtype)).dtype)
 
 
 # ----------------------------------------------------------------------------------------------- tensors
