@@ -72,6 +72,7 @@ class FoldedLayer(_ActivationCodes):
     standard: Final[bool]
     dense: Final[bool]
     c_out: Final[int]
+    out: Final[int]
 
     def __init__(self, fc: FoldedConv, size: int, dtype: torch.dtype, mode: int):
         """size: the input map's side (the pipeline's sizes are fixed by isize)."""
@@ -80,6 +81,7 @@ class FoldedLayer(_ActivationCodes):
         super().__init__()
         self.stride, self.padding, self.kernel, self.transposed = fc.stride, fc.padding, fc.kernel, fc.transposed
         self.vendor, self.standard, self.c_out = mode == VENDOR, mode == STANDARD, fc.c_out
+        self.out = fc.out_size(size)  # every input is resized to isize first, so each layer's sizes are fixed
         self.dense = mode == GEMM and dense_ok(fc, size)
         shift = fc.shift if fc.shift is not None else torch.zeros(fc.c_out)
         if mode == GEMM:
@@ -89,11 +91,6 @@ class FoldedLayer(_ActivationCodes):
             self.register_buffer("weight", fc.weight.to(dtype))
         # the native epilogues add the shift in fp32; a standard Conv's bias has the graph's dtype
         self.register_buffer("shift", shift.to(dtype) if mode == STANDARD else shift.float())
-
-    def _out_size(self, size: int) -> int:
-        if self.transposed:
-            return (size - 1) * self.stride - 2 * self.padding + self.kernel
-        return (size + 2 * self.padding - self.kernel) // self.stride + 1
 
     def _activation(self, y: torch.Tensor, act: int, slope: float) -> torch.Tensor:
         if act == self.RELU:
@@ -110,14 +107,13 @@ class FoldedLayer(_ActivationCodes):
         return F.conv2d(x, self.weight, self.shift, self.stride, self.padding)
 
     def _empty(self, x: torch.Tensor) -> torch.Tensor:
-        o = self._out_size(x.shape[2])
-        return torch.empty([x.shape[0], self.c_out, o, o], dtype=x.dtype,
-                           device=x.device).contiguous(memory_format=torch.channels_last)
+        return torch.empty([x.shape[0], self.c_out, self.out, self.out], dtype=x.dtype, device=x.device,
+                           memory_format=torch.channels_last)
 
     def _gemm(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's matrix product on x (channels_last [N, C, H, W]): the NCHW-logical view of its NHWC result
         (convs, dense) or the [N, H, W, k, k, C_out] tap contributions (transposed convs, for the fold)."""
-        n, o = x.shape[0], self._out_size(x.shape[2])
+        n, o = x.shape[0], self.out
         xh = x.permute(0, 2, 3, 1)  # NHWC (contiguous for channels_last x)
         if self.dense:
             y = torch.mm(xh.reshape(n, -1), self.weight)
