@@ -23,6 +23,7 @@ import dataclasses
 import datetime
 import gc
 import io
+import itertools
 import math
 import os
 import platform
@@ -362,18 +363,24 @@ def torch_compile(model, example_x, dtype):
 
 _ONNX: dict[tuple, tuple[str, str]] = {}  # (id(model), shape, device) -> (path, exporter): one export per config
 _TMP: tempfile.TemporaryDirectory | None = None
+_SCRATCH_IDS = itertools.count()
+
+
+def _scratch_path(stem: str) -> str:
+    """A new file path in the bench's temporary folder (made on first use, removed at exit)."""
+    global _TMP
+    if _TMP is None:
+        _TMP = tempfile.TemporaryDirectory(prefix="skipgan-bench-")
+    return os.path.join(_TMP.name, f"{stem}-{next(_SCRATCH_IDS)}.onnx")
 
 
 def onnx_file(model: SkipGANomaly, example_x: torch.Tensor) -> tuple[str, str]:
     """(path, exporter) of the model exported to ONNX for this fixed input shape: torch.onnx.export with
     dynamo=True first, then the legacy TorchScript-based exporter if that fails. Cached per model and shape."""
-    global _TMP
     key = (id(model), tuple(example_x.shape), str(example_x.device))
     if key in _ONNX and os.path.exists(_ONNX[key][0]):
         return _ONNX[key]
-    if _TMP is None:
-        _TMP = tempfile.TemporaryDirectory(prefix="skipgan-bench-")
-    path = os.path.join(_TMP.name, f"score-{len(_ONNX)}.onnx")
+    path = _scratch_path("score")
     wrapper = ScoreOnly(model).eval()
     errors = []
     for exporter in ("dynamo", "legacy"):
@@ -399,6 +406,17 @@ def clear_exports() -> None:
     _ONNX.clear()
 
 
+def _ort_session(path: str, providers: list[str]):
+    """An ONNX Runtime session with the bench's thread settings (torch's intra-op threads, one inter-op)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = torch.get_num_threads()
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, so, providers=providers)
+
+
 def onnxruntime(model, example_x, dtype):
     import onnxruntime as ort
 
@@ -410,17 +428,13 @@ def onnxruntime(model, example_x, dtype):
     else:
         providers, extra = ["CPUExecutionProvider"], ""
     path, exporter = onnx_file(model, example_x)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = torch.get_num_threads()
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(path, so, providers=providers)
+    sess = _ort_session(path, providers)
     name = sess.get_inputs()[0].name
 
     def fn(x):
         out = sess.run(None, {name: x.detach().cpu().numpy()})[0]
         return torch.from_numpy(out).to(device)
-    return _note(fn, f"exporter {exporter}; {providers[0]}, intra_op_num_threads={so.intra_op_num_threads}{extra}")
+    return _note(fn, f"exporter {exporter}; {providers[0]}, intra_op_num_threads={torch.get_num_threads()}{extra}")
 
 
 def _openvino(model, example_x, precision: str):
@@ -496,29 +510,23 @@ def export_torchscript(model, example_x, dtype):
 
 
 def export_onnx(model, example_x, dtype):
-    import onnxruntime as ort
-
     from .export.onnx import export_onnx as write_onnx
     from .export.pipeline import build_pipeline
 
-    global _TMP
     if example_x.device.type != "cpu":
         raise RuntimeError("this peer runs ONNX Runtime's CPU provider")
-    if _TMP is None:
-        _TMP = tempfile.TemporaryDirectory(prefix="skipgan-bench-")
-    path = os.path.join(_TMP.name, f"export-{len(os.listdir(_TMP.name))}.onnx")
+    path = _scratch_path("export")
     pipe = build_pipeline(model, _BENCH_CALIBRATION, native=False)
     with _quiet(), torch.no_grad():
-        write_onnx(pipe, _as_samples(example_x[:1]).repeat(2, 1, 1, 1), {"bench": True}, path, max_batch=max(2, example_x.shape[0]), error_map=False)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = torch.get_num_threads()
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        # batch 2 example: torch.export would specialise a batch of 1
+        write_onnx(pipe, _as_samples(example_x[:1]).repeat(2, 1, 1, 1), {"bench": True}, path,
+                   max_batch=max(2, example_x.shape[0]), error_map=False)
+    sess = _ort_session(path, ["CPUExecutionProvider"])
 
     def fn(x):
         return torch.from_numpy(sess.run(["scores"], {"images": _as_samples(x).numpy()})[0])
     return _note(fn, f"skipgan export --format onnx (standard ops, preprocessing inside); CPUExecutionProvider, "
-                     f"intra_op_num_threads={so.intra_op_num_threads}")
+                     f"intra_op_num_threads={torch.get_num_threads()}")
 
 
 @dataclasses.dataclass(frozen=True)
