@@ -6,13 +6,12 @@ from torch import nn
 
 from skipgan import ops
 from skipgan.engine import Screener, fold_conv
-from skipgan.model import Architecture, Corruption, SkipGANomaly
 from skipgan.model.corruption import select_probes
 
 try:
-    from model_fixtures import images, make, randomise_bn  # noqa: F401
+    from model_fixtures import images, make
 except ImportError:  # run from the repository root as a package
-    from tests.model_fixtures import images, make, randomise_bn  # noqa: F401
+    from tests.model_fixtures import images, make
 
 pytestmark = pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library not built")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")

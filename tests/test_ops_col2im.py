@@ -1,14 +1,15 @@
 """skipgan::col2im_bias_act_out (transposed-conv fold of a GEMM result + epilogue) against the references."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from skipgan import ops
+
+try:
+    from isa_copies import assert_script_passes_with_isa
+except ImportError:
+    from tests.isa_copies import assert_script_passes_with_isa
 
 ACTS = list(ops.ACTIVATIONS)
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -363,9 +364,4 @@ print("ok")
 @pytest.mark.parametrize("isa", ["default", "avx2"])
 def test_other_cpu_kernel_copies(isa):
     """The kernel copies this CPU does not pick by itself (ATEN_CPU_CAPABILITY), both ops."""
-    if isa == "avx2" and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
-        pytest.skip("CPU without AVX2")
-    env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
-    res = subprocess.run([sys.executable, "-c", SCRIPT.replace("{isa}", isa)], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-3000:]
+    assert_script_passes_with_isa(SCRIPT, isa)
