@@ -12,6 +12,12 @@ to an image's own size for overlays and raw maps. Image scores ("aggregations"):
     mean  the paper's A(x) = λ·R(x) + (1−λ)·L(x) (skipgan.scoring.combine_scores), the default
     max   the largest value of a over the interior: one small defect is enough
     topk  the mean of the top `topk_percent` % of a's interior pixels (less sensitive to a single noisy pixel)
+    knn   the largest value of the *knn* map over the interior: the same smoothing and normalisation (with its own
+          μ, σ) applied to the patch-distance map of skipgan/patch_knn.py instead of the error map. Models trained
+          since the knn map existed carry its memory; it sees defects smoother than their background.
+
+Every aggregation reads one map (`MAP_OF`): the error map, or for 'knn' the knn map; `model_maps` gives the
+anomaly maps an aggregation reads (overlays, pixel metrics).
 
 μ and σ are global (one pair per model, not per pixel): a global affine map leaves pixel AUROC, PRO and every
 ranking by max / topk unchanged, and per-pixel statistics from a few validation images would be noisy; they
@@ -19,7 +25,8 @@ only put the maps and the contour threshold on a readable scale.
 
 Map settings in a model file (metadata "anomaly_map"): sigma, topk_percent, mean, std, threshold (the contour
 threshold: `target_fpr` of the validation normals have some interior pixel above it). Files from before maps
-existed get sigma 2, μ 0, σ 1 and no contour threshold.
+existed get sigma 2, μ 0, σ 1 and no contour threshold; knn_mean, knn_std, knn_threshold are the same for the knn
+map.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ import torch.nn.functional as F
 
 from .scoring import Scores, interior
 
-AGGREGATIONS = ("mean", "max", "topk")
+AGGREGATIONS = ("mean", "max", "topk", "knn")
 PAPER_AGGREGATION = "mean"
+MAP_OF = {"mean": "error", "max": "error", "topk": "error", "knn": "knn"}  # the map each aggregation reads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +53,17 @@ class MapSettings:
     std: float = 1.0
     threshold: float | None = None  # contour threshold on the normalised map
     margin: int = 0  # border pixels left out of statistics and aggregations (the model's score margin)
+    knn_mean: float = 0.0  # the same three for the knn map (skipgan/patch_knn.py)
+    knn_std: float = 1.0
+    knn_threshold: float | None = None
 
     def __post_init__(self):
         if not self.sigma >= 0:
             raise ValueError(f"map_sigma={self.sigma}: must be non-negative")
         if not 0 < self.topk_percent <= 100:
             raise ValueError(f"topk_percent={self.topk_percent}: must be in (0, 100]")
-        if not self.std > 0:
-            raise ValueError(f"anomaly map std={self.std}: must be positive")
+        if not (self.std > 0 and self.knn_std > 0):
+            raise ValueError(f"anomaly map std={self.std}, knn_std={self.knn_std}: must be positive")
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> "MapSettings":
@@ -65,6 +76,14 @@ class MapSettings:
         d = dataclasses.asdict(self)
         d.pop("margin")  # the model's score_margin, stored once
         return d
+
+    def for_map(self, kind: str) -> "MapSettings":
+        """The settings of map `kind` ('error' or 'knn'): the knn map's statistics in place of the error map's."""
+        if kind == "error":
+            return self
+        if kind == "knn":
+            return dataclasses.replace(self, mean=self.knn_mean, std=self.knn_std, threshold=self.knn_threshold)
+        raise ValueError(f"map kind={kind!r}: expected 'error' or 'knn'")
 
 
 def smooth(error_maps: Any, sigma: float) -> np.ndarray:
@@ -86,25 +105,34 @@ def anomaly_maps(error_maps: Any, settings: MapSettings) -> np.ndarray:
 
 
 def aggregate(maps: np.ndarray, how: str, settings: MapSettings) -> np.ndarray:
-    """Image scores [N] float64 from anomaly maps [N, H, W] (interior only) by 'max' or 'topk'."""
+    """Image scores [N] float64 from anomaly maps [N, H, W] (interior only) by 'max' or 'topk' ('knn': the max of
+    the knn map, so pass the knn maps)."""
     inner = interior(torch.from_numpy(np.ascontiguousarray(maps)), settings.margin).flatten(1)
-    if how == "max":
+    if how in ("max", "knn"):
         return inner.amax(1).double().numpy()
     if how == "topk":
         k = max(1, int(round(inner.shape[1] * settings.topk_percent / 100.0)))
         return inner.topk(k, dim=1).values.double().mean(1).numpy()
-    raise ValueError(f"aggregation={how!r}: map aggregations are 'max' and 'topk'")
+    raise ValueError(f"aggregation={how!r}: map aggregations are 'max', 'topk' and 'knn'")
+
+
+def model_maps(s: Scores, how: str, settings: MapSettings) -> np.ndarray:
+    """The anomaly maps [N, H, W] that aggregation `how` reads (the error map's for 'mean', 'max', 'topk')."""
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregation={how!r}: expected one of {', '.join(AGGREGATIONS)}")
+    kind = MAP_OF[how]
+    raw = s.knn_map if kind == "knn" else s.error_map
+    if raw is None:
+        raise ValueError(f"aggregation={how!r} needs the {kind} maps: score with error_map=True"
+                         + (" by a model that has a knn memory" if kind == "knn" else ""))
+    return anomaly_maps(raw, settings.for_map(kind))
 
 
 def image_scores(s: Scores, how: str, settings: MapSettings) -> np.ndarray:
-    """Image scores [N] float64 of scorer results `s` by aggregation `how` ('mean' needs no error map)."""
-    if how not in AGGREGATIONS:
-        raise ValueError(f"aggregation={how!r}: expected one of {', '.join(AGGREGATIONS)}")
+    """Image scores [N] float64 of scorer results `s` by aggregation `how` ('mean' needs no map)."""
     if how == PAPER_AGGREGATION:
         return s.score.double().numpy()
-    if s.error_map is None:
-        raise ValueError(f"aggregation={how!r} needs the error maps: score with error_map=True")
-    return aggregate(anomaly_maps(s.error_map, settings), how, settings)
+    return aggregate(model_maps(s, how, settings), how, settings)
 
 
 def map_statistics(error_maps: Any, sigma: float, margin: int) -> tuple[float, float]:

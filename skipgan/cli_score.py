@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from .anomaly_map import AGGREGATIONS
 from .errors import InputError
 from .scoring import Scores
 
@@ -35,9 +36,9 @@ def add_scorer_flags(p: argparse.ArgumentParser) -> None:
                    help="score through the first K of the model's stored noise probes (default: all; 0: the clean "
                         "input, K times faster, less accurate; see README)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for scoring (default: torch's)")
-    g.add_argument("--aggregation", choices=("mean", "max", "topk"), default=None,
-                   help="image score: the model's own (default), mean (the paper's), max or topk of the anomaly map "
-                        "(each calibrated in the model file; see README)")
+    g.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
+                   help="image score: the model's own (default), mean (the paper's), max or topk of the anomaly map, "
+                        "knn (max of the patch-distance map) (each calibrated in the model file; see README)")
 
 
 def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., Scores]:
@@ -124,7 +125,7 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
     from .data.images import CorruptImageError
     from .data.stream import batches, decode_stream
     from .fileio import write_text_atomic
-    from .anomaly_map import PAPER_AGGREGATION, anomaly_maps, image_scores
+    from .anomaly_map import MAP_OF, PAPER_AGGREGATION, image_scores, model_maps
     from .metrics import normalise
     from .modelfile import load_model, scoring_choice
 
@@ -170,8 +171,9 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
             if not good:
                 continue
             res = scorer(torch.stack([t for _, t in good]), error_map=want_maps)
-            s = image_scores(res.to("cpu"), how, settings).tolist()
-            amaps = anomaly_maps(res.error_map, settings) if a.maps is not None else None
+            res = res.to("cpu")
+            s = image_scores(res, how, settings).tolist()
+            amaps = model_maps(res, how, settings) if a.maps is not None else None
             for j, ((path, _), v) in enumerate(zip(good, s)):
                 if not math.isfinite(v):
                     failed += 1
@@ -182,7 +184,8 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
                     line = {"path": str(path), "score": v, "normalised_score": normalise(v, cal["val_stats"]),
                             "verdict": "abnormal" if v > cal["threshold"] else "normal"}
                     if amaps is not None:
-                        line["map"] = write_map(Path(a.maps), names[path], path, amaps[j], settings, a.raw_maps)
+                        line["map"] = write_map(Path(a.maps), names[path], path, amaps[j],
+                                                settings.for_map(MAP_OF[how]), a.raw_maps)
                 emit(json.dumps(line))
     except InputError as e:
         if not d.enabled:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .anomaly_map import AGGREGATIONS, PAPER_AGGREGATION, MapSettings, aggregate, anomaly_maps, image_scores
+from .anomaly_map import AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, aggregate, image_scores, model_maps
 from .metrics import pixel_metrics
 from .model import SkipGANomaly, score_in_batches
 from .report import EXAMPLES_FILE, plot_examples, write_report
@@ -53,13 +53,18 @@ def evaluate_model(
     extra["auroc_pixel"] = float(roc_auc_score(labels_np, s.pixel.numpy()))
     extra["auroc_feature"] = float(roc_auc_score(labels_np, s.feature.numpy()))
     if want_maps:
-        maps = anomaly_maps(s.error_map, settings)
-        extra["auroc_by_aggregation"] = {how: float(roc_auc_score(labels_np, s.score.numpy() if how == PAPER_AGGREGATION
-                                                                  else aggregate(maps, how, settings)))
-                                         for how in AGGREGATIONS}
+        kinds = ["error"] + (["knn"] if s.knn_map is not None else [])
+        maps = {kind: model_maps(s, "knn" if kind == "knn" else "max", settings) for kind in kinds}
+        extra["auroc_by_aggregation"] = {
+            how: float(roc_auc_score(labels_np, s.score.numpy() if how == PAPER_AGGREGATION
+                                     else aggregate(maps[MAP_OF[how]], how, settings)))
+            for how in AGGREGATIONS if MAP_OF[how] in maps}
         extra["anomaly_map"] = settings.to_meta()
         if masks is not None:
-            extra.update(pixel_metrics(maps, masks.numpy()))
+            # the model's own map (its aggregation's) at the top level; every map's under pixel_by_map
+            by_map = {kind: pixel_metrics(m, masks.numpy()) for kind, m in maps.items()}
+            extra.update(by_map[MAP_OF[aggregation]])
+            extra["pixel_by_map"] = by_map
         del maps
     metrics = write_report(out_dir, scores, labels_np, threshold, extra=extra)
     # Reconstructions are recomputed for the shown images only: keeping them for the whole test set would cost
@@ -67,7 +72,8 @@ def evaluate_model(
     order = np.argsort(-scores, kind="stable")
     shown = np.unique(np.r_[order[:k], order[-k:]])
     ex = scorer(test[shown], error_map=True, reconstruction=True)
-    plot_examples(Path(out_dir) / EXAMPLES_FILE, test[shown], ex.reconstruction, ex.error_map, scores[shown],
+    shown_map = ex.knn_map if MAP_OF[aggregation] == "knn" else ex.error_map  # the map the score reads
+    plot_examples(Path(out_dir) / EXAMPLES_FILE, test[shown], ex.reconstruction, shown_map, scores[shown],
                   labels_np[shown], [names[i] for i in shown] if names is not None else None, k=k,
                   masks=masks[shown] if masks is not None else None)
     return metrics

@@ -3,7 +3,8 @@
 Metadata: format version, architecture, input normalisation, λ, calibration (threshold at the target FPR and the
 validation score statistics) and the training settings; since anomaly maps: `aggregation` (the model's image
 score, skipgan/anomaly_map.py), `calibrations` (one per aggregation; `calibration` is the model's own) and
-`anomaly_map` (the calibrated map settings). Files without them score by the paper's mean. No pickle anywhere: loading cannot execute code, and a
+`anomaly_map` (the calibrated map settings); since the knn map: the tensor `knn_memory` and its settings `knn`
+(skipgan/patch_knn.py). Files without them score by the paper's mean. No pickle anywhere: loading cannot execute code, and a
 save/load round trip is bit-exact.
 """
 
@@ -17,10 +18,12 @@ import torch
 
 from .errors import InputError
 from .model import Architecture, Corruption, SkipGANomaly
+from .patch_knn import PatchKnn
 from .tensorfile import load_tensors, save_tensors
 
 FORMAT = "skipgan-model"
 FORMAT_VERSION = 1
+KNN_MEMORY = "knn_memory"  # the tensor holding the knn map's memory (outside the networks' state dict)
 # How images become network input; scorers (Python, C++, ONNX) must reproduce it.
 NORMALISATION = {"scale": "divide by the dtype's full range (255 or 65535)", "range": [-1.0, 1.0],
                  "resize": "bilinear, antialiased, to isize x isize"}
@@ -40,7 +43,11 @@ def save_model(path: str | os.PathLike, model: SkipGANomaly, calibration: dict[s
         "calibration": calibration,
         **(extra or {}),
     }
-    save_tensors(path, model.state_dict(), meta)
+    tensors = dict(model.state_dict())
+    if model.knn is not None:
+        tensors[KNN_MEMORY] = model.knn.memory
+        meta["knn"] = model.knn.to_meta()
+    save_tensors(path, tensors, meta)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[SkipGANomaly, dict[str, Any]]:
@@ -58,7 +65,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         # (and files without any) get them regenerated; stored ones are used as stored.
         for name in ("probe_scale", "probe_shift", "probe_weight"):
             tensors.setdefault(name, getattr(model, name))
+        memory = tensors.pop(KNN_MEMORY, None)
         model.load_state_dict(tensors, strict=True)
+        if memory is not None:
+            model.knn = PatchKnn.from_file(memory, meta.get("knn") or {})
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
         raise InputError(f"{path}: weights do not match the stored architecture ({first}); retrain") from None
@@ -82,7 +92,8 @@ def scoring_choice(meta: dict[str, Any], aggregation: str | None, path: str | os
         raise InputError(f"--aggregation {how}: expected one of {', '.join(AGGREGATIONS)}")
     cals = meta.get("calibrations") or {model_aggregation(meta): meta["calibration"]}
     if how not in cals:
-        raise InputError(f"--aggregation {how}: {path} holds no calibration for it (trained before anomaly maps); "
+        raise InputError(f"--aggregation {how}: {path} holds no calibration for it (trained before that "
+                         "aggregation existed, or without a knn memory); "
                          f"retrain, or score with --aggregation {model_aggregation(meta)}")
     return how, cals[how], MapSettings.from_meta(meta)
 

@@ -19,7 +19,8 @@ class Scores:
 
     score / pixel / feature: [B] fp32. reconstruction: [B, C, H, W] x̂ (stitched from the scoring probes, if
     the model has any), when kept. error_map: [B, H, W] fp32 per-pixel squared error (mean over channels), when
-    asked for.
+    asked for. knn_map: [B, H, W] fp32 raw patch-distance map (skipgan/patch_knn.py), with the error map when the
+    model has a knn memory.
     """
 
     score: torch.Tensor
@@ -27,6 +28,7 @@ class Scores:
     feature: torch.Tensor
     reconstruction: torch.Tensor | None = None
     error_map: torch.Tensor | None = None
+    knn_map: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.score.shape[0]
@@ -40,7 +42,7 @@ class Scores:
         if not parts:
             e = torch.empty(0)
             return cls(e, e.clone(), e.clone())
-        return cls(join("score"), join("pixel"), join("feature"), join("reconstruction"), join("error_map"))
+        return cls(*(join(f.name) for f in dataclasses.fields(cls)))
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Scores":
         """Every present field moved to `device` and/or cast to `dtype` (as Tensor.to)."""

@@ -115,14 +115,14 @@ def run(tmp_path_factory):
 def test_train_records_aggregation_maps_and_pixel_metrics(run):
     data, out = run
     model, meta = load_model(out / "model.safetensors")
-    assert meta["aggregation"] == "max" and set(meta["calibrations"]) == {"mean", "max", "topk"}
+    assert meta["aggregation"] == "max" and set(meta["calibrations"]) == {"mean", "max", "topk", "knn"}
     assert meta["calibration"] == meta["calibrations"]["max"]
     am = meta["anomaly_map"]
     assert am["sigma"] == 2.0 and am["std"] > 0 and am["threshold"] == meta["calibrations"]["max"]["threshold"]
     m = json.loads((out / "metrics.json").read_text())
     assert m["aggregation"] == "max" and m["threshold"] == meta["calibrations"]["max"]["threshold"]
     assert 0 <= m["pixel_auroc"] <= 1 and 0 <= m["pro"] <= 1 and m["regions"] == 4
-    assert set(m["auroc_by_aggregation"]) == {"mean", "max", "topk"}
+    assert set(m["auroc_by_aggregation"]) == {"mean", "max", "topk", "knn"}
     assert m["auroc"] == pytest.approx(m["auroc_by_aggregation"]["max"])
 
 

@@ -16,7 +16,8 @@ cameraman, crop of the same scale), a smooth blob, a bright or dark object, a sc
 
 Methods, all fitted on the same training patches, scored on the same test patches at 64x64:
 * Skip-GANomaly (`skipgan train`, default recipe) with each image-score aggregation (mean: the paper's; max,
-  topk of the smoothed anomaly map), anomaly map = skipgan.anomaly_map (sigma 2);
+  topk of the smoothed anomaly map; knn: max of the patch-distance map of skipgan/patch_knn.py), anomaly map =
+  skipgan.anomaly_map (sigma 2); pixel metrics of the map each aggregation reads;
 * PCA reconstruction error (95 % of the variance): map = squared error smoothed the same way, score = its max
   (and its mean, the global-error form);
 * patch-kNN: 8x8 patches at stride 2, distance to the nearest of 30,000 random training patches, upsampled to
@@ -40,6 +41,9 @@ FOREIGN = ("moon", "camera")
 DEFECTS = ("texture", "blob", "object", "scratch")
 CROP, PATCH = 128, 64
 TRAIN_COLS, TEST_COLS = (0, 300), (312, 512)
+# The development split (`make --dev`): both halves inside the training columns, so that settings are chosen
+# without ever looking at the reported test area.
+DEV_TRAIN_COLS, DEV_TEST_COLS = (0, 150), (160, 300)
 N_TRAIN, N_TEST_NORMAL, N_PER_DEFECT = 300, 60, 15
 AREA = (0.02, 0.15)
 
@@ -122,18 +126,19 @@ def _write_mask(path: Path, m: np.ndarray) -> None:
     Image.fromarray(m.astype(np.uint8) * 255).save(path)
 
 
-def make(out: Path, seed: int = 0) -> None:
+def make(out: Path, seed: int = 0, dev: bool = False) -> None:
+    train_cols, test_cols = (DEV_TRAIN_COLS, DEV_TEST_COLS) if dev else (TRAIN_COLS, TEST_COLS)
     foreign = [_photo(n) for n in FOREIGN]
     for ti, tex in enumerate(TEXTURES):
         rng = np.random.default_rng(seed * 100 + ti)
         img, root = _photo(tex), out / tex
         for i in range(N_TRAIN):
-            _write16(root / "train/good" / f"{i:03d}.png", _crop(img, TRAIN_COLS, rng))
+            _write16(root / "train/good" / f"{i:03d}.png", _crop(img, train_cols, rng))
         for i in range(N_TEST_NORMAL):
-            _write16(root / "test/good" / f"{i:03d}.png", _crop(img, TEST_COLS, rng))
+            _write16(root / "test/good" / f"{i:03d}.png", _crop(img, test_cols, rng))
         for kind in DEFECTS:
             for i in range(N_PER_DEFECT):
-                patch, mask = _defect(kind, _crop(img, TEST_COLS, rng), foreign, rng)
+                patch, mask = _defect(kind, _crop(img, test_cols, rng), foreign, rng)
                 _write16(root / "test" / kind / f"{i:03d}.png", patch)
                 _write_mask(root / "ground_truth" / kind / f"{i:03d}_mask.png", mask)
     print(f"wrote {out}: {', '.join(TEXTURES)}; per texture {N_TRAIN} train, {N_TEST_NORMAL} normal + "
@@ -191,8 +196,12 @@ def skipgan_run(data: Path, runs: Path, epochs: int, isize: int, extra: list[str
            "--epochs", str(epochs), "--out", str(out), "--no-progress", "--device", "cpu", *extra]
     t0 = time.time()
     subprocess.run(cmd, check=True)
+    from skipgan.anomaly_map import MAP_OF
+
     m = json.loads((out / "metrics.json").read_text())
-    res = {f"Skip-GANomaly ({how})": {"image_auroc": v, "pixel_auroc": m["pixel_auroc"], "pro": m["pro"]}
+    pix = m["pixel_by_map"]  # each aggregation's pixel metrics are those of the map it reads
+    res = {f"Skip-GANomaly ({how})": {"image_auroc": v, "pixel_auroc": pix[MAP_OF[how]]["pixel_auroc"],
+                                      "pro": pix[MAP_OF[how]]["pro"]}
            for how, v in m["auroc_by_aggregation"].items()}
     res["_train_seconds"] = round(time.time() - t0, 1)
     return res
@@ -236,7 +245,7 @@ def breakdown(a) -> None:
     a trained run's maps — which defects the reconstruction error finds and which it misses."""
     from sklearn.metrics import roc_auc_score
 
-    from skipgan.anomaly_map import AGGREGATIONS, MapSettings, anomaly_maps, image_scores
+    from skipgan.anomaly_map import AGGREGATIONS, MAP_OF, MapSettings, image_scores, model_maps
     from skipgan.data.datasets import load_splits
     from skipgan.engine import Screener
     from skipgan.modelfile import load_model
@@ -247,14 +256,17 @@ def breakdown(a) -> None:
         s = load_splits(f"folder:{Path(a.data) / tex}", isize=meta["architecture"]["isize"], channels=1)
         res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True)
         st = MapSettings.from_meta(meta)
-        maps, masks, y = anomaly_maps(res.error_map, st), s.test_masks.numpy(), s.test_labels.numpy()
+        hows = [how for how in AGGREGATIONS if MAP_OF[how] == "error" or res.knn_map is not None]
+        maps = {MAP_OF[how]: model_maps(res, how, st) for how in hows}
+        masks, y = s.test_masks.numpy(), s.test_labels.numpy()
         kinds = np.array([Path(n).parent.name for n in s.test_names])
-        scores = {how: image_scores(res, how, st) for how in AGGREGATIONS}
+        scores = {how: image_scores(res, how, st) for how in hows}
         out[tex] = {}
         for kind in DEFECTS:
             sel = (y == 0) | (kinds == kind)
             row = {f"image_auroc_{how}": float(roc_auc_score(y[sel], v[sel])) for how, v in scores.items()}
-            row["pixel_auroc"] = float(roc_auc_score(masks[sel].ravel(), maps[sel].ravel()))
+            for kind_of_map, m in maps.items():
+                row[f"pixel_auroc_{kind_of_map}"] = float(roc_auc_score(masks[sel].ravel(), m[sel].ravel()))
             out[tex][kind] = row
             print(tex, kind, {k: round(v, 3) for k, v in row.items()}, flush=True)
     if a.json:
@@ -295,6 +307,8 @@ def main() -> None:
     m = sub.add_parser("make", help="write the data set")
     m.add_argument("--out", required=True)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--dev", action="store_true", help="the development split: train and test crops both from the "
+                   "training columns (for choosing settings; never the reported test area)")
     r = sub.add_parser("run", help="train and score every method on every texture")
     r.add_argument("--data", required=True)
     r.add_argument("--runs", default="runs/local_defects")
@@ -315,7 +329,7 @@ def main() -> None:
     d.add_argument("--threads", type=int, default=2)
     d.add_argument("--json", default=None)
     a = p.parse_args()
-    {"make": lambda: make(Path(a.out), a.seed), "run": lambda: run(a), "digits": lambda: digits(a),
+    {"make": lambda: make(Path(a.out), a.seed, a.dev), "run": lambda: run(a), "digits": lambda: digits(a),
      "breakdown": lambda: breakdown(a)}[a.cmd]()
 
 

@@ -13,6 +13,8 @@ Data flow (../shared/ARCHITECTURE.md), per tile of the K·B generator batch:
              of the discriminator's input buffer, whose first half already holds x
     D        runs once over [x; x̂]; f(x) and f(x̂) land in one buffer
     score    skipgan::anomaly_score reads x, x̂, f(x), f(x̂) once and writes score, R and L per image
+    knn      with maps asked for and a knn memory: the patch distances of D's first level on x, read from its
+             pyramid buffer (skipgan/patch_knn.py)
 
 No torch.cat, no separate BN or activation kernels, no reconstruction copies; buffers are allocated once (for
 max_batch) and every batch uses prefixes of them. Two backends share this plan:
@@ -91,7 +93,7 @@ class Screener:
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, max_batch: int = 64,
                  threads: int | None = None, backend: str | None = None, tile: int | None = None,
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, knn=None):
         if not ops.AVAILABLE:
             raise RuntimeError(f"the fused engine needs the native ops: {ops.build_info().get('error')}")
         self.device = torch.device(device)
@@ -99,6 +101,7 @@ class Screener:
         if max_batch < 1:
             raise ValueError(f"max_batch={max_batch}: must be at least 1")
         self.net, self.dtype, self.max_batch, self.threads = net, dtype, int(max_batch), threads
+        self.knn = knn  # PatchKnn or None
         self.backend = backend or ("gemm" if self.device.type == "cpu" else "vendor")
         if self.backend not in ("gemm", "vendor"):
             raise ValueError(f"backend={self.backend!r}: expected 'gemm' or 'vendor'")
@@ -139,6 +142,7 @@ class Screener:
             dtype = DTYPES[dtype]
         device = torch.device(device) if device is not None else next(model.parameters()).device
         net, chosen = fold_for_scoring(model, probes)  # the model itself is left where it is
+        kw.setdefault("knn", model.knn)
         return cls(net, chosen, device=device, dtype=dtype, max_batch=max_batch, threads=threads, **kw)
 
     def _build(self) -> None:
@@ -307,7 +311,9 @@ class Screener:
             self._run(n, emap)
         rec = self._bordered_interior(b.d_in[n : 2 * n], S).float().clone(memory_format=torch.contiguous_format) \
             if want_rec else None  # a copy: the buffer is reused by the next batch
-        return Scores(b.scores[:n].clone(), b.parts[:n, 0].clone(), b.parts[:n, 1].clone(), rec, emap)
+        kmap = self.knn.raw_maps(self._bordered_interior(b.pyr[0][:n], S // 2), S) \
+            if want_map and self.knn is not None else None  # rows 0..n of D's first level: x's activations
+        return Scores(b.scores[:n].clone(), b.parts[:n, 0].clone(), b.parts[:n, 1].clone(), rec, emap, kmap)
 
     def _replay(self, n: int) -> None:
         """CUDA: capture the pipeline for batch size n once, then replay it (inputs already in d_in)."""

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..isize import ISIZES, check_isize
+from ..patch_knn import first_level
 from ..scoring import Scores, combine_scores, error_map
 from .corruption import Corruption, mix_probes, probe_inputs
 from .discriminator import Discriminator
@@ -72,6 +73,9 @@ class SkipGANomaly(nn.Module):
         self.register_buffer("probe_scale", scale)
         self.register_buffer("probe_shift", shift)
         self.register_buffer("probe_weight", weight)
+        # The 'knn' map's memory of normal patch descriptors (skipgan/patch_knn.py), set after training; plain data
+        # outside the state dict (model files store it as the tensor `knn_memory`).
+        self.knn = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Anomaly scores [B] (fp32). Call .eval() first: scores are only meaningful in eval mode."""
@@ -91,7 +95,10 @@ class SkipGANomaly(nn.Module):
         f, f_hat = f_both.chunk(2, 0)
         score, pixel, feature = combine_scores(x, x_hat, f, f_hat, self.lam, self.margin)
         emap = error_map(x, x_hat) if with_error_map else None
-        return Scores(score, pixel, feature, x_hat, emap)
+        kmap = None
+        if with_error_map and self.knn is not None:
+            kmap = self.knn.raw_maps(first_level(self, x), self.arch.isize)
+        return Scores(score, pixel, feature, x_hat, emap, kmap)
 
 
 @torch.no_grad()
@@ -122,5 +129,6 @@ def score_in_batches(
         e = torch.empty(0)
         return Scores(e, e.clone(), e.clone(),
                       torch.empty(0, *images.shape[1:]) if keep_reconstructions else None,
-                      torch.empty(0, *images.shape[2:]) if with_error_map else None)
+                      torch.empty(0, *images.shape[2:]) if with_error_map else None,
+                      torch.empty(0, *images.shape[2:]) if with_error_map and model.knn is not None else None)
     return Scores.cat(parts)

@@ -9,7 +9,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..anomaly_map import AGGREGATIONS, PAPER_AGGREGATION, MapSettings, aggregate, anomaly_maps, map_statistics
+from ..anomaly_map import (AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, aggregate, anomaly_maps,
+                           map_statistics)
 from ..metrics import score_statistics, threshold_at_fpr
 
 
@@ -38,18 +39,29 @@ def balanced_lambda(lam: float, pixel: torch.Tensor, feature: torch.Tensor) -> f
 
 
 def calibrate_maps(val_error_maps: torch.Tensor, val_scores: torch.Tensor, settings: MapSettings,
-                   target_fpr: float) -> tuple[MapSettings, dict[str, dict[str, Any]]]:
+                   target_fpr: float, val_knn_maps: torch.Tensor | None = None
+                   ) -> tuple[MapSettings, dict[str, dict[str, Any]]]:
     """Map statistics and every aggregation's calibration, from the normal validation images alone.
 
-    Returns (settings with μ, σ and the contour threshold filled in, {aggregation: calibrate(...)}); the 'mean'
-    entry is the paper score's calibration (`val_scores`). The contour threshold is the 'max' aggregation's
-    threshold: `target_fpr` of the validation normals have some interior pixel above it.
+    Returns (settings with μ, σ and the contour thresholds filled in, {aggregation: calibrate(...)}); the 'mean'
+    entry is the paper score's calibration (`val_scores`). A map's contour threshold is its max aggregation's
+    threshold: `target_fpr` of the validation normals have some interior pixel above it. Without knn maps (a model
+    without a knn memory) there is no 'knn' entry.
     """
+    def of(maps, how, st):
+        return calibrate(torch.from_numpy(np.ascontiguousarray(aggregate(maps, how, st))), target_fpr)
+
     mean, std = map_statistics(val_error_maps, settings.sigma, settings.margin)
     settings = dataclasses.replace(settings, mean=mean, std=std)
     maps = anomaly_maps(val_error_maps, settings)
     cals = {PAPER_AGGREGATION: calibrate(val_scores, target_fpr)}
     for how in AGGREGATIONS:
-        if how != PAPER_AGGREGATION:
-            cals[how] = calibrate(torch.from_numpy(np.ascontiguousarray(aggregate(maps, how, settings))), target_fpr)
-    return dataclasses.replace(settings, threshold=cals["max"]["threshold"]), cals
+        if MAP_OF[how] == "error" and how != PAPER_AGGREGATION:
+            cals[how] = of(maps, how, settings)
+    settings = dataclasses.replace(settings, threshold=cals["max"]["threshold"])
+    if val_knn_maps is not None:
+        k_mean, k_std = map_statistics(val_knn_maps, settings.sigma, settings.margin)
+        settings = dataclasses.replace(settings, knn_mean=k_mean, knn_std=k_std)
+        cals["knn"] = of(anomaly_maps(val_knn_maps, settings.for_map("knn")), "knn", settings)
+        settings = dataclasses.replace(settings, knn_threshold=cals["knn"]["threshold"])
+    return settings, cals

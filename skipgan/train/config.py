@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from ..anomaly_map import AGGREGATIONS, MapSettings
+from ..patch_knn import KnnSettings
 from ..model.corruption import Corruption
 from .losses import LossWeights
 
@@ -62,6 +63,10 @@ class TrainConfig:
     aggregation: str = setting("mean", "image score: mean (the paper's λ·R + (1−λ)·L), max (largest value of the "
                                        "smoothed anomaly map) or topk (mean of its top --topk-percent % pixels)",
                                choices=AGGREGATIONS)
+    knn_window: int = setting(9, "the knn map's descriptor window, in cells of the discriminator's first level "
+                                 "(2 x 2 pixels each; odd)")
+    knn_memory: int = setting(30000, "normal patch descriptors kept for the knn map (64 floats each in the model "
+                                     "file; 0 = no knn map)")
     map_sigma: float = setting(2.0, "Gaussian smoothing of the anomaly map, in pixels at isize (0 = none)")
     topk_percent: float = setting(1.0, "share of the map's pixels averaged by --aggregation topk")
     sync_bn: bool = setting(False, "under torchrun: SyncBatchNorm (batch statistics over all processes; CUDA only) "
@@ -79,6 +84,9 @@ class TrainConfig:
             (self.amp in AMP_CHOICES, "amp", f"one of {', '.join(AMP_CHOICES)}"),
             (self.select in SELECT_CHOICES, "select", f"one of {', '.join(SELECT_CHOICES)}"),
             (self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}"),
+            (self.knn_memory >= 0, "knn_memory", "non-negative (0 = no knn map)"),
+            (self.aggregation != "knn" or self.knn_memory > 0, "aggregation",
+             "'mean', 'max' or 'topk' with --knn-memory 0 (the knn aggregation needs the memory)"),
         ]
         for ok, name, want in checks:
             if not ok:
@@ -92,6 +100,14 @@ class TrainConfig:
     def map_settings(self) -> MapSettings:
         """The map settings before calibration (raises ValueError 'map_sigma=...: ...' for bad values)."""
         return MapSettings(sigma=self.map_sigma, topk_percent=self.topk_percent, margin=self.score_margin)
+
+    @property
+    def knn_settings(self) -> KnnSettings | None:
+        """The knn map's settings, None with --knn-memory 0 (raises ValueError 'knn_window=...: ...')."""
+        if self.knn_memory == 0:
+            KnnSettings(window=self.knn_window)  # still checked
+            return None
+        return KnnSettings(window=self.knn_window, memory_size=self.knn_memory)
 
     @property
     def loss_weights(self) -> LossWeights:

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from ..distributed import SINGLE, Dist
 from ..model import Architecture, SkipGANomaly, init_weights, score_in_batches
+from ..patch_knn import PatchKnn
 from ..scoring import Scores
 from .calibrate import balanced_lambda, calibrate_maps
 from .checkpoint import load_checkpoint, restore, save_checkpoint
@@ -268,13 +269,16 @@ class Trainer:
         if cfg.select == "val" and self.best is not None:
             _, selected, state = self.best
             self.model.load_state_dict(state)
+        knn = cfg.knn_settings
+        # the knn map's memory: training images only, so that the validation normals below calibrate it honestly
+        self.model.knn = PatchKnn.fit(self.model, train, knn, seed=cfg.seed) if knn is not None else None
         with self.dist.guard("validation"):
             val = self._val_scores(val, error_map=True)
         if cfg.balance_lam:
             self.model.lam = balanced_lambda(cfg.lam, val.pixel, val.feature)
         lam = self.model.lam
         val_scores = lam * val.pixel + (1.0 - lam) * val.feature
-        settings, cals = calibrate_maps(val.error_map, val_scores, cfg.map_settings, cfg.target_fpr)
+        settings, cals = calibrate_maps(val.error_map, val_scores, cfg.map_settings, cfg.target_fpr, val.knn_map)
         cals = {k: {**v, "lam": lam, "lam_requested": cfg.lam} for k, v in cals.items()}
         return TrainResult(self.model.eval(), self.history, val_scores, cals[cfg.aggregation], selected,
                            calibrations=cals, map_settings=settings.to_meta())

@@ -1,0 +1,265 @@
+"""The knn map (skipgan/patch_knn.py): descriptors, distances against a brute-force reference, the memory, the
+engine's tap against the eager model, model files, calibration, and the `--aggregation knn` command line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import model_fixtures
+from data_fixtures import write_png
+from skipgan import ops
+from skipgan.anomaly_map import MapSettings, image_scores, model_maps
+from skipgan.cli import main
+from skipgan.errors import InputError
+from skipgan.model import score_in_batches
+from skipgan.model.unet import LEAKY_SLOPE
+from skipgan.modelfile import KNN_MEMORY, load_model, save_model, scoring_choice
+from skipgan.patch_knn import KnnSettings, PatchKnn, descriptors, first_level
+from skipgan.scoring import Scores
+from skipgan.tensorfile import load_tensors
+from skipgan.train.calibrate import calibrate_maps
+
+needs_ops = pytest.mark.skipif(not ops.AVAILABLE, reason="native ops not built")
+
+
+def _reference_descriptors(pre: torch.Tensor, window: int) -> torch.Tensor:
+    """|pre-activation| averaged over the window cut at the border, one position at a time (float64)."""
+    e = pre.double().abs()
+    n, c, h, w = e.shape
+    r = window // 2
+    out = torch.empty_like(e)
+    for i in range(h):
+        for j in range(w):
+            out[:, :, i, j] = e[:, :, max(0, i - r) : i + r + 1, max(0, j - r) : j + r + 1].mean((2, 3))
+    return out
+
+
+@pytest.mark.parametrize("window", [1, 3, 9])
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 4, 9, 9)])
+def test_descriptors_are_local_energy_of_the_pre_activation(window, shape):
+    pre = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    a = F.leaky_relu(pre, LEAKY_SLOPE)
+    want = _reference_descriptors(pre, window)
+    torch.testing.assert_close(descriptors(a, window).double(), want, rtol=1e-5, atol=1e-6)
+    # any layout and dtype: channels_last (the engine's buffers) and bf16 give the same
+    torch.testing.assert_close(descriptors(a.contiguous(memory_format=torch.channels_last), window).double(), want,
+                               rtol=1e-5, atol=1e-6)
+    assert descriptors(a.bfloat16(), window).dtype == torch.float32
+
+
+@pytest.mark.parametrize("n,m,c", [(1, 1, 3), (3, 50, 5), (2, 7, 64)])
+def test_distances_equal_brute_force(n, m, c):
+    g = torch.Generator().manual_seed(1)
+    memory = torch.randn(m, c, generator=g).abs()
+    knn = PatchKnn(memory, KnnSettings(window=1))
+    a = torch.randn(n, c, 5, 3, generator=g)
+    got = knn.distances(a[:, :, :, :])  # window 1: descriptors = |pre|
+    q = descriptors(a, 1).permute(0, 2, 3, 1).reshape(-1, c).double()
+    want = torch.cdist(q, memory.double()).amin(1).view(n, 5, 3)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+    # non-contiguous queries
+    got_nc = knn.distances(a.transpose(2, 3).contiguous().transpose(2, 3))
+    torch.testing.assert_close(got_nc, got)
+
+
+def test_distances_span_query_blocks(monkeypatch):
+    import skipgan.patch_knn as pk
+
+    memory = torch.rand(20, 4)
+    a = torch.randn(3, 4, 6, 6)
+    knn = PatchKnn(memory, KnnSettings(window=3))
+    whole = knn.distances(a)
+    monkeypatch.setattr(pk, "QUERY_BLOCK", 7)  # 108 queries in 16 blocks, the last one short
+    torch.testing.assert_close(knn.distances(a), whole)
+
+
+def test_memory_is_a_seeded_sample_of_training_descriptors():
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    x = model_fixtures.images(6, 1, 32)
+    with torch.no_grad():
+        every = descriptors(first_level(model, x), 3).permute(0, 2, 3, 1).reshape(-1, 4)  # 6·16·16 = 1536 rows
+    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=100), seed=5, batch_size=4)
+    assert knn.memory.shape == (100, 4)
+    # each memory row is one of the descriptors, all distinct
+    d = torch.cdist(knn.memory.double(), every.double())
+    assert float(d.amin(1).max()) < 1e-6 and len(torch.unique(d.argmin(1))) == 100
+    again = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=100), seed=5)
+    assert torch.equal(again.memory, knn.memory)
+    assert not torch.equal(PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=100), seed=6).memory, knn.memory)
+    # a memory larger than the data keeps everything: training images then lie at distance 0
+    full = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=10_000))
+    assert full.memory.shape == (1536, 4)
+    assert float(full.raw_maps(first_level(model, x[:2]), 32).abs().max()) < 1e-3
+    assert model.training is False
+
+
+@pytest.mark.parametrize("kw,msg", [({"window": 4}, "knn_window=4: must be an odd positive integer"),
+                                    ({"window": 0}, "knn_window=0"),
+                                    ({"memory_size": 0}, "knn_memory=0: must be a positive integer")])
+def test_bad_settings(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        KnnSettings(**kw)
+
+
+def test_knn_finds_a_smooth_blob_in_noise_that_the_error_map_misses():
+    """The point of the map: normal = fine noise texture, abnormal = a flat grey disc. A reconstruction that is
+    flat grey (what a short training gives) has *less* error on the disc than on the texture; the knn map,
+    even with an untrained discriminator, puts the disc far from every normal descriptor."""
+    model = model_fixtures.make(isize=32, nc=1, width=8)
+    g = torch.Generator().manual_seed(0)
+    train = (torch.rand(40, 1, 32, 32, generator=g) * 2 - 1) * 0.8
+    normal = (torch.rand(8, 1, 32, 32, generator=g) * 2 - 1) * 0.8
+    abnormal = (torch.rand(8, 1, 32, 32, generator=g) * 2 - 1) * 0.8
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    abnormal[:, :, ((yy - 16) ** 2 + (xx - 16) ** 2) < 36] = 0.0
+    knn = PatchKnn.fit(model, train, KnnSettings(window=3, memory_size=5000))
+    test = torch.cat([normal, abnormal])
+    kmap = knn.raw_maps(first_level(model, test), 32)
+    flat_error = test.pow(2).mean(1)  # the error map of a flat-grey reconstruction
+    st = MapSettings(sigma=1.0)
+    s = Scores(torch.zeros(16), torch.zeros(16), torch.zeros(16), None, flat_error, kmap)
+    by_knn, by_error = image_scores(s, "knn", st), image_scores(s, "max", st)
+    assert by_knn[8:].min() > by_knn[:8].max()  # every disc above every normal
+    assert by_error[8:].mean() < by_error[:8].mean() + 0.05  # the error map does not see it
+
+
+# ------------------------------------------------------------------------------------------------ engine, files
+@needs_ops
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("probes", [0, 2])
+def test_engine_knn_map_equals_the_eager_model(dtype, tol, probes):
+    from skipgan.engine import Screener
+
+    model = model_fixtures.make(isize=32, nc=1, probes=probes, width=8)
+    model.knn = PatchKnn.fit(model, model_fixtures.images(10, 1, 32, seed=3), KnnSettings(window=5, memory_size=500))
+    x = model_fixtures.images(5, 1, 32, seed=4)
+    want = score_in_batches(model, x, with_error_map=True)
+    sc = Screener.from_model(model, dtype=dtype, max_batch=3)  # two batches: 3 + 2
+    got = sc.score(x, error_map=True)
+    assert got.knn_map.shape == (5, 32, 32)
+    torch.testing.assert_close(got.knn_map, want.knn_map, rtol=tol, atol=tol * float(want.knn_map.abs().max()))
+    assert sc.score(x).knn_map is None  # no maps asked for: no knn work
+    assert Screener.from_model(model, knn=None).score(x, error_map=True).knn_map is None
+
+
+def test_model_file_round_trip_and_files_without_memory(tmp_path):
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    model.knn = PatchKnn.fit(model, model_fixtures.images(4, 1, 32), KnnSettings(window=3, memory_size=50))
+    cal = {"threshold": 1.0, "val_stats": {}}
+    save_model(tmp_path / "m.safetensors", model, cal)
+    loaded, meta = load_model(tmp_path / "m.safetensors")
+    assert torch.equal(loaded.knn.memory, model.knn.memory) and loaded.knn.settings == model.knn.settings
+    assert meta["knn"] == {"window": 3, "memory_size": 50}
+    model.knn = None
+    save_model(tmp_path / "plain.safetensors", model, cal)
+    tensors, _ = load_tensors(tmp_path / "plain.safetensors")
+    assert KNN_MEMORY not in tensors and load_model(tmp_path / "plain.safetensors")[0].knn is None
+    with pytest.raises(InputError, match="--aggregation knn: m.safetensors holds no calibration for it"):
+        scoring_choice({"calibration": cal, "calibrations": {"mean": cal}}, "knn", "m.safetensors")
+
+
+def test_calibration_gives_the_knn_map_its_own_statistics():
+    g = torch.Generator().manual_seed(0)
+    err, knn = torch.rand(12, 16, 16, generator=g), 5 + 3 * torch.rand(12, 16, 16, generator=g)
+    st, cals = calibrate_maps(err, torch.rand(12, generator=g), MapSettings(sigma=1.0), 0.1, knn)
+    assert set(cals) == {"mean", "max", "topk", "knn"}
+    assert st.knn_threshold == cals["knn"]["threshold"] and st.knn_mean > 4 and st.knn_std > 0
+    s = Scores(torch.zeros(12), torch.zeros(12), torch.zeros(12), None, err, knn)
+    km = model_maps(s, "knn", st)
+    inner = km.reshape(-1)
+    assert abs(inner.mean()) < 1e-4 and abs(inner.std() - 1) < 1e-3  # normalised by its own μ, σ
+    assert (image_scores(s, "knn", st) > st.knn_threshold).mean() <= 0.1
+    with pytest.raises(ValueError, match="needs the knn maps"):
+        image_scores(Scores(s.score, s.pixel, s.feature, None, err), "knn", st)
+
+
+# ------------------------------------------------------------------------------------------------ command line
+TINY = ["--epochs", "1", "--ngf", "4", "--ndf", "4", "--nz", "8", "--no-progress", "--device", "cpu",
+        "--isize", "32", "--noise-std", "0", "--score-draws", "0"]
+
+
+def _texture_dataset(root, n_train=24, size=32):
+    """Normals: fine noise; abnormal: a flat grey disc in it (mask beside it)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+
+    def normal():
+        return rng.integers(40, 216, (size, size)).astype(np.uint8)
+
+    for i in range(n_train):
+        write_png(root / "train/normal" / f"n{i:02d}.png", normal())
+    for i in range(4):
+        write_png(root / "test/normal" / f"t{i}.png", normal())
+    for i in range(4):
+        img = normal()
+        disc = (yy - 16) ** 2 + (xx - 10 - 3 * i) ** 2 < 30
+        img[disc] = 128
+        write_png(root / "test/abnormal" / f"a{i}.png", img)
+        write_png(root / "test/abnormal_mask" / f"a{i}.png", disc.astype(np.uint8) * 255)
+    return root
+
+
+@pytest.fixture(scope="module")
+def knn_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("knn")
+    data = _texture_dataset(tmp / "data")
+    out = tmp / "run"
+    assert main(["train", "--data", f"folder:{data}", "--out", str(out), "--aggregation", "knn", "--knn-window", "3",
+                 "--knn-memory", "2000", "--val-fraction", "0.25", *TINY]) == 0
+    return data, out
+
+
+def test_train_with_knn_records_memory_calibration_and_pixel_metrics(knn_run):
+    data, out = knn_run
+    model, meta = load_model(out / "model.safetensors")
+    assert meta["aggregation"] == "knn" and meta["calibration"] == meta["calibrations"]["knn"]
+    assert set(meta["calibrations"]) == {"mean", "max", "topk", "knn"}
+    assert meta["knn"] == {"window": 3, "memory_size": 2000} and model.knn.memory.shape == (2000, 4)
+    am = meta["anomaly_map"]
+    assert am["knn_threshold"] == meta["calibrations"]["knn"]["threshold"] and am["knn_std"] > 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["auroc_by_aggregation"]) == {"mean", "max", "topk", "knn"}
+    assert m["auroc"] == pytest.approx(m["auroc_by_aggregation"]["knn"])
+    assert set(m["pixel_by_map"]) == {"error", "knn"}
+    assert m["pixel_auroc"] == m["pixel_by_map"]["knn"]["pixel_auroc"]  # the model's own map at the top level
+    assert m["auroc_by_aggregation"]["knn"] == 1.0  # flat discs in noise: the knn map cannot miss them
+
+
+def test_score_by_knn_equals_evaluation_and_writes_knn_overlays(knn_run, tmp_path, capsys):
+    data, out = knn_run
+    maps = tmp_path / "maps"
+    assert main(["score", str(out / "model.safetensors"), str(data / "test/abnormal"), str(data / "test/normal"),
+                 "--device", "cpu", "--maps", str(maps), "--raw-maps", "npy"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [ln["verdict"] for ln in lines[:4]] == ["abnormal"] * 4
+    model, meta = load_model(out / "model.safetensors")
+    # the raw map written is the knn map (normalised), brightest inside the disc
+    raw = np.load(maps / "abnormal" / "a0.png.map.npy")
+    yy, xx = np.mgrid[0:32, 0:32]
+    assert raw[(yy - 16) ** 2 + (xx - 10) ** 2 < 30].mean() > raw.mean() + 1.0
+    # the eager engine scores the same
+    assert main(["score", str(out / "model.safetensors"), str(data / "test/abnormal"), "--device", "cpu",
+                 "--engine", "eager"]) == 0
+    eager = [json.loads(line)["score"] for line in capsys.readouterr().out.splitlines()]
+    np.testing.assert_allclose(eager, [ln["score"] for ln in lines[:4]], rtol=1e-4)
+
+
+def test_knn_flag_errors(tmp_path, capsys):
+    assert main(["train", "--knn-window", "4", "--data", "digits", "--out", str(tmp_path / "r"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--knn-window 4: must be an odd positive integer" in err
+    assert main(["train", "--aggregation", "knn", "--knn-memory", "0", "--data", "digits", "--out",
+                 str(tmp_path / "r"), *TINY]) == 2
+    assert "--aggregation 'knn': must be 'mean', 'max' or 'topk' with --knn-memory 0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_knn_memory_zero_trains_without_a_knn_map(tmp_path):
+    data = _texture_dataset(tmp_path / "data", n_train=8)
+    assert main(["train", "--data", f"folder:{data}", "--out", str(tmp_path / "r"), "--knn-memory", "0",
+                 "--val-fraction", "0.25", *TINY]) == 0
+    model, meta = load_model(tmp_path / "r" / "model.safetensors")
+    assert model.knn is None and "knn" not in meta["calibrations"] and "knn" not in meta
