@@ -1,0 +1,60 @@
+"""What the anomaly maps cost: engine images/s for scores only, + the error map, + the knn map, in one run.
+
+    python benchmarks/bench_maps.py                                  # random default model, isize 64, K = 8
+    python benchmarks/bench_maps.py --model runs/brick/model.safetensors --batch 64 --dtype bf16
+
+Timing does not depend on the weights, so without --model a randomly initialised default-width model is used and
+its knn memory (30,000 descriptors, the default) is fitted on random images. Images/s are medians of timed calls
+(skipgan.bench's timer); the ratios are the claim, the absolute numbers belong to this machine and run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from skipgan.anomaly_map import MapSettings, image_scores
+from skipgan.bench import _median_time, make_model
+from skipgan.engine import Screener
+from skipgan.modelfile import load_model
+from skipgan.patch_knn import PatchKnn
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None)
+    p.add_argument("--isize", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--min-time", type=float, default=3.0)
+    a = p.parse_args()
+    if a.model:
+        model, meta = load_model(a.model)
+        settings = MapSettings.from_meta(meta)
+    else:
+        model, settings = make_model(isize=a.isize, nc=1, probes=8), MapSettings()
+        model.knn = PatchKnn.fit(model, torch.rand(300, 1, a.isize, a.isize) * 2 - 1)
+    isize = model.arch.isize
+    x = torch.rand(a.batch, model.arch.nc, isize, isize) * 2 - 1
+    sc = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch)
+    cases = {
+        "scores only": lambda: sc.score(x),
+        "+ error map (max aggregation)": lambda: image_scores(sc.score(x, error_map=True), "max", settings),
+        "+ knn map (knn aggregation)": lambda: image_scores(sc.score(x, error_map=True), "knn", settings),
+    }
+    knn, sc.knn = sc.knn, None
+    rows = []
+    for name, fn in cases.items():
+        sc.knn = knn if "knn" in name else None
+        t = _median_time(fn, torch.device("cpu"), a.min_time)
+        rows.append((name, a.batch / t))
+    print(f"isize {isize}, batch {a.batch}, {a.dtype}, {model.probe_weight.shape[0]} probes, threads "
+          f"{torch.get_num_threads()}, knn memory {tuple(knn.memory.shape)}")
+    print("| scoring | images/s | vs scores only |\n|---|---:|---:|")
+    for name, ips in rows:
+        print(f"| {name} | {ips:.1f} | {ips / rows[0][1]:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
