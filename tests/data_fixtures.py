@@ -26,6 +26,20 @@ def rgb8(h=12, w=10, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
+def write_masked_set(root: Path, normal, defect, n_train: int = 24, n_test: int = 4) -> Path:
+    """skipgan layout with ground-truth masks: n_train normal training images, n_test normal and n_test abnormal
+    test images; normal() -> image, defect(i) -> (image, mask with 255 = abnormal), called in that order."""
+    for i in range(n_train):
+        write_png(root / "train/normal" / f"n{i:02d}.png", normal())
+    for i in range(n_test):
+        write_png(root / "test/normal" / f"t{i}.png", normal())
+    for i in range(n_test):
+        img, mask = defect(i)
+        write_png(root / "test/abnormal" / f"a{i}.png", img)
+        write_png(root / "test/abnormal_mask" / f"a{i}.png", mask)
+    return root
+
+
 def write_png(path, arr: np.ndarray) -> Path:
     """(H, W) uint8/uint16 or (H, W, 3|4) uint8 -> PNG (16-bit grey for uint16)."""
     path = Path(path)

@@ -30,3 +30,19 @@ def make(isize=32, nc=1, probes=0, margin=0, width=8, seed=0, lam=0.9, masks=Fal
 
 def images(n, nc, isize, seed=1):
     return torch.rand(n, nc, isize, isize, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+# `skipgan train` flags of a seconds-long run: 1 epoch of a 4-wide network at isize 32, the paper's clean input
+TINY_TRAIN = ["--epochs", "1", "--ngf", "4", "--ndf", "4", "--nz", "8", "--no-progress", "--device", "cpu",
+              "--isize", "32", "--noise-std", "0", "--score-draws", "0"]
+
+
+def train_run(tmp, data, *flags):
+    """Train on folder `data` with TINY_TRAIN and `flags` (a quarter held out for validation) into tmp/run;
+    returns (data, run folder)."""
+    from skipgan.cli import main
+
+    out = tmp / "run"
+    assert main(["train", "--data", f"folder:{data}", "--out", str(out), "--val-fraction", "0.25", *flags,
+                 *TINY_TRAIN]) == 0
+    return data, out

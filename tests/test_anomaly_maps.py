@@ -7,16 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from data_fixtures import write_png
+from data_fixtures import write_masked_set
+from model_fixtures import TINY_TRAIN, train_run
 from skipgan.anomaly_map import MapSettings, aggregate, anomaly_maps, image_scores, smooth, upsample
 from skipgan.cli import main
 from skipgan.errors import InputError
 from skipgan.modelfile import check_paper_aggregation, load_model, scoring_choice
 from skipgan.scoring import Scores
 from skipgan.train.calibrate import calibrate_maps
-
-TINY = ["--epochs", "1", "--ngf", "4", "--ndf", "4", "--nz", "8", "--no-progress", "--device", "cpu",
-        "--isize", "32", "--noise-std", "0", "--score-draws", "0"]
 
 
 # ------------------------------------------------------------------------------------------------ the maps
@@ -63,9 +61,9 @@ def test_calibrate_maps_puts_validation_normals_at_zero_mean_unit_std():
 
 
 def test_bad_map_settings_are_flag_errors(capsys):
-    assert main(["train", "--map-sigma", "-1", *TINY]) == 2
+    assert main(["train", "--map-sigma", "-1", *TINY_TRAIN]) == 2
     assert "--map-sigma -1.0: must be non-negative" in capsys.readouterr().err
-    assert main(["train", "--topk-percent", "0", *TINY]) == 2
+    assert main(["train", "--topk-percent", "0", *TINY_TRAIN]) == 2
     assert "--topk-percent 0.0: must be in (0, 100]" in capsys.readouterr().err
 
 
@@ -88,28 +86,20 @@ def _dataset(root, n_train=24, size=40):
         a, b = rng.uniform(0.5, 2.0, 2)
         return (80 + 40 * np.sin(xx / size * a * 3) + 40 * np.cos(yy / size * b * 3)).astype(np.uint8)
 
-    for i in range(n_train):
-        write_png(root / "train/normal" / f"n{i:02d}.png", normal())
-    for i in range(4):
-        write_png(root / "test/normal" / f"t{i}.png", normal())
-    for i in range(4):
+    def defect(i):
         img, mask = normal(), np.zeros((size, size), np.uint8)
         r, c = rng.integers(4, size - 14, 2)
         img[r : r + 10, c : c + 10] = 255
         mask[r : r + 10, c : c + 10] = 255
-        write_png(root / "test/abnormal" / f"a{i}.png", img)
-        write_png(root / "test/abnormal_mask" / f"a{i}.png", mask)
-    return root
+        return img, mask
+
+    return write_masked_set(root, normal, defect, n_train)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("maps")
-    data = _dataset(tmp / "data")
-    out = tmp / "run"
-    assert main(["train", "--data", f"folder:{data}", "--out", str(out), "--aggregation", "max", "--val-fraction",
-                 "0.25", *TINY]) == 0
-    return data, out
+    return train_run(tmp, _dataset(tmp / "data"), "--aggregation", "max")
 
 
 def test_train_records_aggregation_maps_and_pixel_metrics(run):

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import model_fixtures
-from data_fixtures import write_png
+from data_fixtures import write_masked_set
+from model_fixtures import TINY_TRAIN, train_run
 from skipgan import ops
 from skipgan.anomaly_map import MapSettings, image_scores, model_maps
 from skipgan.cli import main
@@ -72,7 +73,9 @@ def test_distances_span_query_blocks(monkeypatch):
     a = torch.randn(3, 4, 6, 6)
     knn = PatchKnn(memory, KnnSettings(window=3))
     whole = knn.distances(a)
-    monkeypatch.setattr(pk, "QUERY_BLOCK", 7)  # 108 queries in 16 blocks, the last one short
+    # 108 queries in 16 blocks and 20 memory rows in 4, the last ones short
+    monkeypatch.setattr(pk, "QUERY_BLOCK", 7)
+    monkeypatch.setattr(pk, "MEMORY_BLOCK", 6)
     torch.testing.assert_close(knn.distances(a), whole)
 
 
@@ -177,8 +180,6 @@ def test_calibration_gives_the_knn_map_its_own_statistics():
 
 
 # ------------------------------------------------------------------------------------------------ command line
-TINY = ["--epochs", "1", "--ngf", "4", "--ndf", "4", "--nz", "8", "--no-progress", "--device", "cpu",
-        "--isize", "32", "--noise-std", "0", "--score-draws", "0"]
 
 
 def _texture_dataset(root, n_train=24, size=32):
@@ -189,27 +190,19 @@ def _texture_dataset(root, n_train=24, size=32):
     def normal():
         return rng.integers(40, 216, (size, size)).astype(np.uint8)
 
-    for i in range(n_train):
-        write_png(root / "train/normal" / f"n{i:02d}.png", normal())
-    for i in range(4):
-        write_png(root / "test/normal" / f"t{i}.png", normal())
-    for i in range(4):
-        img = normal()
-        disc = (yy - 16) ** 2 + (xx - 10 - 3 * i) ** 2 < 30
+    def defect(i):
+        img, disc = normal(), (yy - 16) ** 2 + (xx - 10 - 3 * i) ** 2 < 30
         img[disc] = 128
-        write_png(root / "test/abnormal" / f"a{i}.png", img)
-        write_png(root / "test/abnormal_mask" / f"a{i}.png", disc.astype(np.uint8) * 255)
-    return root
+        return img, disc.astype(np.uint8) * 255
+
+    return write_masked_set(root, normal, defect, n_train)
 
 
 @pytest.fixture(scope="module")
 def knn_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("knn")
-    data = _texture_dataset(tmp / "data")
-    out = tmp / "run"
-    assert main(["train", "--data", f"folder:{data}", "--out", str(out), "--aggregation", "knn", "--knn-window", "3",
-                 "--knn-memory", "2000", "--val-fraction", "0.25", *TINY]) == 0
-    return data, out
+    return train_run(tmp, _texture_dataset(tmp / "data"), "--aggregation", "knn", "--knn-window", "3",
+                     "--knn-memory", "2000")
 
 
 def test_train_with_knn_records_memory_calibration_and_pixel_metrics(knn_run):
@@ -248,11 +241,11 @@ def test_score_by_knn_equals_evaluation_and_writes_knn_overlays(knn_run, tmp_pat
 
 
 def test_knn_flag_errors(tmp_path, capsys):
-    assert main(["train", "--knn-window", "4", "--data", "digits", "--out", str(tmp_path / "r"), *TINY]) == 2
+    assert main(["train", "--knn-window", "4", "--data", "digits", "--out", str(tmp_path / "r"), *TINY_TRAIN]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--knn-window 4: must be an odd positive integer" in err
     assert main(["train", "--aggregation", "knn", "--knn-memory", "0", "--data", "digits", "--out",
-                 str(tmp_path / "r"), *TINY]) == 2
+                 str(tmp_path / "r"), *TINY_TRAIN]) == 2
     assert "--aggregation 'knn': must be 'mean', 'max' or 'topk' with --knn-memory 0" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
@@ -260,6 +253,6 @@ def test_knn_flag_errors(tmp_path, capsys):
 def test_knn_memory_zero_trains_without_a_knn_map(tmp_path):
     data = _texture_dataset(tmp_path / "data", n_train=8)
     assert main(["train", "--data", f"folder:{data}", "--out", str(tmp_path / "r"), "--knn-memory", "0",
-                 "--val-fraction", "0.25", *TINY]) == 0
+                 "--val-fraction", "0.25", *TINY_TRAIN]) == 0
     model, meta = load_model(tmp_path / "r" / "model.safetensors")
     assert model.knn is None and "knn" not in meta["calibrations"] and "knn" not in meta

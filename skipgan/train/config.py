@@ -68,7 +68,7 @@ class TrainConfig:
                                choices=AGGREGATIONS)
     knn_window: int = setting(9, "the knn map's descriptor window, in cells of the discriminator's first level "
                                  "(2 x 2 pixels each; odd)")
-    knn_memory: int = setting(30000, "normal patch descriptors kept for the knn map (64 floats each in the model "
+    knn_memory: int = setting(10000, "normal patch descriptors kept for the knn map (ndf floats each in the model "
                                      "file; 0 = no knn map)")
     map_sigma: float = setting(2.0, "Gaussian smoothing of the anomaly map, in pixels at isize (0 = none)")
     topk_percent: float = setting(1.0, "share of the map's pixels averaged by --aggregation topk")
