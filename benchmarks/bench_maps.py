@@ -18,7 +18,7 @@ from skipgan.anomaly_map import MapSettings, image_scores
 from skipgan.bench import _median_time, make_model
 from skipgan.engine import Screener
 from skipgan.modelfile import load_model
-from skipgan.patch_knn import PatchKnn
+from skipgan.model.patch_knn import PatchKnn
 
 
 def main() -> None:

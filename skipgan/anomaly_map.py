@@ -13,8 +13,8 @@ to an image's own size for overlays and raw maps. Image scores ("aggregations"):
     max   the largest value of a over the interior: one small defect is enough
     topk  the mean of the top `topk_percent` % of a's interior pixels (less sensitive to a single noisy pixel)
     knn   the largest value of the *knn* map over the interior: the same smoothing and normalisation (with its own
-          μ, σ) applied to the patch-distance map of skipgan/patch_knn.py instead of the error map. Models trained
-          since the knn map existed carry its memory; it sees defects smoother than their background.
+          μ, σ) applied to the patch-distance map of skipgan/model/patch_knn.py instead of the error map. Models
+          trained since the knn map existed carry its memory; it sees defects smoother than their background.
 
 Every aggregation reads one map (`MAP_OF`): the error map, or for 'knn' the knn map; `model_maps` gives the
 anomaly maps an aggregation reads (overlays, pixel metrics).
@@ -53,7 +53,7 @@ class MapSettings:
     std: float = 1.0
     threshold: float | None = None  # contour threshold on the normalised map
     margin: int = 0  # border pixels left out of statistics and aggregations (the model's score margin)
-    knn_mean: float = 0.0  # the same three for the knn map (skipgan/patch_knn.py)
+    knn_mean: float = 0.0  # the same three for the knn map (skipgan/model/patch_knn.py)
     knn_std: float = 1.0
     knn_threshold: float | None = None
 

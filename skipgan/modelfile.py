@@ -4,8 +4,8 @@ Metadata: format version, architecture, input normalisation, λ, calibration (th
 validation score statistics) and the training settings; since anomaly maps: `aggregation` (the model's image
 score, skipgan/anomaly_map.py), `calibrations` (one per aggregation; `calibration` is the model's own) and
 `anomaly_map` (the calibrated map settings); since the knn map: the tensor `knn_memory` and its settings `knn`
-(skipgan/patch_knn.py). Files without them score by the paper's mean. No pickle anywhere: loading cannot execute code, and a
-save/load round trip is bit-exact.
+(skipgan/model/patch_knn.py). Files without them score by the paper's mean. No pickle anywhere: loading cannot
+execute code, and a save/load round trip is bit-exact.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from .errors import InputError
 from .model import Architecture, Corruption, SkipGANomaly
-from .patch_knn import PatchKnn
+from .model.patch_knn import PatchKnn
 from .tensorfile import load_tensors, save_tensors
 
 FORMAT = "skipgan-model"

@@ -19,8 +19,8 @@ class Scores:
 
     score / pixel / feature: [B] fp32. reconstruction: [B, C, H, W] x̂ (stitched from the scoring probes, if
     the model has any), when kept. error_map: [B, H, W] fp32 per-pixel squared error (mean over channels), when
-    asked for. knn_map: [B, H, W] fp32 raw patch-distance map (skipgan/patch_knn.py), with the error map when the
-    model has a knn memory.
+    asked for. knn_map: [B, H, W] fp32 raw patch-distance map (skipgan/model/patch_knn.py), with the error map
+    when the model has a knn memory.
     """
 
     score: torch.Tensor

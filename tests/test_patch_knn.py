@@ -1,4 +1,4 @@
-"""The knn map (skipgan/patch_knn.py): descriptors, distances against a brute-force reference, the memory, the
+"""The knn map (skipgan/model/patch_knn.py): descriptors, distances against a brute-force reference, the memory, the
 engine's tap against the eager model, model files, calibration, and the `--aggregation knn` command line."""
 
 import json
@@ -18,7 +18,7 @@ from skipgan.errors import InputError
 from skipgan.model import score_in_batches
 from skipgan.model.unet import LEAKY_SLOPE
 from skipgan.modelfile import KNN_MEMORY, load_model, save_model, scoring_choice
-from skipgan.patch_knn import KnnSettings, PatchKnn, descriptors, first_level
+from skipgan.model.patch_knn import KnnSettings, PatchKnn, descriptors, first_level
 from skipgan.scoring import Scores
 from skipgan.tensorfile import load_tensors
 from skipgan.train.calibrate import calibrate_maps
@@ -67,7 +67,7 @@ def test_distances_equal_brute_force(n, m, c):
 
 
 def test_distances_span_query_blocks(monkeypatch):
-    import skipgan.patch_knn as pk
+    import skipgan.model.patch_knn as pk
 
     memory = torch.rand(20, 4)
     a = torch.randn(3, 4, 6, 6)

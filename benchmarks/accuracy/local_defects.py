@@ -16,7 +16,7 @@ cameraman, crop of the same scale), a smooth blob, a bright or dark object, a sc
 
 Methods, all fitted on the same training patches, scored on the same test patches at 64x64:
 * Skip-GANomaly (`skipgan train`, default recipe) with each image-score aggregation (mean: the paper's; max,
-  topk of the smoothed anomaly map; knn: max of the patch-distance map of skipgan/patch_knn.py), anomaly map =
+  topk of the smoothed anomaly map; knn: max of the patch-distance map of skipgan/model/patch_knn.py), anomaly map =
   skipgan.anomaly_map (sigma 2); pixel metrics of the map each aggregation reads;
 * PCA reconstruction error (95 % of the variance): map = squared error smoothed the same way, score = its max
   (and its mean, the global-error form);
@@ -284,7 +284,7 @@ def digits(a) -> None:
     from skipgan.data.datasets import load_splits
     from skipgan.engine import Screener
     from skipgan.modelfile import load_model
-    from skipgan.patch_knn import PatchKnn
+    from skipgan.model.patch_knn import PatchKnn
 
     torch.set_num_threads(a.threads)
     rows = {}

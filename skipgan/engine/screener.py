@@ -14,7 +14,7 @@ Data flow (../shared/ARCHITECTURE.md), per tile of the K·B generator batch:
     D        runs once over [x; x̂]; f(x) and f(x̂) land in one buffer
     score    skipgan::anomaly_score reads x, x̂, f(x), f(x̂) once and writes score, R and L per image
     knn      with maps asked for and a knn memory: the patch distances of D's first level on x, read from its
-             pyramid buffer (skipgan/patch_knn.py)
+             pyramid buffer (skipgan/model/patch_knn.py)
 
 No torch.cat, no separate BN or activation kernels, no reconstruction copies; buffers are allocated once (for
 max_batch) and every batch uses prefixes of them. Two backends share this plan:

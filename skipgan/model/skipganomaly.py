@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..isize import ISIZES, check_isize
-from ..patch_knn import first_level
+from .patch_knn import first_level
 from ..scoring import Scores, combine_scores, error_map
 from .corruption import Corruption, mix_probes, probe_inputs
 from .discriminator import Discriminator
@@ -73,8 +73,8 @@ class SkipGANomaly(nn.Module):
         self.register_buffer("probe_scale", scale)
         self.register_buffer("probe_shift", shift)
         self.register_buffer("probe_weight", weight)
-        # The 'knn' map's memory of normal patch descriptors (skipgan/patch_knn.py), set after training; plain data
-        # outside the state dict (model files store it as the tensor `knn_memory`).
+        # The 'knn' map's memory of normal patch descriptors (patch_knn.py), set after training; plain data outside
+        # the state dict (model files store it as the tensor `knn_memory`).
         self.knn = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

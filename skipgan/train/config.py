@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from ..anomaly_map import AGGREGATIONS, MapSettings
-from ..patch_knn import KnnSettings
+from ..model.patch_knn import KnnSettings
 from ..model.corruption import Corruption
 from .losses import LossWeights
 

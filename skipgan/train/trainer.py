@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from ..distributed import SINGLE, Dist
 from ..model import Architecture, SkipGANomaly, init_weights, score_in_batches
-from ..patch_knn import PatchKnn
+from ..model.patch_knn import PatchKnn
 from ..scoring import Scores
 from .calibrate import balanced_lambda, calibrate_maps
 from .checkpoint import load_checkpoint, restore, save_checkpoint

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .model.unet import LEAKY_SLOPE
+from .unet import LEAKY_SLOPE
 
 # Distance blocks: QUERY_BLOCK queries x MEMORY_BLOCK memory rows (8 MB of fp32 partial distances) stay in the
 # last-level cache between the GEMM that writes them and the min that reads them. Measured on the 2-core CPU,
