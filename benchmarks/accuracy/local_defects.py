@@ -4,6 +4,7 @@
     python benchmarks/accuracy/local_defects.py run --data /tmp/local_defects --epochs 15 --json OUT.json
     python benchmarks/accuracy/local_defects.py breakdown --data /tmp/local_defects --runs runs/local_defects
     python benchmarks/accuracy/local_defects.py digits     # map aggregations on the trained digit models
+    python benchmarks/accuracy/local_defects.py maps --data /tmp/local_defects --runs runs/local_defects --out maps.png
 
 Data (no downloads; `pip install scikit-image`, the `bench` extra): three 512x512 grayscale textures of
 scikit-image's data module — brick, grass, gravel. A patch is a 128x128 crop, area-averaged 2x down to 64x64
@@ -273,6 +274,47 @@ def breakdown(a) -> None:
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
+def maps_figure(a) -> None:
+    """One figure that shows why: per texture, the first test patch of each defect kind, with its error map and its
+    knn map (each normalised by the model's validation statistics, one colour scale) and the mask outlined."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from skipgan.anomaly_map import MapSettings, model_maps
+    from skipgan.data.datasets import load_splits
+    from skipgan.engine import Screener
+    from skipgan.modelfile import load_model
+
+    rows = []
+    for tex in a.textures:
+        model, meta = load_model(Path(a.runs) / tex / "model.safetensors")
+        s = load_splits(f"folder:{Path(a.data) / tex}", isize=meta["architecture"]["isize"], channels=1)
+        kinds = [Path(n).parent.name for n in s.test_names]
+        pick = [kinds.index(k) for k in DEFECTS]
+        res = Screener.from_model(model, max_batch=64).score(s.test[pick], error_map=True)
+        st = MapSettings.from_meta(meta)
+        err, knn = model_maps(res, "max", st), model_maps(res, "knn", st)
+        for j, i in enumerate(pick):
+            rows.append((f"{tex} / {DEFECTS[j]}", s.test[i, 0].numpy(), err[j], knn[j], s.test_masks[i].numpy()))
+    fig = Figure(figsize=(4.5, 1.2 * len(rows)), dpi=72, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for r, (name, img, err, knn, mask) in enumerate(rows):
+        for c, (title, v) in enumerate([("input", img), ("error map (σ)", err), ("knn map (σ)", knn)]):
+            ax = axes[r, c]
+            if c == 0:
+                ax.imshow(v, cmap="gray", vmin=-1, vmax=1)
+                ax.set_ylabel(name, fontsize=6)
+            else:
+                ax.imshow(v, cmap="inferno", vmin=-2, vmax=8)
+            ax.contour(mask.astype(np.float32), levels=[0.5], colors="lime", linewidths=0.7)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=8)
+    fig.savefig(a.out)
+    print(f"wrote {a.out}")
+
+
 def digits(a) -> None:
     """Image AUROC of every aggregation on the trained digit models (the 'digits must not get worse' check). The
     digit models predate the knn map: its memory is fitted here from each model's training split (default
@@ -333,8 +375,13 @@ def main() -> None:
     d.add_argument("--sigma", type=float, default=2.0)
     d.add_argument("--threads", type=int, default=2)
     d.add_argument("--json", default=None)
+    f = sub.add_parser("maps", help="figure: error and knn maps of one patch per defect kind and texture")
+    f.add_argument("--data", required=True)
+    f.add_argument("--runs", required=True)
+    f.add_argument("--textures", nargs="+", default=list(TEXTURES))
+    f.add_argument("--out", required=True)
     a = p.parse_args()
-    {"make": lambda: make(Path(a.out), a.seed, a.dev), "run": lambda: run(a), "digits": lambda: digits(a),
+    {"make": lambda: make(Path(a.out), a.seed, a.dev), "maps": lambda: maps_figure(a), "run": lambda: run(a), "digits": lambda: digits(a),
      "breakdown": lambda: breakdown(a)}[a.cmd]()
 
 
