@@ -116,16 +116,20 @@ def aggregate(maps: np.ndarray, how: str, settings: MapSettings) -> np.ndarray:
     raise ValueError(f"aggregation={how!r}: map aggregations are 'max', 'topk' and 'knn'")
 
 
+def kind_maps(s: Scores, kind: str, settings: MapSettings) -> np.ndarray:
+    """The anomaly maps [N, H, W] of map `kind` ('error' or 'knn') from scorer results `s`."""
+    raw = s.knn_map if kind == "knn" else s.error_map
+    if raw is None:
+        raise ValueError(f"the {kind} maps are missing: score with error_map=True"
+                         + (" by a model that has a knn memory" if kind == "knn" else ""))
+    return anomaly_maps(raw, settings.for_map(kind))
+
+
 def model_maps(s: Scores, how: str, settings: MapSettings) -> np.ndarray:
     """The anomaly maps [N, H, W] that aggregation `how` reads (the error map's for 'mean', 'max', 'topk')."""
     if how not in AGGREGATIONS:
         raise ValueError(f"aggregation={how!r}: expected one of {', '.join(AGGREGATIONS)}")
-    kind = MAP_OF[how]
-    raw = s.knn_map if kind == "knn" else s.error_map
-    if raw is None:
-        raise ValueError(f"aggregation={how!r} needs the {kind} maps: score with error_map=True"
-                         + (" by a model that has a knn memory" if kind == "knn" else ""))
-    return anomaly_maps(raw, settings.for_map(kind))
+    return kind_maps(s, MAP_OF[how], settings)
 
 
 def image_scores(s: Scores, how: str, settings: MapSettings) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .anomaly_map import AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, aggregate, image_scores, model_maps
+from .anomaly_map import AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, aggregate, image_scores, kind_maps
 from .metrics import pixel_metrics
 from .model import SkipGANomaly, score_in_batches
 from .report import EXAMPLES_FILE, plot_examples, write_report
@@ -54,7 +54,7 @@ def evaluate_model(
     extra["auroc_feature"] = float(roc_auc_score(labels_np, s.feature.numpy()))
     if want_maps:
         kinds = ["error"] + (["knn"] if s.knn_map is not None else [])
-        maps = {kind: model_maps(s, "knn" if kind == "knn" else "max", settings) for kind in kinds}
+        maps = {kind: kind_maps(s, kind, settings) for kind in kinds}
         extra["auroc_by_aggregation"] = {
             how: float(roc_auc_score(labels_np, s.score.numpy() if how == PAPER_AGGREGATION
                                      else aggregate(maps[MAP_OF[how]], how, settings)))

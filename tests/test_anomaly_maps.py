@@ -38,7 +38,7 @@ def test_normalisation_and_aggregations():
     assert aggregate(m, "topk", st)[0] == pytest.approx(2.5)
     s = Scores(torch.tensor([0.5]), torch.tensor([0.0]), torch.tensor([0.0]), error_map=e)
     assert image_scores(s, "mean", st)[0] == 0.5 and image_scores(s, "max", st)[0] == pytest.approx(4.0)
-    with pytest.raises(ValueError, match="needs the error maps"):
+    with pytest.raises(ValueError, match="the error maps are missing"):
         image_scores(Scores(s.score, s.pixel, s.feature), "topk", st)
 
 

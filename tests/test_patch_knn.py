@@ -175,7 +175,7 @@ def test_calibration_gives_the_knn_map_its_own_statistics():
     inner = km.reshape(-1)
     assert abs(inner.mean()) < 1e-4 and abs(inner.std() - 1) < 1e-3  # normalised by its own μ, σ
     assert (image_scores(s, "knn", st) > st.knn_threshold).mean() <= 0.1
-    with pytest.raises(ValueError, match="needs the knn maps"):
+    with pytest.raises(ValueError, match="the knn maps are missing"):
         image_scores(Scores(s.score, s.pixel, s.feature, None, err), "knn", st)
 
 
