@@ -132,11 +132,13 @@ def model_maps(s: Scores, how: str, settings: MapSettings) -> np.ndarray:
     return kind_maps(s, MAP_OF[how], settings)
 
 
-def image_scores(s: Scores, how: str, settings: MapSettings) -> np.ndarray:
-    """Image scores [N] float64 of scorer results `s` by aggregation `how` ('mean' needs no map)."""
+def image_scores(s: Scores, how: str, settings: MapSettings, maps: np.ndarray | None = None) -> np.ndarray:
+    """Image scores [N] float64 of scorer results `s` by aggregation `how` ('mean' needs no map). `maps`: the
+    anomaly maps `how` reads, when the caller has them already (overlays, pixel metrics), so they are not
+    smoothed twice."""
     if how == PAPER_AGGREGATION:
         return s.score.double().numpy()
-    return aggregate(model_maps(s, how, settings), how, settings)
+    return aggregate(model_maps(s, how, settings) if maps is None else maps, how, settings)
 
 
 def map_statistics(error_maps: Any, sigma: float, margin: int) -> tuple[float, float]:

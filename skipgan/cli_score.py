@@ -172,8 +172,8 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
                 continue
             res = scorer(torch.stack([t for _, t in good]), error_map=want_maps)
             res = res.to("cpu")
-            s = image_scores(res, how, settings).tolist()
             amaps = model_maps(res, how, settings) if a.maps is not None else None
+            s = image_scores(res, how, settings, amaps).tolist()
             for j, ((path, _), v) in enumerate(zip(good, s)):
                 if not math.isfinite(v):
                     failed += 1

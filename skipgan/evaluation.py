@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .anomaly_map import AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, aggregate, image_scores, kind_maps
+from .anomaly_map import AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, image_scores, kind_maps
 from .metrics import pixel_metrics
 from .model import SkipGANomaly, score_in_batches
 from .report import EXAMPLES_FILE, plot_examples, write_report
@@ -47,17 +47,18 @@ def evaluate_model(
     settings = map_settings or MapSettings(margin=model.margin)
     want_maps = masks is not None or aggregation != PAPER_AGGREGATION
     s = scorer(test, error_map=True) if want_maps else scorer(test)
-    scores, labels_np = image_scores(s, aggregation, settings), np.asarray(labels)
+    # every map once (smoothing the whole test set is the costly part); scores and metrics read them
+    kinds = (["error"] + (["knn"] if s.knn_map is not None else [])) if want_maps else []
+    maps = {kind: kind_maps(s, kind, settings) for kind in kinds}
+    scores = image_scores(s, aggregation, settings, maps.get(MAP_OF[aggregation]))
+    labels_np = np.asarray(labels)
     extra = dict(extra or {})
     # The two score components on their own: tells whether λ is well chosen for this data.
     extra["auroc_pixel"] = float(roc_auc_score(labels_np, s.pixel.numpy()))
     extra["auroc_feature"] = float(roc_auc_score(labels_np, s.feature.numpy()))
     if want_maps:
-        kinds = ["error"] + (["knn"] if s.knn_map is not None else [])
-        maps = {kind: kind_maps(s, kind, settings) for kind in kinds}
         extra["auroc_by_aggregation"] = {
-            how: float(roc_auc_score(labels_np, s.score.numpy() if how == PAPER_AGGREGATION
-                                     else aggregate(maps[MAP_OF[how]], how, settings)))
+            how: float(roc_auc_score(labels_np, image_scores(s, how, settings, maps.get(MAP_OF[how]))))
             for how in AGGREGATIONS if MAP_OF[how] in maps}
         extra["anomaly_map"] = settings.to_meta()
         if masks is not None:
@@ -65,7 +66,7 @@ def evaluate_model(
             by_map = {kind: pixel_metrics(m, masks.numpy()) for kind, m in maps.items()}
             extra.update(by_map[MAP_OF[aggregation]])
             extra["pixel_by_map"] = by_map
-        del maps
+    del maps
     metrics = write_report(out_dir, scores, labels_np, threshold, extra=extra)
     # Reconstructions are recomputed for the shown images only: keeping them for the whole test set would cost
     # N·C·H·W floats (gigabytes at isize 256).
