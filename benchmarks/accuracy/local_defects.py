@@ -241,27 +241,32 @@ def table(results: dict) -> None:
         print(f"| {m} | " + " | ".join(cells) + " | " + " / ".join(f"{x:.3f}" for x in acc) + " |")
 
 
+def _scored_test_set(data: Path, runs: Path, tex: str):
+    """(test splits, engine Scores with both maps, MapSettings) of the run's trained model for texture `tex`."""
+    from skipgan.anomaly_map import MapSettings
+    from skipgan.data.datasets import load_splits
+    from skipgan.engine import Screener
+    from skipgan.modelfile import load_model
+
+    model, meta = load_model(runs / tex / "model.safetensors")
+    s = load_splits(f"folder:{data / tex}", isize=meta["architecture"]["isize"], channels=1)
+    return s, Screener.from_model(model, max_batch=64).score(s.test, error_map=True), MapSettings.from_meta(meta)
+
+
 def breakdown(a) -> None:
     """Per defect kind (each against all normal test patches): image AUROC of each aggregation and pixel AUROC of
     a trained run's maps — which defects the reconstruction error finds and which it misses."""
     from sklearn.metrics import roc_auc_score
 
-    from skipgan.anomaly_map import AGGREGATIONS, MAP_OF, MapSettings, image_scores, model_maps
-    from skipgan.data.datasets import load_splits
-    from skipgan.engine import Screener
-    from skipgan.modelfile import load_model
+    from skipgan.anomaly_map import AGGREGATIONS, MAP_OF, image_scores, kind_maps
 
     out = {}
     for tex in a.textures:
-        model, meta = load_model(Path(a.runs) / tex / "model.safetensors")
-        s = load_splits(f"folder:{Path(a.data) / tex}", isize=meta["architecture"]["isize"], channels=1)
-        res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True)
-        st = MapSettings.from_meta(meta)
-        hows = [how for how in AGGREGATIONS if MAP_OF[how] == "error" or res.knn_map is not None]
-        maps = {MAP_OF[how]: model_maps(res, how, st) for how in hows}
+        s, res, st = _scored_test_set(Path(a.data), Path(a.runs), tex)
+        maps = {kind: kind_maps(res, kind, st) for kind in ["error"] + (["knn"] if res.knn_map is not None else [])}
         masks, y = s.test_masks.numpy(), s.test_labels.numpy()
         kinds = np.array([Path(n).parent.name for n in s.test_names])
-        scores = {how: image_scores(res, how, st) for how in hows}
+        scores = {how: image_scores(res, how, st, maps[MAP_OF[how]]) for how in AGGREGATIONS if MAP_OF[how] in maps}
         out[tex] = {}
         for kind in DEFECTS:
             sel = (y == 0) | (kinds == kind)
@@ -280,22 +285,16 @@ def maps_figure(a) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from skipgan.anomaly_map import MapSettings, model_maps
-    from skipgan.data.datasets import load_splits
-    from skipgan.engine import Screener
-    from skipgan.modelfile import load_model
+    from skipgan.anomaly_map import kind_maps
 
     rows = []
     for tex in a.textures:
-        model, meta = load_model(Path(a.runs) / tex / "model.safetensors")
-        s = load_splits(f"folder:{Path(a.data) / tex}", isize=meta["architecture"]["isize"], channels=1)
+        s, res, st = _scored_test_set(Path(a.data), Path(a.runs), tex)
         kinds = [Path(n).parent.name for n in s.test_names]
-        pick = [kinds.index(k) for k in DEFECTS]
-        res = Screener.from_model(model, max_batch=64).score(s.test[pick], error_map=True)
-        st = MapSettings.from_meta(meta)
-        err, knn = model_maps(res, "max", st), model_maps(res, "knn", st)
-        for j, i in enumerate(pick):
-            rows.append((f"{tex} / {DEFECTS[j]}", s.test[i, 0].numpy(), err[j], knn[j], s.test_masks[i].numpy()))
+        err, knn = kind_maps(res, "error", st), kind_maps(res, "knn", st)
+        for kind in DEFECTS:
+            i = kinds.index(kind)
+            rows.append((f"{tex} / {kind}", s.test[i, 0].numpy(), err[i], knn[i], s.test_masks[i].numpy()))
     fig = Figure(figsize=(4.5, 1.2 * len(rows)), dpi=72, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), 3, squeeze=False)
