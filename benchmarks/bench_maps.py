@@ -37,20 +37,16 @@ def main() -> None:
         model.knn = PatchKnn.fit(model, torch.rand(300, 1, a.isize, a.isize) * 2 - 1)
     isize = model.arch.isize
     x = torch.rand(a.batch, model.arch.nc, isize, isize) * 2 - 1
+    plain = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch, knn=None)  # no knn work with the maps
     sc = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch)
     cases = {
-        "scores only": lambda: sc.score(x),
-        "+ error map (max aggregation)": lambda: image_scores(sc.score(x, error_map=True), "max", settings),
+        "scores only": lambda: plain.score(x),
+        "+ error map (max aggregation)": lambda: image_scores(plain.score(x, error_map=True), "max", settings),
         "+ knn map (knn aggregation)": lambda: image_scores(sc.score(x, error_map=True), "knn", settings),
     }
-    knn, sc.knn = sc.knn, None
-    rows = []
-    for name, fn in cases.items():
-        sc.knn = knn if "knn" in name else None
-        t = _median_time(fn, torch.device("cpu"), a.min_time)
-        rows.append((name, a.batch / t))
+    rows = [(name, a.batch / _median_time(fn, torch.device("cpu"), a.min_time)) for name, fn in cases.items()]
     print(f"isize {isize}, batch {a.batch}, {a.dtype}, {model.probe_weight.shape[0]} probes, threads "
-          f"{torch.get_num_threads()}, knn memory {tuple(knn.memory.shape)}")
+          f"{torch.get_num_threads()}, knn memory {tuple(model.knn.memory.shape)}")
     print("| scoring | images/s | vs scores only |\n|---|---:|---:|")
     for name, ips in rows:
         print(f"| {name} | {ips:.1f} | {ips / rows[0][1]:.2f}x |")
