@@ -20,15 +20,15 @@ from skipgan.model.unet import LEAKY_SLOPE
 from skipgan.modelfile import KNN_MEMORY, load_model, save_model, scoring_choice
 from skipgan.model.patch_knn import KnnSettings, PatchKnn, descriptors, first_level
 from skipgan.scoring import Scores
-from skipgan.tensorfile import load_tensors
+from skipgan.tensorfile import load_tensors, save_tensors
 from skipgan.train.calibrate import calibrate_maps
 
 needs_ops = pytest.mark.skipif(not ops.AVAILABLE, reason="native ops not built")
 
 
-def _reference_descriptors(pre: torch.Tensor, window: int) -> torch.Tensor:
-    """|pre-activation| averaged over the window cut at the border, one position at a time (float64)."""
-    e = pre.double().abs()
+def _reference_descriptors(pre: torch.Tensor, window: int, power: float = 0.5) -> torch.Tensor:
+    """|pre-activation| ** power averaged over the window cut at the border, one position at a time (float64)."""
+    e = pre.double().abs() ** power
     n, c, h, w = e.shape
     r = window // 2
     out = torch.empty_like(e)
@@ -39,16 +39,23 @@ def _reference_descriptors(pre: torch.Tensor, window: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("window", [1, 3, 9])
+@pytest.mark.parametrize("power", [0.5, 1.0])
 @pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 4, 9, 9)])
-def test_descriptors_are_local_energy_of_the_pre_activation(window, shape):
+def test_descriptors_are_local_energy_of_the_pre_activation(window, power, shape):
     pre = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     a = F.leaky_relu(pre, LEAKY_SLOPE)
-    want = _reference_descriptors(pre, window)
-    torch.testing.assert_close(descriptors(a, window).double(), want, rtol=1e-5, atol=1e-6)
+    want = _reference_descriptors(pre, window, power)
+    torch.testing.assert_close(descriptors(a, window, power).double(), want, rtol=1e-5, atol=1e-6)
     # any layout and dtype: channels_last (the engine's buffers) and bf16 give the same
-    torch.testing.assert_close(descriptors(a.contiguous(memory_format=torch.channels_last), window).double(), want,
-                               rtol=1e-5, atol=1e-6)
-    assert descriptors(a.bfloat16(), window).dtype == torch.float32
+    torch.testing.assert_close(descriptors(a.contiguous(memory_format=torch.channels_last), window, power).double(),
+                               want, rtol=1e-5, atol=1e-6)
+    assert descriptors(a.bfloat16(), window, power).dtype == torch.float32
+
+
+def test_default_descriptor_is_the_square_root_of_the_energy():
+    assert KnnSettings() == KnnSettings(window=7, memory_size=10000, power=0.5)
+    pre = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(descriptors(F.leaky_relu(pre, LEAKY_SLOPE), 1), pre.abs().sqrt())
 
 
 @pytest.mark.parametrize("n,m,c", [(1, 1, 3), (3, 50, 5), (2, 7, 64)])
@@ -57,7 +64,7 @@ def test_distances_equal_brute_force(n, m, c):
     memory = torch.randn(m, c, generator=g).abs()
     knn = PatchKnn(memory, KnnSettings(window=1))
     a = torch.randn(n, c, 5, 3, generator=g)
-    got = knn.distances(a[:, :, :, :])  # window 1: descriptors = |pre|
+    got = knn.distances(a[:, :, :, :])  # window 1: descriptors = |pre| ** power
     q = descriptors(a, 1).permute(0, 2, 3, 1).reshape(-1, c).double()
     want = torch.cdist(q, memory.double()).amin(1).view(n, 5, 3)
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
@@ -101,7 +108,9 @@ def test_memory_is_a_seeded_sample_of_training_descriptors():
 
 @pytest.mark.parametrize("kw,msg", [({"window": 4}, "knn_window=4: must be an odd positive integer"),
                                     ({"window": 0}, "knn_window=0"),
-                                    ({"memory_size": 0}, "knn_memory=0: must be a positive integer")])
+                                    ({"memory_size": 0}, "knn_memory=0: must be a positive integer"),
+                                    ({"power": 0}, r"knn_power=0: must be in \(0, 4\]"),
+                                    ({"power": -1.0}, "knn_power=-1.0")])
 def test_bad_settings(kw, msg):
     with pytest.raises(ValueError, match=msg):
         KnnSettings(**kw)
@@ -155,13 +164,29 @@ def test_model_file_round_trip_and_files_without_memory(tmp_path):
     save_model(tmp_path / "m.safetensors", model, cal)
     loaded, meta = load_model(tmp_path / "m.safetensors")
     assert torch.equal(loaded.knn.memory, model.knn.memory) and loaded.knn.settings == model.knn.settings
-    assert meta["knn"] == {"window": 3, "memory_size": 50}
+    assert meta["knn"] == {"window": 3, "memory_size": 50, "power": 0.5}
     model.knn = None
     save_model(tmp_path / "plain.safetensors", model, cal)
     tensors, _ = load_tensors(tmp_path / "plain.safetensors")
     assert KNN_MEMORY not in tensors and load_model(tmp_path / "plain.safetensors")[0].knn is None
     with pytest.raises(InputError, match="--aggregation knn: m.safetensors holds no calibration for it"):
         scoring_choice({"calibration": cal, "calibrations": {"mean": cal}}, "knn", "m.safetensors")
+
+
+def test_files_from_before_the_power_setting_keep_their_descriptor(tmp_path):
+    """Files written before `power` existed stored {"window", "memory_size"} and a memory of energy averages
+    (power 1): they must go on computing those, not the square-root descriptors of the new default."""
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    x = model_fixtures.images(4, 1, 32)
+    model.knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=50, power=1.0))
+    save_model(tmp_path / "m.safetensors", model, {"threshold": 1.0, "val_stats": {}})
+    tensors, meta = load_tensors(tmp_path / "m.safetensors")
+    meta["knn"] = {"window": 3, "memory_size": 50}  # what such a file holds
+    save_tensors(tmp_path / "old.safetensors", tensors, meta)
+    old, _ = load_model(tmp_path / "old.safetensors")
+    assert old.knn.settings == KnnSettings(window=3, memory_size=50, power=1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(old.knn.distances(first_level(model, x)), model.knn.distances(first_level(model, x)))
 
 
 def test_calibration_gives_the_knn_map_its_own_statistics():
@@ -210,7 +235,7 @@ def test_train_with_knn_records_memory_calibration_and_pixel_metrics(knn_run):
     model, meta = load_model(out / "model.safetensors")
     assert meta["aggregation"] == "knn" and meta["calibration"] == meta["calibrations"]["knn"]
     assert set(meta["calibrations"]) == {"mean", "max", "topk", "knn"}
-    assert meta["knn"] == {"window": 3, "memory_size": 2000} and model.knn.memory.shape == (2000, 4)
+    assert meta["knn"] == {"window": 3, "memory_size": 2000, "power": 0.5} and model.knn.memory.shape == (2000, 4)
     am = meta["anomaly_map"]
     assert am["knn_threshold"] == meta["calibrations"]["knn"]["threshold"] and am["knn_std"] > 0
     m = json.loads((out / "metrics.json").read_text())
@@ -244,6 +269,9 @@ def test_knn_flag_errors(tmp_path, capsys):
     assert main(["train", "--knn-window", "4", "--data", "digits", "--out", str(tmp_path / "r"), *TINY_TRAIN]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--knn-window 4: must be an odd positive integer" in err
+    assert main(["train", "--knn-power", "0", "--data", "digits", "--out", str(tmp_path / "r"), *TINY_TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--knn-power 0.0: must be in (0, 4]" in err
     assert main(["train", "--aggregation", "knn", "--knn-memory", "0", "--data", "digits", "--out",
                  str(tmp_path / "r"), *TINY_TRAIN]) == 2
     assert "--aggregation 'knn': must be 'mean', 'max' or 'topk' with --knn-memory 0" in capsys.readouterr().err

@@ -66,8 +66,10 @@ class TrainConfig:
                                        "knn (largest value of the patch-distance map; for local defects on "
                                        "textures)",
                                choices=AGGREGATIONS)
-    knn_window: int = setting(9, "the knn map's descriptor window, in cells of the discriminator's first level "
+    knn_window: int = setting(7, "the knn map's descriptor window, in cells of the discriminator's first level "
                                  "(2 x 2 pixels each; odd)")
+    knn_power: float = setting(0.5, "exponent of the knn descriptor's energy before averaging (0.5 = square root; "
+                                    "1 = the energy itself)")
     knn_memory: int = setting(10000, "normal patch descriptors kept for the knn map (ndf floats each in the model "
                                      "file; 0 = no knn map)")
     map_sigma: float = setting(2.0, "Gaussian smoothing of the anomaly map, in pixels at isize (0 = none)")
@@ -107,10 +109,8 @@ class TrainConfig:
     @property
     def knn_settings(self) -> KnnSettings | None:
         """The knn map's settings, None with --knn-memory 0 (raises ValueError 'knn_window=...: ...')."""
-        if self.knn_memory == 0:
-            KnnSettings(window=self.knn_window)  # still checked
-            return None
-        return KnnSettings(window=self.knn_window, memory_size=self.knn_memory)
+        settings = KnnSettings(window=self.knn_window, memory_size=max(self.knn_memory, 1), power=self.knn_power)
+        return settings if self.knn_memory else None  # checked either way
 
     @property
     def loss_weights(self) -> LossWeights:
