@@ -4,7 +4,7 @@
     python benchmarks/bench_maps.py --model runs/brick/model.safetensors --batch 64 --dtype bf16
 
 Timing does not depend on the weights, so without --model a randomly initialised default-width model is used and
-its knn memory (30,000 descriptors, the default) is fitted on random images. Images/s are medians of timed calls
+its knn memory (the default settings: 10,000 descriptors) is fitted on random images. Images/s are medians of timed calls
 (skipgan.bench's timer); the ratios are the claim, the absolute numbers belong to this machine and run.
 """
 

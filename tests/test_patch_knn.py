@@ -284,3 +284,33 @@ def test_knn_memory_zero_trains_without_a_knn_map(tmp_path):
                  "--val-fraction", "0.25", *TINY_TRAIN]) == 0
     model, meta = load_model(tmp_path / "r" / "model.safetensors")
     assert model.knn is None and "knn" not in meta["calibrations"] and "knn" not in meta
+
+
+def test_benchmark_knn_subcommand_refits_the_memory_the_trainer_fitted(knn_run, tmp_path):
+    """`local_defects.py knn` (settings chosen on the development split) must score what training with those
+    settings would: with the run's own settings and seed its re-fitted memory, and so its metrics, are the run's."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "local_defects", Path(__file__).parents[1] / "benchmarks/accuracy/local_defects.py")
+    ld = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ld)
+    data, out = knn_run
+    (tmp_path / "data").mkdir(), (tmp_path / "runs").mkdir()
+    (tmp_path / "data" / "tex").symlink_to(data)
+    (tmp_path / "runs" / "tex").symlink_to(out)
+    args = dict(data=str(tmp_path / "data"), runs=str(tmp_path / "runs"), textures=["tex"], knn_power=None,
+                memory_seed=0, json=str(tmp_path / "knn.json"))
+    ld.knn_settings(argparse.Namespace(knn_window=3, knn_memory=2000, **args))
+    got = json.loads((tmp_path / "knn.json").read_text())
+    assert got["knn"] == {"window": 3, "memory_size": 2000, "power": 0.5}
+    m = json.loads((out / "metrics.json").read_text())
+    r = got["results"]["tex"]
+    assert r["image_auroc"] == pytest.approx(m["auroc_by_aggregation"]["knn"])
+    assert r["pixel_auroc"] == pytest.approx(m["pixel_by_map"]["knn"]["pixel_auroc"], abs=1e-4)
+    assert r["pro"] == pytest.approx(m["pixel_by_map"]["knn"]["pro"], abs=1e-4)
+    # other settings give another memory: the energy itself (power 1) over 5 x 5 cells
+    ld.knn_settings(argparse.Namespace(knn_window=5, knn_memory=2000, **{**args, "knn_power": 1.0}))
+    assert json.loads((tmp_path / "knn.json").read_text())["knn"] == {"window": 5, "memory_size": 2000, "power": 1.0}

@@ -5,6 +5,7 @@
     python benchmarks/accuracy/local_defects.py breakdown --data /tmp/local_defects --runs runs/local_defects
     python benchmarks/accuracy/local_defects.py digits     # map aggregations on the trained digit models
     python benchmarks/accuracy/local_defects.py maps --data /tmp/local_defects --runs runs/local_defects --out maps.png
+    python benchmarks/accuracy/local_defects.py knn --data /tmp/ld_dev --runs runs/ld_dev --knn-window 9  # dev only
 
 Data (no downloads; `pip install scikit-image`, the `bench` extra): three 512x512 grayscale textures of
 scikit-image's data module — brick, grass, gravel. A patch is a 128x128 crop, area-averaged 2x down to 64x64
@@ -29,6 +30,7 @@ Image AUROC, pixel AUROC and PRO (FPR <= 0.3) per texture and their mean. No set
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -241,16 +243,24 @@ def table(results: dict) -> None:
         print(f"| {m} | " + " | ".join(cells) + " | " + " / ".join(f"{x:.3f}" for x in acc) + " |")
 
 
-def _scored_test_set(data: Path, runs: Path, tex: str):
-    """(test splits, engine Scores with both maps, MapSettings) of the run's trained model for texture `tex`."""
+def _run_model(runs: Path, tex: str):
+    """(model, metadata) of a run's trained model for texture `tex`."""
+    from skipgan.modelfile import load_model
+
+    return load_model(runs / tex / "model.safetensors")
+
+
+def _scored_test_set(data: Path, runs: Path, tex: str, score: bool = True):
+    """(splits, engine Scores of the test set with both maps or None without `score`, MapSettings) of the run's
+    trained model for texture `tex`."""
     from skipgan.anomaly_map import MapSettings
     from skipgan.data.datasets import load_splits
     from skipgan.engine import Screener
-    from skipgan.modelfile import load_model
 
-    model, meta = load_model(runs / tex / "model.safetensors")
+    model, meta = _run_model(runs, tex)
     s = load_splits(f"folder:{data / tex}", isize=meta["architecture"]["isize"], channels=1)
-    return s, Screener.from_model(model, max_batch=64).score(s.test, error_map=True), MapSettings.from_meta(meta)
+    res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True) if score else None
+    return s, res, MapSettings.from_meta(meta)
 
 
 def breakdown(a) -> None:
@@ -312,6 +322,35 @@ def maps_figure(a) -> None:
                 ax.set_title(title, fontsize=8)
     fig.savefig(a.out)
     print(f"wrote {a.out}")
+
+
+def knn_settings(a) -> None:
+    """The knn map with other settings on a run's trained models, no retraining: each model's memory is fitted
+    again, from the training images its trainer used (the validation share held out the same way), and the knn
+    aggregation scored. For choosing knn settings on the development split (`make --dev`), never on the test
+    split. The models' calibrated μ, σ belong to their own memory, which changes no AUROC (a global affine map)."""
+    from skipgan.anomaly_map import image_scores, kind_maps
+    from skipgan.engine import Screener
+    from skipgan.model.patch_knn import KnnSettings, PatchKnn
+    from skipgan.train.trainer import split_validation
+
+    given = {"window": a.knn_window, "memory_size": a.knn_memory, "power": a.knn_power}
+    settings = KnnSettings(**{k: v for k, v in given.items() if v is not None})
+    results = {}
+    for tex in a.textures:
+        s, _, st = _scored_test_set(Path(a.data), Path(a.runs), tex, score=False)
+        model, meta = _run_model(Path(a.runs), tex)
+        train, _ = split_validation(s.train, meta["train"]["val_fraction"], meta["train"]["seed"])
+        model.knn = PatchKnn.fit(model, train, settings, seed=a.memory_seed)
+        res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True)
+        maps = kind_maps(res, "knn", st)
+        results[tex] = _metrics(image_scores(res, "knn", st, maps), s.test_labels.numpy(), maps, s.test_masks.numpy())
+        print(tex, {k: round(v, 4) for k, v in results[tex].items()}, flush=True)
+    mean = {k: float(np.mean([r[k] for r in results.values()])) for k in ("image_auroc", "pixel_auroc", "pro")}
+    print("mean", {k: round(v, 4) for k, v in mean.items()}, settings)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"settings": vars(a), "knn": dataclasses.asdict(settings),
+                                            "results": results, "mean": mean}, indent=1) + "\n")
 
 
 def digits(a) -> None:
@@ -379,8 +418,17 @@ def main() -> None:
     f.add_argument("--runs", required=True)
     f.add_argument("--textures", nargs="+", default=list(TEXTURES))
     f.add_argument("--out", required=True)
+    k = sub.add_parser("knn", help="the knn map with other settings on a run's models (for the development split)")
+    k.add_argument("--data", required=True)
+    k.add_argument("--runs", required=True)
+    k.add_argument("--textures", nargs="+", default=list(TEXTURES))
+    k.add_argument("--knn-window", type=int, help="default: skipgan's")
+    k.add_argument("--knn-power", type=float, help="default: skipgan's")
+    k.add_argument("--knn-memory", type=int, help="default: skipgan's")
+    k.add_argument("--memory-seed", type=int, default=0)
+    k.add_argument("--json", default=None)
     a = p.parse_args()
-    {"make": lambda: make(Path(a.out), a.seed, a.dev), "maps": lambda: maps_figure(a), "run": lambda: run(a), "digits": lambda: digits(a),
+    {"knn": lambda: knn_settings(a), "make": lambda: make(Path(a.out), a.seed, a.dev), "maps": lambda: maps_figure(a), "run": lambda: run(a), "digits": lambda: digits(a),
      "breakdown": lambda: breakdown(a)}[a.cmd]()
 
 

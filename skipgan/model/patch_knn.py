@@ -19,13 +19,13 @@ memory of normal patches, finds both kinds of defect.
 The raw map is then smoothed and normalised like the error map (skipgan/anomaly_map.py, statistics of its own from
 the validation normals, which are not in the memory) and the 'knn' aggregation scores an image by its maximum.
 Settings chosen on the development split of the local-defect benchmark (`make --dev`: train and test crops both
-from the training columns), never on its reported test split (README "The knn map"): window 9 (dev mean image
-AUROC 0.894, against 0.866 for 13 and 0.825 for 9 and 3 concatenated), the first level's energy rather than signed
-activations, deeper levels or the generator's encoder (brick: 0.91 against 0.85-0.88), k = 1 (k = 3: 0.896). Then
-power 0.5 with window 7 (dev mean image / pixel AUROC / PRO 0.922 / 0.934 / 0.831, against 0.906 / 0.886 / 0.748 for
-the energy itself with window 9): the energy is heavy-tailed, so in Euclidean distance a few high-contrast edges
-outweigh everything else; its square root (the variance-stabilising transform of a magnitude) lets the quiet
-regions count, where smooth blobs and low-contrast foreign textures sit.
+from the training columns; `local_defects.py knn` re-fits memories with other settings), never on its reported test
+split (README "The knn map"): the first level rather than deeper levels or the generator's encoder, its energy
+rather than signed activations, k = 1, and power 0.5 with window 7 (dev mean image / pixel AUROC / PRO 0.929 /
+0.934 / 0.829, against 0.899 / 0.879 / 0.734 for the energy itself over 9 cells, the first default). Why the square
+root: the energy is heavy-tailed, so in a Euclidean distance a few high-contrast edges outweigh everything else;
+its square root (the variance-stabilising transform of a magnitude) lets the quiet regions count, where smooth
+blobs and low-contrast foreign textures sit.
 """
 
 from __future__ import annotations

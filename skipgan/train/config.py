@@ -59,7 +59,7 @@ class TrainConfig:
                           choices=SELECT_CHOICES)
     # Anomaly maps and the image score (skipgan/anomaly_map.py). Every aggregation is calibrated and stored; this
     # one is the model's score. The paper's mean stays the default: the map aggregations win on the local-defect
-    # benchmark (knn 0.90, max 0.81 vs 0.73 mean image AUROC) but lose 0.09 and more on digits (README "Where is
+    # benchmark (knn 0.94, max 0.81 vs 0.73 mean image AUROC) but lose 0.09 and more on digits (README "Where is
     # the anomaly").
     aggregation: str = setting("mean", "image score: mean (the paper's λ·R + (1−λ)·L), max (largest value of the "
                                        "smoothed anomaly map), topk (mean of its top --topk-percent % pixels) or "
