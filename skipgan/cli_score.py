@@ -253,7 +253,8 @@ def write_map(folder, name, path, amap, settings, raw: str | None) -> str:
     arr = read_image(path)
     h, w = arr.shape[1:]
     full = upsample(amap, h, w)
-    unit = to_unit(torch.from_numpy(arr)).numpy()  # [0, 1] as the model saw it before resizing
+    # [0, 1] as the model saw it before resizing (decoders may hand back read-only arrays: torch wants writable)
+    unit = to_unit(torch.from_numpy(np.require(arr, requirements="W"))).numpy()
     out = folder / f"{name}.map.png"
     plot_overlay(out, unit, full, settings.threshold)
     if raw == "npy":
