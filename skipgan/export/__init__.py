@@ -88,7 +88,8 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     native = fmt in ("torchscript", "aoti")
     pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=DTYPES[dtype], probes=probes,
                               device=device, tiled=fmt == "torchscript")
-    module = WithErrorMap(pipeline) if error_map and fmt != "torchscript" else pipeline
+    # the wrapper too in eval mode: a graph exported from a module in training mode carries that flag (ONNX warns)
+    module = WithErrorMap(pipeline).eval() if error_map and fmt != "torchscript" else pipeline
     n_probes = int(pipeline.probe_weight.shape[0])
     metadata = export_metadata(meta, fmt=fmt, device=device, dtype=dtype, probes=n_probes, max_batch=max_batch,
                                input_dtype="any" if fmt == "torchscript" else input_dtype, error_map=error_map)
