@@ -125,6 +125,12 @@ def kind_maps(s: Scores, kind: str, settings: MapSettings) -> np.ndarray:
     return anomaly_maps(raw, settings.for_map(kind))
 
 
+def all_maps(s: Scores, settings: MapSettings) -> dict[str, np.ndarray]:
+    """{kind: anomaly maps} of every map that scorer results `s` hold: 'error', and 'knn' when the model has a knn
+    memory. Each is smoothed once; image_scores and pixel metrics read them from here."""
+    return {kind: kind_maps(s, kind, settings) for kind in ["error"] + (["knn"] if s.knn_map is not None else [])}
+
+
 def model_maps(s: Scores, how: str, settings: MapSettings) -> np.ndarray:
     """The anomaly maps [N, H, W] that aggregation `how` reads (the error map's for 'mean', 'max', 'topk')."""
     if how not in AGGREGATIONS:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .anomaly_map import AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, image_scores, kind_maps
+from .anomaly_map import AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, all_maps, image_scores
 from .metrics import pixel_metrics
 from .model import SkipGANomaly, score_in_batches
 from .report import EXAMPLES_FILE, plot_examples, write_report
@@ -48,8 +48,7 @@ def evaluate_model(
     want_maps = masks is not None or aggregation != PAPER_AGGREGATION
     s = scorer(test, error_map=True) if want_maps else scorer(test)
     # every map once (smoothing the whole test set is the costly part); scores and metrics read them
-    kinds = (["error"] + (["knn"] if s.knn_map is not None else [])) if want_maps else []
-    maps = {kind: kind_maps(s, kind, settings) for kind in kinds}
+    maps = all_maps(s, settings) if want_maps else {}
     scores = image_scores(s, aggregation, settings, maps.get(MAP_OF[aggregation]))
     labels_np = np.asarray(labels)
     extra = dict(extra or {})

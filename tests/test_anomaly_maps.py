@@ -9,7 +9,7 @@ from PIL import Image
 
 from data_fixtures import write_masked_set
 from model_fixtures import TINY_TRAIN, train_run
-from skipgan.anomaly_map import MapSettings, aggregate, anomaly_maps, image_scores, smooth, upsample
+from skipgan.anomaly_map import MapSettings, aggregate, all_maps, anomaly_maps, image_scores, smooth, upsample
 from skipgan.cli import main
 from skipgan.errors import InputError
 from skipgan.modelfile import check_paper_aggregation, load_model, scoring_choice
@@ -40,6 +40,16 @@ def test_normalisation_and_aggregations():
     assert image_scores(s, "mean", st)[0] == 0.5 and image_scores(s, "max", st)[0] == pytest.approx(4.0)
     with pytest.raises(ValueError, match="the error maps are missing"):
         image_scores(Scores(s.score, s.pixel, s.feature), "topk", st)
+
+
+def test_all_maps_holds_every_map_of_the_results_each_with_its_own_statistics():
+    st = MapSettings(sigma=0, mean=1.0, std=2.0, knn_mean=3.0, knn_std=4.0)
+    e, k = torch.full((2, 4, 4), 5.0), torch.full((2, 4, 4), 7.0)
+    z = torch.zeros(2)
+    only_error = all_maps(Scores(z, z, z, error_map=e), st)
+    assert set(only_error) == {"error"} and np.allclose(only_error["error"], 2.0)  # (5 - 1) / 2
+    both = all_maps(Scores(z, z, z, error_map=e, knn_map=k), st)
+    assert set(both) == {"error", "knn"} and np.allclose(both["knn"], 1.0)  # (7 - 3) / 4
 
 
 def test_upsample_to_image_size():

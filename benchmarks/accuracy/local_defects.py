@@ -159,10 +159,7 @@ def _metrics(scores: np.ndarray, labels: np.ndarray, maps: np.ndarray, masks: np
 
 
 def baselines(splits, sigma: float = 2.0, seed: int = 0) -> dict[str, dict]:
-    import torch
-    import torch.nn.functional as F
     from sklearn.decomposition import PCA
-    from sklearn.neighbors import NearestNeighbors
 
     from skipgan.anomaly_map import smooth
 
@@ -177,18 +174,31 @@ def baselines(splits, sigma: float = 2.0, seed: int = 0) -> dict[str, dict]:
     out["PCA (max of map)"] = _metrics(maps.reshape(len(maps), -1).max(1), y, maps, masks)
     out["PCA (mean error)"] = _metrics(err.reshape(len(err), -1).mean(1), y, maps, masks)
 
-    k, stride = 8, 2
-    tr = F.unfold(splits.train, k, stride=stride).transpose(1, 2).reshape(-1, k * k).numpy()
+    maps = smooth(patch_knn_maps(splits.train, splits.test, seed=seed)[0], sigma)
+    out["patch-kNN (max)"] = _metrics(maps.reshape(len(maps), -1).max(1), y, maps, masks)
+    return out
+
+
+def patch_knn_maps(train, *image_sets, seed: int = 0, k: int = 8, stride: int = 2, memory: int = 30000) -> list:
+    """The patch-kNN baseline's raw maps, one [N, S, S] float32 tensor per image set ([N, 1, S, S] in [-1, 1]):
+    every k x k patch at `stride`, its distance to the nearest of `memory` seeded training patches, the patch
+    grid upsampled to the image."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.neighbors import NearestNeighbors
+
+    tr = F.unfold(train, k, stride=stride).transpose(1, 2).reshape(-1, k * k).numpy()
     rng = np.random.default_rng(seed)
-    tr = tr[rng.choice(len(tr), size=min(30000, len(tr)), replace=False)]
-    te = F.unfold(splits.test, k, stride=stride).transpose(1, 2)  # [N, L, k*k]
-    n, L = te.shape[:2]
+    tr = tr[rng.choice(len(tr), size=min(memory, len(tr)), replace=False)]
     nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(tr)
-    d = nn.kneighbors(te.reshape(-1, k * k).numpy())[0][:, 0].reshape(n, 1, *(2 * [int(np.sqrt(L))]))
-    # patch centres lie on a stride-2 grid inside the image: upsample the grid to the image
-    dmap = F.interpolate(torch.from_numpy(d).float(), size=(S, S), mode="bilinear", align_corners=False)[:, 0]
-    maps = smooth(dmap, sigma)
-    out["patch-kNN (max)"] = _metrics(maps.reshape(n, -1).max(1), y, maps, masks)
+    out = []
+    for images in image_sets:
+        te = F.unfold(images, k, stride=stride).transpose(1, 2)  # [N, L, k*k]
+        n, L = te.shape[:2]
+        d = nn.kneighbors(te.reshape(-1, k * k).numpy())[0][:, 0].reshape(n, 1, *(2 * [int(np.sqrt(L))]))
+        # patch centres lie on a `stride` grid inside the image: upsample the grid to the image
+        S = images.shape[-1]
+        out.append(F.interpolate(torch.from_numpy(d).float(), size=(S, S), mode="bilinear", align_corners=False)[:, 0])
     return out
 
 
@@ -243,24 +253,28 @@ def table(results: dict) -> None:
         print(f"| {m} | " + " | ".join(cells) + " | " + " / ".join(f"{x:.3f}" for x in acc) + " |")
 
 
-def _run_model(runs: Path, tex: str):
-    """(model, metadata) of a run's trained model for texture `tex`."""
+def _trained(data: Path, runs: Path, tex: str):
+    """(model, metadata, splits) of a run's trained model for texture `tex` and that texture's data."""
+    from skipgan.data.datasets import load_splits
     from skipgan.modelfile import load_model
 
-    return load_model(runs / tex / "model.safetensors")
+    model, meta = load_model(runs / tex / "model.safetensors")
+    return model, meta, load_splits(f"folder:{data / tex}", isize=meta["architecture"]["isize"], channels=1)
 
 
-def _scored_test_set(data: Path, runs: Path, tex: str, score: bool = True):
-    """(splits, engine Scores of the test set with both maps or None without `score`, MapSettings) of the run's
-    trained model for texture `tex`."""
-    from skipgan.anomaly_map import MapSettings
-    from skipgan.data.datasets import load_splits
+def _score_test(model, splits):
+    """Engine Scores of the test set, with every map the model has."""
     from skipgan.engine import Screener
 
-    model, meta = _run_model(runs, tex)
-    s = load_splits(f"folder:{data / tex}", isize=meta["architecture"]["isize"], channels=1)
-    res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True) if score else None
-    return s, res, MapSettings.from_meta(meta)
+    return Screener.from_model(model, max_batch=64).score(splits.test, error_map=True)
+
+
+def _scored_test_set(data: Path, runs: Path, tex: str):
+    """(splits, engine Scores of the test set with its maps, MapSettings) of the run's model for texture `tex`."""
+    from skipgan.anomaly_map import MapSettings
+
+    model, meta, s = _trained(data, runs, tex)
+    return s, _score_test(model, s), MapSettings.from_meta(meta)
 
 
 def breakdown(a) -> None:
@@ -268,12 +282,12 @@ def breakdown(a) -> None:
     a trained run's maps — which defects the reconstruction error finds and which it misses."""
     from sklearn.metrics import roc_auc_score
 
-    from skipgan.anomaly_map import AGGREGATIONS, MAP_OF, image_scores, kind_maps
+    from skipgan.anomaly_map import AGGREGATIONS, MAP_OF, all_maps, image_scores
 
     out = {}
     for tex in a.textures:
         s, res, st = _scored_test_set(Path(a.data), Path(a.runs), tex)
-        maps = {kind: kind_maps(res, kind, st) for kind in ["error"] + (["knn"] if res.knn_map is not None else [])}
+        maps = all_maps(res, st)
         masks, y = s.test_masks.numpy(), s.test_labels.numpy()
         kinds = np.array([Path(n).parent.name for n in s.test_names])
         scores = {how: image_scores(res, how, st, maps[MAP_OF[how]]) for how in AGGREGATIONS if MAP_OF[how] in maps}
@@ -329,8 +343,7 @@ def knn_settings(a) -> None:
     again, from the training images its trainer used (the validation share held out the same way), and the knn
     aggregation scored. For choosing knn settings on the development split (`make --dev`), never on the test
     split. The models' calibrated μ, σ belong to their own memory, which changes no AUROC (a global affine map)."""
-    from skipgan.anomaly_map import image_scores, kind_maps
-    from skipgan.engine import Screener
+    from skipgan.anomaly_map import MapSettings, image_scores, kind_maps
     from skipgan.model.patch_knn import KnnSettings, PatchKnn
     from skipgan.train.trainer import split_validation
 
@@ -338,11 +351,11 @@ def knn_settings(a) -> None:
     settings = KnnSettings(**{k: v for k, v in given.items() if v is not None})
     results = {}
     for tex in a.textures:
-        s, _, st = _scored_test_set(Path(a.data), Path(a.runs), tex, score=False)
-        model, meta = _run_model(Path(a.runs), tex)
+        model, meta, s = _trained(Path(a.data), Path(a.runs), tex)
         train, _ = split_validation(s.train, meta["train"]["val_fraction"], meta["train"]["seed"])
         model.knn = PatchKnn.fit(model, train, settings, seed=a.memory_seed)
-        res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True)
+        st = MapSettings.from_meta(meta)
+        res = _score_test(model, s)
         maps = kind_maps(res, "knn", st)
         results[tex] = _metrics(image_scores(res, "knn", st, maps), s.test_labels.numpy(), maps, s.test_masks.numpy())
         print(tex, {k: round(v, 4) for k, v in results[tex].items()}, flush=True)
@@ -362,7 +375,6 @@ def digits(a) -> None:
 
     from skipgan.anomaly_map import AGGREGATIONS, MapSettings, image_scores
     from skipgan.data.datasets import load_splits
-    from skipgan.engine import Screener
     from skipgan.modelfile import load_model
     from skipgan.model.patch_knn import PatchKnn
 
@@ -376,7 +388,7 @@ def digits(a) -> None:
                         channels=meta["architecture"]["nc"])
         if model.knn is None:
             model.knn = PatchKnn.fit(model, s.train, seed=seed)
-        res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True)
+        res = _score_test(model, s)
         st = MapSettings(sigma=a.sigma, margin=model.margin)
         rows[k] = {how: float(roc_auc_score(s.test_labels.numpy(), image_scores(res, how, st))) for how in AGGREGATIONS}
         print(k, rows[k], flush=True)
@@ -384,6 +396,14 @@ def digits(a) -> None:
     print("mean", mean)
     if a.json:
         Path(a.json).write_text(json.dumps({"sigma": a.sigma, "per_class": rows, "mean": mean}, indent=1) + "\n")
+
+
+def _texture_run_flags(p: argparse.ArgumentParser, runs_default: str | None = None) -> None:
+    """--data, --runs (required unless given a default) and --textures: the flags of every subcommand that reads a
+    data set and the models a `run` trained on it."""
+    p.add_argument("--data", required=True)
+    p.add_argument("--runs", required=runs_default is None, default=runs_default)
+    p.add_argument("--textures", nargs="+", default=list(TEXTURES))
 
 
 def main() -> None:
@@ -395,18 +415,14 @@ def main() -> None:
     m.add_argument("--dev", action="store_true", help="the development split: train and test crops both from the "
                    "training columns (for choosing settings; never the reported test area)")
     r = sub.add_parser("run", help="train and score every method on every texture")
-    r.add_argument("--data", required=True)
-    r.add_argument("--runs", default="runs/local_defects")
-    r.add_argument("--textures", nargs="+", default=list(TEXTURES))
+    _texture_run_flags(r, runs_default="runs/local_defects")
     r.add_argument("--isize", type=int, default=PATCH)
     r.add_argument("--epochs", type=int, default=15)
     r.add_argument("--baselines-only", action="store_true")
     r.add_argument("--json", default=None)
     r.add_argument("--train-args", nargs=argparse.REMAINDER, help="more `skipgan train` flags (last)")
     b = sub.add_parser("breakdown", help="per defect kind, for the models of a `run`")
-    b.add_argument("--data", required=True)
-    b.add_argument("--runs", required=True)
-    b.add_argument("--textures", nargs="+", default=list(TEXTURES))
+    _texture_run_flags(b)
     b.add_argument("--json", default=None)
     d = sub.add_parser("digits", help="map aggregations on benchmarks/accuracy/models/digit*.safetensors")
     d.add_argument("--models", default=str(Path(__file__).parent / "models"))
@@ -414,14 +430,10 @@ def main() -> None:
     d.add_argument("--threads", type=int, default=2)
     d.add_argument("--json", default=None)
     f = sub.add_parser("maps", help="figure: error and knn maps of one patch per defect kind and texture")
-    f.add_argument("--data", required=True)
-    f.add_argument("--runs", required=True)
-    f.add_argument("--textures", nargs="+", default=list(TEXTURES))
+    _texture_run_flags(f)
     f.add_argument("--out", required=True)
     k = sub.add_parser("knn", help="the knn map with other settings on a run's models (for the development split)")
-    k.add_argument("--data", required=True)
-    k.add_argument("--runs", required=True)
-    k.add_argument("--textures", nargs="+", default=list(TEXTURES))
+    _texture_run_flags(k)
     k.add_argument("--knn-window", type=int, help="default: skipgan's")
     k.add_argument("--knn-power", type=float, help="default: skipgan's")
     k.add_argument("--knn-memory", type=int, help="default: skipgan's")
