@@ -134,6 +134,7 @@ def train_command(a: argparse.Namespace, d, device: torch.device) -> int:
             arch = settings_from_args(Architecture, a, nc=a.channels or 1)
             check_score_margin(cfg.score_margin, arch.isize)
             cfg.corruption.check(arch.isize)
+            cfg.check_knn_window(arch.isize)
             cfg.map_settings, cfg.knn_settings  # noqa: B018 (checks --map-sigma, --topk-percent, --knn-window)
         except ValueError as e:
             raise as_input_error(e, Architecture, TrainConfig) from None

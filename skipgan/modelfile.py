@@ -3,8 +3,8 @@
 Metadata: format version, architecture, input normalisation, λ, calibration (threshold at the target FPR and the
 validation score statistics) and the training settings; since anomaly maps: `aggregation` (the model's image
 score, skipgan/anomaly_map.py), `calibrations` (one per aggregation; `calibration` is the model's own) and
-`anomaly_map` (the calibrated map settings); since the knn map: the tensor `knn_memory` and its settings `knn`
-(skipgan/model/patch_knn.py). Files without them score by the paper's mean. No pickle anywhere: loading cannot
+`anomaly_map` (the calibrated map settings); since the knn map: the tensor `knn_memory` (and
+`knn_intensity_memory`) with its settings `knn` (skipgan/model/patch_knn.py). Files without them score by the paper's mean. No pickle anywhere: loading cannot
 execute code, and a save/load round trip is bit-exact.
 """
 
@@ -24,6 +24,7 @@ from .tensorfile import load_tensors, save_tensors
 FORMAT = "skipgan-model"
 FORMAT_VERSION = 1
 KNN_MEMORY = "knn_memory"  # the tensor holding the knn map's memory (outside the networks' state dict)
+KNN_INTENSITY = "knn_intensity_memory"  # and its intensity part's (skipgan/model/patch_knn.py)
 # How images become network input; scorers (Python, C++, ONNX) must reproduce it.
 NORMALISATION = {"scale": "divide by the dtype's full range (255 or 65535)", "range": [-1.0, 1.0],
                  "resize": "bilinear, antialiased, to isize x isize"}
@@ -46,6 +47,8 @@ def save_model(path: str | os.PathLike, model: SkipGANomaly, calibration: dict[s
     tensors = dict(model.state_dict())
     if model.knn is not None:
         tensors[KNN_MEMORY] = model.knn.memory
+        if model.knn.intensity is not None:
+            tensors[KNN_INTENSITY] = model.knn.intensity
         meta["knn"] = model.knn.to_meta()
     save_tensors(path, tensors, meta)
 
@@ -65,10 +68,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         # (and files without any) get them regenerated; stored ones are used as stored.
         for name in ("probe_scale", "probe_shift", "probe_weight"):
             tensors.setdefault(name, getattr(model, name))
-        memory = tensors.pop(KNN_MEMORY, None)
+        memory, intensity = tensors.pop(KNN_MEMORY, None), tensors.pop(KNN_INTENSITY, None)
         model.load_state_dict(tensors, strict=True)
         if memory is not None:
-            model.knn = PatchKnn.from_file(memory, meta.get("knn") or {})
+            model.knn = PatchKnn.from_file(memory, meta.get("knn") or {}, intensity)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
         raise InputError(f"{path}: weights do not match the stored architecture ({first}); retrain") from None

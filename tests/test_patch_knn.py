@@ -1,5 +1,6 @@
-"""The knn map (skipgan/model/patch_knn.py): descriptors, distances against a brute-force reference, the memory, the
-engine's tap against the eager model, model files, calibration, and the `--aggregation knn` command line."""
+"""The knn map (skipgan/model/patch_knn.py): descriptors (texture and intensity), distances against a brute-force
+reference, the border, the memories and the join of the two parts, the engine's tap against the eager model, model
+files (old ones too), calibration, and the `--aggregation knn` command line."""
 
 import json
 
@@ -17,8 +18,8 @@ from skipgan.cli import main
 from skipgan.errors import InputError
 from skipgan.model import score_in_batches
 from skipgan.model.unet import LEAKY_SLOPE
-from skipgan.modelfile import KNN_MEMORY, load_model, save_model, scoring_choice
-from skipgan.model.patch_knn import KnnSettings, PatchKnn, descriptors, first_level
+from skipgan.modelfile import KNN_INTENSITY, KNN_MEMORY, load_model, save_model, scoring_choice
+from skipgan.model.patch_knn import KnnSettings, PatchKnn, descriptors, first_level, pixel_patches
 from skipgan.scoring import Scores
 from skipgan.tensorfile import load_tensors, save_tensors
 from skipgan.train.calibrate import calibrate_maps
@@ -26,8 +27,10 @@ from skipgan.train.calibrate import calibrate_maps
 needs_ops = pytest.mark.skipif(not ops.AVAILABLE, reason="native ops not built")
 
 
-def _reference_descriptors(pre: torch.Tensor, window: int, power: float = 0.5) -> torch.Tensor:
-    """|pre-activation| ** power averaged over the window cut at the border, one position at a time (float64)."""
+def _reference_descriptors(pre: torch.Tensor, window: int, power: float = 0.5, border: str = "valid"
+                           ) -> torch.Tensor:
+    """|pre-activation| ** power averaged over the window, one position at a time (float64): 'cut' windows at
+    every position (cut at the border), 'valid' only at the positions whose whole window lies on the grid."""
     e = pre.double().abs() ** power
     n, c, h, w = e.shape
     r = window // 2
@@ -35,25 +38,49 @@ def _reference_descriptors(pre: torch.Tensor, window: int, power: float = 0.5) -
     for i in range(h):
         for j in range(w):
             out[:, :, i, j] = e[:, :, max(0, i - r) : i + r + 1, max(0, j - r) : j + r + 1].mean((2, 3))
-    return out
+    return out if border == "cut" else out[:, :, r : h - r, r : w - r]
 
 
-@pytest.mark.parametrize("window", [1, 3, 9])
+@pytest.mark.parametrize("border", ["valid", "cut"])
+@pytest.mark.parametrize("window", [1, 3, 5])
 @pytest.mark.parametrize("power", [0.5, 1.0])
 @pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 4, 9, 9)])
-def test_descriptors_are_local_energy_of_the_pre_activation(window, power, shape):
+def test_descriptors_are_local_energy_of_the_pre_activation(window, power, shape, border):
     pre = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     a = F.leaky_relu(pre, LEAKY_SLOPE)
-    want = _reference_descriptors(pre, window, power)
-    torch.testing.assert_close(descriptors(a, window, power).double(), want, rtol=1e-5, atol=1e-6)
+    want = _reference_descriptors(pre, window, power, border)
+    torch.testing.assert_close(descriptors(a, window, power, border).double(), want, rtol=1e-5, atol=1e-6)
     # any layout and dtype: channels_last (the engine's buffers) and bf16 give the same
-    torch.testing.assert_close(descriptors(a.contiguous(memory_format=torch.channels_last), window, power).double(),
-                               want, rtol=1e-5, atol=1e-6)
-    assert descriptors(a.bfloat16(), window, power).dtype == torch.float32
+    cl = a.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(descriptors(cl, window, power, border).double(), want, rtol=1e-5, atol=1e-6)
+    assert descriptors(a.bfloat16(), window, power, border).dtype == torch.float32
+
+
+def test_a_valid_window_larger_than_the_grid_is_a_clear_error():
+    with pytest.raises(ValueError, match="knn_window=7: larger than the discriminator's first level"):
+        descriptors(torch.rand(1, 2, 5, 9), 7)
+
+
+@pytest.mark.parametrize("nc,size", [(1, 8), (3, 12), (2, 32)])
+def test_pixel_patches_are_the_patches_under_each_inner_cell_of_the_first_level(nc, size):
+    """Cell (i, j) of D's first level (kernel 4, stride 2, padding 1) sees pixels 2i−1 .. 2i+2; the border cells,
+    whose patch reaches into the padding, are left out."""
+    x = torch.randn(2, nc, size, size, generator=torch.Generator().manual_seed(1))
+    got = pixel_patches(x)
+    h = size // 2 - 2
+    assert got.shape == (2, nc * 16, h, h) and got.dtype == torch.float32
+    for i in range(h):
+        for j in range(h):
+            ci, cj = i + 1, j + 1  # the cell on D's grid
+            want = x[:, :, 2 * ci - 1 : 2 * ci + 3, 2 * cj - 1 : 2 * cj + 3].reshape(2, -1)
+            torch.testing.assert_close(got[:, :, i, j], want)
+    torch.testing.assert_close(pixel_patches(x.contiguous(memory_format=torch.channels_last)), got)
+    torch.testing.assert_close(pixel_patches(x.bfloat16()), got, rtol=1e-2, atol=1e-2)
 
 
 def test_default_descriptor_is_the_square_root_of_the_energy():
-    assert KnnSettings() == KnnSettings(window=7, memory_size=10000, power=0.5)
+    assert KnnSettings() == KnnSettings(window=7, memory_size=10000, power=0.5, border="valid",
+                                        intensity_memory=30000)
     pre = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(descriptors(F.leaky_relu(pre, LEAKY_SLOPE), 1), pre.abs().sqrt())
 
@@ -62,7 +89,7 @@ def test_default_descriptor_is_the_square_root_of_the_energy():
 def test_distances_equal_brute_force(n, m, c):
     g = torch.Generator().manual_seed(1)
     memory = torch.randn(m, c, generator=g).abs()
-    knn = PatchKnn(memory, KnnSettings(window=1))
+    knn = PatchKnn(memory, KnnSettings(window=1, intensity_memory=0))
     a = torch.randn(n, c, 5, 3, generator=g)
     got = knn.distances(a[:, :, :, :])  # window 1: descriptors = |pre| ** power
     q = descriptors(a, 1).permute(0, 2, 3, 1).reshape(-1, c).double()
@@ -78,7 +105,7 @@ def test_distances_span_query_blocks(monkeypatch):
 
     memory = torch.rand(20, 4)
     a = torch.randn(3, 4, 6, 6)
-    knn = PatchKnn(memory, KnnSettings(window=3))
+    knn = PatchKnn(memory, KnnSettings(window=3, intensity_memory=0))
     whole = knn.distances(a)
     # 108 queries in 16 blocks and 20 memory rows in 4, the last ones short
     monkeypatch.setattr(pk, "QUERY_BLOCK", 7)
@@ -90,27 +117,110 @@ def test_memory_is_a_seeded_sample_of_training_descriptors():
     model = model_fixtures.make(isize=32, nc=1, width=4)
     x = model_fixtures.images(6, 1, 32)
     with torch.no_grad():
-        every = descriptors(first_level(model, x), 3).permute(0, 2, 3, 1).reshape(-1, 4)  # 6·16·16 = 1536 rows
-    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=100), seed=5, batch_size=4)
-    assert knn.memory.shape == (100, 4)
+        every = descriptors(first_level(model, x), 3).permute(0, 2, 3, 1).reshape(-1, 4)  # 6·14·14 = 1176 rows
+    st = KnnSettings(window=3, memory_size=100, intensity_memory=0)
+    knn = PatchKnn.fit(model, x, st, seed=5, batch_size=4)
+    assert knn.memory.shape == (100, 4) and knn.intensity is None and knn.stats == {}
     # each memory row is one of the descriptors, all distinct
     d = torch.cdist(knn.memory.double(), every.double())
     assert float(d.amin(1).max()) < 1e-6 and len(torch.unique(d.argmin(1))) == 100
-    again = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=100), seed=5)
+    again = PatchKnn.fit(model, x, st, seed=5)
     assert torch.equal(again.memory, knn.memory)
-    assert not torch.equal(PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=100), seed=6).memory, knn.memory)
+    assert not torch.equal(PatchKnn.fit(model, x, st, seed=6).memory, knn.memory)
     # a memory larger than the data keeps everything: training images then lie at distance 0
-    full = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=10_000))
-    assert full.memory.shape == (1536, 4)
+    full = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=10_000, intensity_memory=0))
+    assert full.memory.shape == (1176, 4)
     assert float(full.raw_maps(first_level(model, x[:2]), 32).abs().max()) < 1e-3
     assert model.training is False
+
+
+def _reference_distances(knn: PatchKnn, level0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The distance map on D's h x w grid, brute force (float64): each part's nearest-memory distance at its valid
+    positions, every cell reading the nearest valid position (index clamped), the parts in units of their stats
+    and joined by their maximum."""
+    st = knn.settings
+    n, _, h, w = level0.shape
+
+    def on_grid(desc, memory):
+        hv, wv = desc.shape[-2:]
+        d = torch.cdist(desc.double().permute(0, 2, 3, 1).reshape(n, -1, desc.shape[1]), memory.double()[None])
+        d = d.amin(2).view(n, hv, wv)
+        ti, tj = (h - hv) // 2, (w - wv) // 2
+        out = torch.empty(n, h, w, dtype=torch.float64)
+        for i in range(h):
+            for j in range(w):
+                out[:, i, j] = d[:, min(max(i - ti, 0), hv - 1), min(max(j - tj, 0), wv - 1)]
+        return out
+
+    tex = on_grid(descriptors(level0, st.window, st.power, st.border), knn.memory)
+    if knn.intensity is None:
+        return tex
+    pix = on_grid(pixel_patches(x), knn.intensity)
+    (mt, sdt), (mi, sdi) = knn.stats["texture"], knn.stats["intensity"]
+    return torch.maximum((tex - mt) / sdt, (pix - mi) / sdi)
+
+
+@pytest.mark.parametrize("border", ["valid", "cut"])
+@pytest.mark.parametrize("intensity", [0, 300])
+def test_distance_map_equals_brute_force_on_the_whole_grid(border, intensity):
+    """Border cells read the nearest valid position's distance; with an intensity part the two parts, each in units
+    of its spread over the calibration images, are joined by their maximum."""
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    train, val, test = (model_fixtures.images(n, 1, 32, seed=s) for n, s in ((6, 0), (3, 1), (2, 2)))
+    knn = PatchKnn.fit(model, train, KnnSettings(window=5, memory_size=200, border=border,
+                                                 intensity_memory=intensity), calibration=val)
+    with torch.no_grad():
+        level0 = first_level(model, test)
+    # fp32 |q|² − 2 q·m + |m|² loses a few digits on the smallest distances (float64 reference)
+    torch.testing.assert_close(knn.distances(level0, test).double(), _reference_distances(knn, level0, test),
+                               rtol=1e-3, atol=2e-3)
+    if intensity:
+        with pytest.raises(ValueError, match="has an intensity part: pass the images too"):
+            knn.distances(level0)
+
+
+def test_intensity_memory_and_the_statistics_of_both_parts():
+    model = model_fixtures.make(isize=32, nc=2, width=4)
+    train, val = model_fixtures.images(6, 2, 32, seed=0), model_fixtures.images(4, 2, 32, seed=1)
+    knn = PatchKnn.fit(model, train, KnnSettings(window=3, memory_size=100, intensity_memory=150), seed=2,
+                       calibration=val)
+    assert knn.intensity.shape == (150, 32)  # 2 channels x 4 x 4
+    every = pixel_patches(train).permute(0, 2, 3, 1).reshape(-1, 32)
+    d = torch.cdist(knn.intensity.double(), every.double())
+    assert float(d.amin(1).max()) < 1e-6 and len(torch.unique(d.argmin(1))) == 150
+    # the statistics are those of each part's distances over the calibration images' valid positions
+    with torch.no_grad():
+        level0 = first_level(model, val)
+    tex = torch.cdist(descriptors(level0, 3).permute(0, 2, 3, 1).reshape(-1, 4).double(), knn.memory.double())
+    pix = torch.cdist(pixel_patches(val).permute(0, 2, 3, 1).reshape(-1, 32).double(), knn.intensity.double())
+    for part, dist in (("texture", tex), ("intensity", pix)):
+        want = dist.amin(1)
+        assert knn.stats[part] == pytest.approx((float(want.mean()), float(want.std())), rel=1e-4)
+    # with the intensity part the normal calibration images sit around 0 on the joined map (units of spread)
+    assert abs(float(knn.distances(level0, val).mean())) < 2.0
+    with pytest.raises(ValueError, match="intensity memory holds 32-value patches, the images give 16"):
+        knn.distances(level0, val[:, :1])
+
+
+def test_without_calibration_images_a_tenth_is_held_out_for_the_statistics():
+    """A memory that holds every training patch puts the training images at distance 0: their spread cannot
+    calibrate the intensity part, so fit holds out a seeded tenth of the images instead."""
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    x = model_fixtures.images(10, 1, 32)
+    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=10_000, intensity_memory=10_000), seed=3)
+    assert knn.intensity.shape == (9 * 14 * 14, 16) and knn.memory.shape == (9 * 14 * 14, 4)  # one image held out
+    assert all(sd > 1e-3 for _, sd in knn.stats.values())
+    with pytest.raises(ValueError, match="needs at least 2 normal images"):
+        PatchKnn.fit(model, x[:1], KnnSettings(window=3))
 
 
 @pytest.mark.parametrize("kw,msg", [({"window": 4}, "knn_window=4: must be an odd positive integer"),
                                     ({"window": 0}, "knn_window=0"),
                                     ({"memory_size": 0}, "knn_memory=0: must be a positive integer"),
                                     ({"power": 0}, r"knn_power=0: must be in \(0, 4\]"),
-                                    ({"power": -1.0}, "knn_power=-1.0")])
+                                    ({"power": -1.0}, "knn_power=-1.0"),
+                                    ({"border": "same"}, "knn border='same': expected one of valid, cut"),
+                                    ({"intensity_memory": -1}, "knn_intensity_memory=-1: must be a non-negative")])
 def test_bad_settings(kw, msg):
     with pytest.raises(ValueError, match=msg):
         KnnSettings(**kw)
@@ -129,7 +239,7 @@ def test_knn_finds_a_smooth_blob_in_noise_that_the_error_map_misses():
     abnormal[:, :, ((yy - 16) ** 2 + (xx - 16) ** 2) < 36] = 0.0
     knn = PatchKnn.fit(model, train, KnnSettings(window=3, memory_size=5000))
     test = torch.cat([normal, abnormal])
-    kmap = knn.raw_maps(first_level(model, test), 32)
+    kmap = knn.raw_maps(first_level(model, test), 32, test)
     flat_error = test.pow(2).mean(1)  # the error map of a flat-grey reconstruction
     st = MapSettings(sigma=1.0)
     s = Scores(torch.zeros(16), torch.zeros(16), torch.zeros(16), None, flat_error, kmap)
@@ -159,32 +269,43 @@ def test_engine_knn_map_equals_the_eager_model(dtype, tol, probes):
 
 def test_model_file_round_trip_and_files_without_memory(tmp_path):
     model = model_fixtures.make(isize=32, nc=1, width=4)
-    model.knn = PatchKnn.fit(model, model_fixtures.images(4, 1, 32), KnnSettings(window=3, memory_size=50))
+    x = model_fixtures.images(4, 1, 32)
+    model.knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=50, intensity_memory=60),
+                             calibration=model_fixtures.images(2, 1, 32, seed=1))
     cal = {"threshold": 1.0, "val_stats": {}}
     save_model(tmp_path / "m.safetensors", model, cal)
     loaded, meta = load_model(tmp_path / "m.safetensors")
     assert torch.equal(loaded.knn.memory, model.knn.memory) and loaded.knn.settings == model.knn.settings
-    assert meta["knn"] == {"window": 3, "memory_size": 50, "power": 0.5}
+    assert torch.equal(loaded.knn.intensity, model.knn.intensity) and loaded.knn.stats == model.knn.stats
+    assert {k: v for k, v in meta["knn"].items() if k != "stats"} == {
+        "window": 3, "memory_size": 50, "power": 0.5, "border": "valid", "intensity_memory": 60}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.knn.distances(first_level(model, x), x),
+                                   model.knn.distances(first_level(model, x), x))
     model.knn = None
     save_model(tmp_path / "plain.safetensors", model, cal)
     tensors, _ = load_tensors(tmp_path / "plain.safetensors")
-    assert KNN_MEMORY not in tensors and load_model(tmp_path / "plain.safetensors")[0].knn is None
+    assert KNN_MEMORY not in tensors and KNN_INTENSITY not in tensors
+    assert load_model(tmp_path / "plain.safetensors")[0].knn is None
     with pytest.raises(InputError, match="--aggregation knn: m.safetensors holds no calibration for it"):
         scoring_choice({"calibration": cal, "calibrations": {"mean": cal}}, "knn", "m.safetensors")
 
 
 def test_files_from_before_the_power_setting_keep_their_descriptor(tmp_path):
-    """Files written before `power` existed stored {"window", "memory_size"} and a memory of energy averages
-    (power 1): they must go on computing those, not the square-root descriptors of the new default."""
+    """Files written before `power`, `border` and the intensity part existed stored {"window", "memory_size"} and
+    a memory of energy averages (power 1) over windows cut at the border: they must go on computing those, not the
+    descriptors of the new defaults."""
     model = model_fixtures.make(isize=32, nc=1, width=4)
     x = model_fixtures.images(4, 1, 32)
-    model.knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=50, power=1.0))
+    model.knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=50, power=1.0, border="cut",
+                                                   intensity_memory=0))
     save_model(tmp_path / "m.safetensors", model, {"threshold": 1.0, "val_stats": {}})
     tensors, meta = load_tensors(tmp_path / "m.safetensors")
     meta["knn"] = {"window": 3, "memory_size": 50}  # what such a file holds
     save_tensors(tmp_path / "old.safetensors", tensors, meta)
     old, _ = load_model(tmp_path / "old.safetensors")
-    assert old.knn.settings == KnnSettings(window=3, memory_size=50, power=1.0)
+    assert old.knn.settings == KnnSettings(window=3, memory_size=50, power=1.0, border="cut", intensity_memory=0)
+    assert old.knn.intensity is None and old.knn.stats == {}
     with torch.no_grad():
         torch.testing.assert_close(old.knn.distances(first_level(model, x)), model.knn.distances(first_level(model, x)))
 
@@ -235,7 +356,11 @@ def test_train_with_knn_records_memory_calibration_and_pixel_metrics(knn_run):
     model, meta = load_model(out / "model.safetensors")
     assert meta["aggregation"] == "knn" and meta["calibration"] == meta["calibrations"]["knn"]
     assert set(meta["calibrations"]) == {"mean", "max", "topk", "knn"}
-    assert meta["knn"] == {"window": 3, "memory_size": 2000, "power": 0.5} and model.knn.memory.shape == (2000, 4)
+    assert {k: v for k, v in meta["knn"].items() if k != "stats"} == {
+        "window": 3, "memory_size": 2000, "power": 0.5, "border": "valid", "intensity_memory": 30000}
+    assert model.knn.memory.shape == (2000, 4) and set(model.knn.stats) == {"texture", "intensity"}
+    # fewer inner 4 x 4 patches than the intensity memory holds: all of them (the training share, 14 x 14 each)
+    assert model.knn.intensity.shape[1] == 16 and model.knn.intensity.shape[0] % 196 == 0
     am = meta["anomaly_map"]
     assert am["knn_threshold"] == meta["calibrations"]["knn"]["threshold"] and am["knn_std"] > 0
     m = json.loads((out / "metrics.json").read_text())
@@ -272,10 +397,27 @@ def test_knn_flag_errors(tmp_path, capsys):
     assert main(["train", "--knn-power", "0", "--data", "digits", "--out", str(tmp_path / "r"), *TINY_TRAIN]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--knn-power 0.0: must be in (0, 4]" in err
+    assert main(["train", "--knn-window", "17", "--data", "digits", "--out", str(tmp_path / "r"), *TINY_TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--knn-window 17: must be at most 16 at isize 32" in err
+    assert main(["train", "--knn-intensity-memory", "-1", "--data", "digits", "--out", str(tmp_path / "r"),
+                 *TINY_TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--knn-intensity-memory -1: must be non-negative" in err
     assert main(["train", "--aggregation", "knn", "--knn-memory", "0", "--data", "digits", "--out",
                  str(tmp_path / "r"), *TINY_TRAIN]) == 2
     assert "--aggregation 'knn': must be 'mean', 'max' or 'topk' with --knn-memory 0" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_knn_border_and_intensity_flags_reach_the_model_file(tmp_path):
+    """The earlier defaults stay one flag away: windows cut at the border, no intensity part."""
+    data = _texture_dataset(tmp_path / "data", n_train=8)
+    assert main(["train", "--data", f"folder:{data}", "--out", str(tmp_path / "r"), "--knn-border", "cut",
+                 "--knn-intensity-memory", "0", "--knn-window", "3", "--val-fraction", "0.25", *TINY_TRAIN]) == 0
+    model, meta = load_model(tmp_path / "r" / "model.safetensors")
+    assert model.knn.settings == KnnSettings(window=3, border="cut", intensity_memory=0)
+    assert model.knn.intensity is None and "stats" not in meta["knn"]
 
 
 def test_knn_memory_zero_trains_without_a_knn_map(tmp_path):
@@ -302,15 +444,18 @@ def test_benchmark_knn_subcommand_refits_the_memory_the_trainer_fitted(knn_run, 
     (tmp_path / "data" / "tex").symlink_to(data)
     (tmp_path / "runs" / "tex").symlink_to(out)
     args = dict(data=str(tmp_path / "data"), runs=str(tmp_path / "runs"), textures=["tex"], knn_power=None,
-                memory_seed=0, json=str(tmp_path / "knn.json"))
+                knn_border=None, knn_intensity_memory=None, memory_seed=0, json=str(tmp_path / "knn.json"))
     ld.knn_settings(argparse.Namespace(knn_window=3, knn_memory=2000, **args))
     got = json.loads((tmp_path / "knn.json").read_text())
-    assert got["knn"] == {"window": 3, "memory_size": 2000, "power": 0.5}
+    assert got["knn"] == {"window": 3, "memory_size": 2000, "power": 0.5, "border": "valid",
+                          "intensity_memory": 30000}
     m = json.loads((out / "metrics.json").read_text())
     r = got["results"]["tex"]
     assert r["image_auroc"] == pytest.approx(m["auroc_by_aggregation"]["knn"])
     assert r["pixel_auroc"] == pytest.approx(m["pixel_by_map"]["knn"]["pixel_auroc"], abs=1e-4)
     assert r["pro"] == pytest.approx(m["pixel_by_map"]["knn"]["pro"], abs=1e-4)
     # other settings give another memory: the energy itself (power 1) over 5 x 5 cells
-    ld.knn_settings(argparse.Namespace(knn_window=5, knn_memory=2000, **{**args, "knn_power": 1.0}))
-    assert json.loads((tmp_path / "knn.json").read_text())["knn"] == {"window": 5, "memory_size": 2000, "power": 1.0}
+    ld.knn_settings(argparse.Namespace(knn_window=5, knn_memory=2000, **{**args, "knn_power": 1.0,
+                                                                        "knn_intensity_memory": 0}))
+    assert json.loads((tmp_path / "knn.json").read_text())["knn"] == {
+        "window": 5, "memory_size": 2000, "power": 1.0, "border": "valid", "intensity_memory": 0}

@@ -347,13 +347,14 @@ def knn_settings(a) -> None:
     from skipgan.model.patch_knn import KnnSettings, PatchKnn
     from skipgan.train.trainer import split_validation
 
-    given = {"window": a.knn_window, "memory_size": a.knn_memory, "power": a.knn_power}
+    given = {"window": a.knn_window, "memory_size": a.knn_memory, "power": a.knn_power, "border": a.knn_border,
+             "intensity_memory": a.knn_intensity_memory}
     settings = KnnSettings(**{k: v for k, v in given.items() if v is not None})
     results = {}
     for tex in a.textures:
         model, meta, s = _trained(Path(a.data), Path(a.runs), tex)
-        train, _ = split_validation(s.train, meta["train"]["val_fraction"], meta["train"]["seed"])
-        model.knn = PatchKnn.fit(model, train, settings, seed=a.memory_seed)
+        train, val = split_validation(s.train, meta["train"]["val_fraction"], meta["train"]["seed"])
+        model.knn = PatchKnn.fit(model, train, settings, seed=a.memory_seed, calibration=val)
         st = MapSettings.from_meta(meta)
         res = _score_test(model, s)
         maps = kind_maps(res, "knn", st)
@@ -377,6 +378,7 @@ def digits(a) -> None:
     from skipgan.data.datasets import load_splits
     from skipgan.modelfile import load_model
     from skipgan.model.patch_knn import PatchKnn
+    from skipgan.train.trainer import split_validation
 
     torch.set_num_threads(a.threads)
     rows = {}
@@ -386,8 +388,10 @@ def digits(a) -> None:
         seed = meta.get("train", {}).get("seed", 0)
         s = load_splits("digits", isize=meta["architecture"]["isize"], abnormal_class=k, seed=seed,
                         channels=meta["architecture"]["nc"])
-        if model.knn is None:
-            model.knn = PatchKnn.fit(model, s.train, seed=seed)
+        if model.knn is None:  # fitted as the trainer would: the memory from its training share, the validation
+            # share (held out the same way) for the statistics of the knn map's two parts
+            train, val = split_validation(s.train, meta["train"]["val_fraction"], seed)
+            model.knn = PatchKnn.fit(model, train, seed=seed, calibration=val)
         res = _score_test(model, s)
         st = MapSettings(sigma=a.sigma, margin=model.margin)
         rows[k] = {how: float(roc_auc_score(s.test_labels.numpy(), image_scores(res, how, st))) for how in AGGREGATIONS}
@@ -437,6 +441,8 @@ def main() -> None:
     k.add_argument("--knn-window", type=int, help="default: skipgan's")
     k.add_argument("--knn-power", type=float, help="default: skipgan's")
     k.add_argument("--knn-memory", type=int, help="default: skipgan's")
+    k.add_argument("--knn-intensity-memory", type=int, help="default: skipgan's (0: texture part only)")
+    k.add_argument("--knn-border", choices=["valid", "cut"], help="default: skipgan's")
     k.add_argument("--memory-seed", type=int, default=0)
     k.add_argument("--json", default=None)
     a = p.parse_args()

@@ -14,7 +14,7 @@ Data flow (../shared/ARCHITECTURE.md), per tile of the K·B generator batch:
     D        runs once over [x; x̂]; f(x) and f(x̂) land in one buffer
     score    skipgan::anomaly_score reads x, x̂, f(x), f(x̂) once and writes score, R and L per image
     knn      with maps asked for and a knn memory: the patch distances of D's first level on x, read from its
-             pyramid buffer (skipgan/model/patch_knn.py)
+             pyramid buffer, and of x's 4 x 4 pixel patches (skipgan/model/patch_knn.py)
 
 No torch.cat, no separate BN or activation kernels, no reconstruction copies; buffers are allocated once (for
 max_batch) and every batch uses prefixes of them. Two backends share this plan:
@@ -311,7 +311,7 @@ class Screener:
             self._run(n, emap)
         rec = self._bordered_interior(b.d_in[n : 2 * n], S).float().clone(memory_format=torch.contiguous_format) \
             if want_rec else None  # a copy: the buffer is reused by the next batch
-        kmap = self.knn.raw_maps(self._bordered_interior(b.pyr[0][:n], S // 2), S) \
+        kmap = self.knn.raw_maps(self._bordered_interior(b.pyr[0][:n], S // 2), S, x) \
             if want_map and self.knn is not None else None  # rows 0..n of D's first level: x's activations
         return Scores(b.scores[:n].clone(), b.parts[:n, 0].clone(), b.parts[:n, 1].clone(), rec, emap, kmap)
 

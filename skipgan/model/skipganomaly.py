@@ -97,7 +97,7 @@ class SkipGANomaly(nn.Module):
         emap = error_map(x, x_hat) if with_error_map else None
         kmap = None
         if with_error_map and self.knn is not None:
-            kmap = self.knn.raw_maps(first_level(self, x), self.arch.isize)
+            kmap = self.knn.raw_maps(first_level(self, x), self.arch.isize, x)
         return Scores(score, pixel, feature, x_hat, emap, kmap)
 
 

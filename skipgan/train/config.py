@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from ..anomaly_map import AGGREGATIONS, MapSettings
-from ..model.patch_knn import KnnSettings
+from ..model.patch_knn import BORDERS, KnnSettings
 from ..model.corruption import Corruption
 from .losses import LossWeights
 
@@ -59,7 +59,7 @@ class TrainConfig:
                           choices=SELECT_CHOICES)
     # Anomaly maps and the image score (skipgan/anomaly_map.py). Every aggregation is calibrated and stored; this
     # one is the model's score. The paper's mean stays the default: the map aggregations win on the local-defect
-    # benchmark (knn 0.94, max 0.81 vs 0.73 mean image AUROC) but lose 0.09 and more on digits (README "Where is
+    # benchmark (knn 0.985, max 0.81 vs 0.73 mean image AUROC) but lose 0.09 and more on digits (README "Where is
     # the anomaly").
     aggregation: str = setting("mean", "image score: mean (the paper's λ·R + (1−λ)·L), max (largest value of the "
                                        "smoothed anomaly map), topk (mean of its top --topk-percent % pixels) or "
@@ -72,6 +72,11 @@ class TrainConfig:
                                     "1 = the energy itself)")
     knn_memory: int = setting(10000, "normal patch descriptors kept for the knn map (ndf floats each in the model "
                                      "file; 0 = no knn map)")
+    knn_border: str = setting("valid", "the knn texture descriptor near the border: valid (only whole windows; "
+                                       "border cells read the nearest) or cut (windows cut at the border, noisier: "
+                                       "the default before 2026-11-29)", choices=BORDERS)
+    knn_intensity_memory: int = setting(30000, "normal 4 x 4 pixel patches kept for the knn map's intensity part "
+                                               "(16·nc floats each; 0 = texture part only)")
     map_sigma: float = setting(2.0, "Gaussian smoothing of the anomaly map, in pixels at isize (0 = none)")
     topk_percent: float = setting(1.0, "share of the map's pixels averaged by --aggregation topk")
     sync_bn: bool = setting(False, "under torchrun: SyncBatchNorm (batch statistics over all processes; CUDA only) "
@@ -90,6 +95,7 @@ class TrainConfig:
             (self.select in SELECT_CHOICES, "select", f"one of {', '.join(SELECT_CHOICES)}"),
             (self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}"),
             (self.knn_memory >= 0, "knn_memory", "non-negative (0 = no knn map)"),
+            (self.knn_intensity_memory >= 0, "knn_intensity_memory", "non-negative (0 = texture part only)"),
             (self.aggregation != "knn" or self.knn_memory > 0, "aggregation",
              "'mean', 'max' or 'topk' with --knn-memory 0 (the knn aggregation needs the memory)"),
         ]
@@ -109,8 +115,15 @@ class TrainConfig:
     @property
     def knn_settings(self) -> KnnSettings | None:
         """The knn map's settings, None with --knn-memory 0 (raises ValueError 'knn_window=...: ...')."""
-        settings = KnnSettings(window=self.knn_window, memory_size=max(self.knn_memory, 1), power=self.knn_power)
+        settings = KnnSettings(window=self.knn_window, memory_size=max(self.knn_memory, 1), power=self.knn_power,
+                               border=self.knn_border, intensity_memory=self.knn_intensity_memory)
         return settings if self.knn_memory else None  # checked either way
+
+    def check_knn_window(self, isize: int) -> None:
+        """A knn descriptor window must fit on the discriminator's first level (isize/2 cells a side)."""
+        if self.knn_memory and self.knn_window > isize // 2:
+            raise ValueError(f"knn_window={self.knn_window!r}: must be at most {isize // 2} at isize {isize} (the "
+                             "discriminator's first level has isize/2 cells a side)")
 
     @property
     def loss_weights(self) -> LossWeights:

@@ -271,7 +271,8 @@ class Trainer:
             self.model.load_state_dict(state)
         knn = cfg.knn_settings
         # the knn map's memory: training images only, so that the validation normals below calibrate it honestly
-        self.model.knn = PatchKnn.fit(self.model, train, knn, seed=cfg.seed) if knn is not None else None
+        self.model.knn = PatchKnn.fit(self.model, train, knn, seed=cfg.seed, calibration=val) \
+            if knn is not None else None
         with self.dist.guard("validation"):
             val = self._val_scores(val, error_map=True)
         if cfg.balance_lam:
