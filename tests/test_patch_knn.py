@@ -134,6 +134,24 @@ def test_memory_is_a_seeded_sample_of_training_descriptors():
     assert model.training is False
 
 
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_memories_are_drawn_batch_by_batch_as_from_all_rows_at_once(batch_size):
+    """fit gathers its samples batch by batch (memory O(sample), not O(all descriptors)); the draw is that of
+    randperm over all rows in image order, texture first: the same memories whatever the batch size."""
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    x, val = model_fixtures.images(7, 1, 32), model_fixtures.images(2, 1, 32, seed=1)
+    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=300, intensity_memory=500), seed=4,
+                       batch_size=batch_size, calibration=val)
+    with torch.no_grad():
+        tex = descriptors(first_level(model, x), 3).permute(0, 2, 3, 1).reshape(-1, 4)  # 7·14·14 = 1372 rows
+    pix = pixel_patches(x).permute(0, 2, 3, 1).reshape(-1, 16)
+    gen = torch.Generator().manual_seed(4)
+    want_tex = tex[torch.randperm(len(tex), generator=gen)[:300]]
+    want_pix = pix[torch.randperm(len(pix), generator=gen)[:500]]
+    torch.testing.assert_close(knn.memory, want_tex, rtol=1e-6, atol=1e-6)  # a conv may round per batch size
+    assert torch.equal(knn.intensity, want_pix)
+
+
 def _reference_distances(knn: PatchKnn, level0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The distance map on D's h x w grid, brute force (float64): each part's nearest-memory distance at its valid
     positions, every cell reading the nearest valid position (index clamped), the parts in units of their stats

@@ -121,9 +121,25 @@ def _rows(desc: torch.Tensor) -> torch.Tensor:
     return desc.permute(0, 2, 3, 1).reshape(-1, desc.shape[1])
 
 
-def _sample(rows: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """`size` rows drawn without replacement (all of them when there are fewer)."""
-    return rows[torch.randperm(len(rows), generator=gen)[:size]] if len(rows) > size else rows
+class _Sample:
+    """`size` of `total` rows drawn without replacement (all of them when there are fewer), gathered batch by batch
+    as the rows are computed: memory O(size), not O(total) (at isize 256 every descriptor of a few thousand
+    images would be tens of GB). Row k of the result is row perm[k] of all rows in order, perm the generator's
+    randperm(total)[:size]: the same draw as sampling the concatenated rows."""
+
+    def __init__(self, total: int, size: int, channels: int, gen: torch.Generator):
+        self.pick = torch.randperm(total, generator=gen)[:size] if total > size else None
+        self.out = torch.empty(min(total, size), channels)
+        self.seen = 0
+
+    def add(self, rows: torch.Tensor) -> None:
+        lo, hi = self.seen, self.seen + len(rows)
+        if self.pick is None:
+            self.out[lo:hi] = rows
+        else:
+            k = ((self.pick >= lo) & (self.pick < hi)).nonzero()[:, 0]
+            self.out[k] = rows[self.pick[k].to(rows.device) - lo].cpu()
+        self.seen = hi
 
 
 def _to_grid(d: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -195,19 +211,21 @@ class PatchKnn:
         was_training = model.training
         model.eval()
         try:
-            tex, pix = [], []
+            gen, samples = torch.Generator().manual_seed(seed), None
             for i in range(0, len(images), batch_size):
                 x = images[i : i + batch_size].to(device)
-                tex.append(_rows(descriptors(first_level(model, x), settings.window, settings.power,
-                                             settings.border)).cpu())
+                rows = [_rows(descriptors(first_level(model, x), settings.window, settings.power, settings.border))]
                 if settings.intensity_memory:
-                    pix.append(_rows(pixel_patches(x)).cpu())
-            gen = torch.Generator().manual_seed(seed)
-            memory = _sample(torch.cat(tex), settings.memory_size, gen)
+                    rows.append(_rows(pixel_patches(x)))
+                if samples is None:  # positions per image are known now: draw both samples (texture first)
+                    sizes = (settings.memory_size, settings.intensity_memory)
+                    samples = [_Sample(len(images) * (len(r) // len(x)), size, r.shape[1], gen)
+                               for r, size in zip(rows, sizes)]
+                for sample, r in zip(samples, rows):
+                    sample.add(r)
             if not settings.intensity_memory:
-                return cls(memory, settings)
-            knn = cls(memory, settings, _sample(torch.cat(pix), settings.intensity_memory, gen),
-                      stats={"texture": (0.0, 1.0), "intensity": (0.0, 1.0)})
+                return cls(samples[0].out, settings)
+            knn = cls(samples[0].out, settings, samples[1].out, stats={"texture": (0.0, 1.0), "intensity": (0.0, 1.0)})
             parts = [knn._part_distances(first_level(model, x), x) for x in
                      (calibration[i : i + batch_size].to(device) for i in range(0, len(calibration), batch_size))]
             # a spread floor keeps a degenerate part (constant images) from dividing by zero
