@@ -29,6 +29,9 @@ def add_export_parser(sub) -> None:
                         "score_with_map)")
     p.add_argument("--input-dtype", default="uint8", choices=tuple(INPUT_DTYPES),
                    help="sample type the graph takes (AOTInductor, ONNX, TensorRT; TorchScript takes any)")
+    p.add_argument("--aggregation", choices=("mean",), default=None,
+                   help="export the paper's mean score of a model trained with another aggregation, with the mean "
+                        "calibration stored beside the model's own (exported files compute that score only)")
     p.add_argument("--no-verify", action="store_true", help="skip scoring a few images with the result and the engine")
     t = p.add_argument_group("TensorRT")
     t.add_argument("--min-batch", type=int, default=1, help="optimisation profile: smallest batch")
@@ -54,7 +57,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 def cmd_export(a: argparse.Namespace) -> int:
     from .export import export_model
-    from .modelfile import check_paper_aggregation, load_model
+    from .modelfile import check_paper_aggregation, load_model, scoring_choice
 
     size = _size(a.input_size)
     opt = a.opt_batch if a.opt_batch is not None else a.max_batch
@@ -62,6 +65,9 @@ def cmd_export(a: argparse.Namespace) -> int:
         raise InputError(f"--min-batch {a.min_batch} --opt-batch {opt} --max-batch {a.max_batch}: need "
                          "1 <= min <= opt <= max")
     model, meta = load_model(a.model, "cpu")
+    if a.aggregation:  # the file's calibration for it takes the place of the model's own
+        how, cal, _ = scoring_choice(meta, a.aggregation, a.model)
+        meta = {**meta, "aggregation": how, "calibration": cal}
     check_paper_aggregation(meta, a.model)
     trt = {"min_batch": a.min_batch, "opt_batch": opt, "workspace_mib": a.workspace}
     if size:

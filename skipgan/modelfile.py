@@ -108,4 +108,5 @@ def check_paper_aggregation(meta: dict[str, Any], what: str = "model") -> None:
     how = model_aggregation(meta)
     if how != PAPER_AGGREGATION:
         raise InputError(f"{what}: scores by the '{how}' aggregation, but exported files compute the paper's "
-                         f"'{PAPER_AGGREGATION}' score only; retrain with --aggregation {PAPER_AGGREGATION} to export")
+                         f"'{PAPER_AGGREGATION}' score only; export that with --aggregation {PAPER_AGGREGATION} (its "
+                         f"calibration is stored too), or retrain with --aggregation {PAPER_AGGREGATION}")

@@ -184,7 +184,21 @@ def test_export_refuses_a_model_not_scored_by_the_mean(run, tmp_path, capsys):
                  str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model.safetensors: scores by the 'max' aggregation" in err
+    assert "export that with --aggregation mean" in err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_export_aggregation_mean_exports_the_paper_score_with_its_own_calibration(run, tmp_path, capsys):
+    """A model trained with another aggregation holds the mean's calibration too: `export --aggregation mean`
+    exports that score without retraining, with the mean's threshold (not the model's own)."""
+    data, out = run
+    _, meta = load_model(out / "model.safetensors")
+    mean_t, own_t = meta["calibrations"]["mean"]["threshold"], meta["calibration"]["threshold"]
+    assert mean_t != own_t
+    assert main(["export", str(out / "model.safetensors"), "--format", "torchscript", "--aggregation", "mean",
+                 "--out", str(tmp_path / "m.pt")]) == 0
+    err = capsys.readouterr().err
+    assert (tmp_path / "m.pt").is_file() and f"threshold {mean_t:.6g};" in err and "scores within" in err
 
 
 def test_raw_maps_png16_round_trip(run, tmp_path, capsys):
