@@ -285,6 +285,21 @@ def test_engine_knn_map_equals_the_eager_model(dtype, tol, probes):
     assert Screener.from_model(model, knn=None).score(x, error_map=True).knn_map is None
 
 
+@needs_ops
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_engine_knn_map_on_cuda_from_images_on_the_cpu():
+    """The knn map reads the engine's device copy of x (its intensity part too), not the caller's tensor: CPU
+    images into a CUDA engine give the eager model's map."""
+    from skipgan.engine import Screener
+
+    model = model_fixtures.make(isize=32, nc=1, width=8)
+    model.knn = PatchKnn.fit(model, model_fixtures.images(10, 1, 32, seed=3), KnnSettings(window=5, memory_size=500))
+    x = model_fixtures.images(5, 1, 32, seed=4)
+    want = score_in_batches(model, x, with_error_map=True)
+    got = Screener.from_model(model, device="cuda", max_batch=3).score(x, error_map=True)
+    torch.testing.assert_close(got.knn_map.cpu(), want.knn_map, rtol=1e-4, atol=1e-4 * float(want.knn_map.abs().max()))
+
+
 def test_model_file_round_trip_and_files_without_memory(tmp_path):
     model = model_fixtures.make(isize=32, nc=1, width=4)
     x = model_fixtures.images(4, 1, 32)

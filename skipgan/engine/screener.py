@@ -311,8 +311,11 @@ class Screener:
             self._run(n, emap)
         rec = self._bordered_interior(b.d_in[n : 2 * n], S).float().clone(memory_format=torch.contiguous_format) \
             if want_rec else None  # a copy: the buffer is reused by the next batch
-        kmap = self.knn.raw_maps(self._bordered_interior(b.pyr[0][:n], S // 2), S, x) \
-            if want_map and self.knn is not None else None  # rows 0..n of D's first level: x's activations
+        # rows 0..n of D's first level (x's activations) and the engine's own copy of x: both on the engine's device,
+        # wherever the caller's x lives
+        kmap = self.knn.raw_maps(self._bordered_interior(b.pyr[0][:n], S // 2), S,
+                                 self._bordered_interior(b.d_in[:n], S)) \
+            if want_map and self.knn is not None else None
         return Scores(b.scores[:n].clone(), b.parts[:n, 0].clone(), b.parts[:n, 1].clone(), rec, emap, kmap)
 
     def _replay(self, n: int) -> None:
