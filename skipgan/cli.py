@@ -135,7 +135,7 @@ def train_command(a: argparse.Namespace, d, device: torch.device) -> int:
             check_score_margin(cfg.score_margin, arch.isize)
             cfg.corruption.check(arch.isize)
             cfg.check_knn_window(arch.isize)
-            cfg.map_settings, cfg.knn_settings  # noqa: B018 (checks --map-sigma, --topk-percent, --knn-window)
+            cfg.map_settings  # noqa: B018 (checks --map-sigma, --topk-percent; TrainConfig checked the knn flags)
         except ValueError as e:
             raise as_input_error(e, Architecture, TrainConfig) from None
         info = {"data": a.data, "abnormal_class": a.abnormal_class, "channels": a.channels, "skip_bad": a.skip_bad,

@@ -244,6 +244,18 @@ def test_bad_settings(kw, msg):
         KnnSettings(**kw)
 
 
+@pytest.mark.parametrize("kw,msg", [({"knn_window": 4}, "knn_window=4: must be an odd positive integer"),
+                                    ({"knn_power": 0.0}, r"knn_power=0.0: must be in \(0, 4\]"),
+                                    ({"knn_intensity_memory": -1}, "knn_intensity_memory=-1: must be a non-negative"),
+                                    ({"knn_memory": 0, "knn_window": 4}, "knn_window=4")])
+def test_train_config_checks_the_knn_settings_when_it_is_made(kw, msg):
+    """Not at the end of a training (where the trainer first builds them), and with --knn-memory 0 too."""
+    from skipgan.train import TrainConfig
+
+    with pytest.raises(ValueError, match=msg):
+        TrainConfig(**kw)
+
+
 def test_knn_finds_a_smooth_blob_in_noise_that_the_error_map_misses():
     """The point of the map: normal = fine noise texture, abnormal = a flat grey disc. A reconstruction that is
     flat grey (what a short training gives) has *less* error on the disc than on the texture; the knn map,
@@ -436,7 +448,7 @@ def test_knn_flag_errors(tmp_path, capsys):
     assert main(["train", "--knn-intensity-memory", "-1", "--data", "digits", "--out", str(tmp_path / "r"),
                  *TINY_TRAIN]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--knn-intensity-memory -1: must be non-negative" in err
+    assert err.count("\n") == 1 and "--knn-intensity-memory -1: must be a non-negative integer" in err
     assert main(["train", "--aggregation", "knn", "--knn-memory", "0", "--data", "digits", "--out",
                  str(tmp_path / "r"), *TINY_TRAIN]) == 2
     assert "--aggregation 'knn': must be 'mean', 'max' or 'topk' with --knn-memory 0" in capsys.readouterr().err

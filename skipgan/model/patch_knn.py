@@ -228,9 +228,10 @@ class PatchKnn:
             knn = cls(samples[0].out, settings, samples[1].out, stats={"texture": (0.0, 1.0), "intensity": (0.0, 1.0)})
             parts = [knn._part_distances(first_level(model, x), x) for x in
                      (calibration[i : i + batch_size].to(device) for i in range(0, len(calibration), batch_size))]
+            dists = {k: torch.cat([p[k].flatten().cpu() for p in parts]) for k in parts[0]}
             # a spread floor keeps a degenerate part (constant images) from dividing by zero
             knn.stats = {k: (float(v.mean()), max(float(v.std()) if v.numel() > 1 else 0.0, 1e-6))
-                         for k, v in ((k, torch.cat([p[k].flatten().cpu() for p in parts])) for k in parts[0])}
+                         for k, v in dists.items()}
             return knn
         finally:
             model.train(was_training)

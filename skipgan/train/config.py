@@ -95,13 +95,13 @@ class TrainConfig:
             (self.select in SELECT_CHOICES, "select", f"one of {', '.join(SELECT_CHOICES)}"),
             (self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}"),
             (self.knn_memory >= 0, "knn_memory", "non-negative (0 = no knn map)"),
-            (self.knn_intensity_memory >= 0, "knn_intensity_memory", "non-negative (0 = texture part only)"),
             (self.aggregation != "knn" or self.knn_memory > 0, "aggregation",
              "'mean', 'max' or 'topk' with --knn-memory 0 (the knn aggregation needs the memory)"),
         ]
         for ok, name, want in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be {want}")
+        self.knn_settings  # noqa: B018 (KnnSettings checks the knn fields: here, not at the end of training)
 
     @property
     def corruption(self) -> Corruption:
