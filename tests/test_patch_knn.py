@@ -113,6 +113,24 @@ def test_distances_span_query_blocks(monkeypatch):
     torch.testing.assert_close(knn.distances(a), whole)
 
 
+def test_distances_are_exact_near_a_memory_row_whatever_the_gemm_rounds():
+    """Queries a hair's breadth from memory rows far from the origin: |q|² − 2q·m + |m|² cancels there (the engine's
+    and the eager model's maps parted by 1.6 % on an AMD Zen 4, where their GEMM kernels round differently). The
+    distance must be the exact one to fp32 precision of the difference, and move by no more than the query does."""
+    from skipgan.model.patch_knn import nearest_distances
+
+    g = torch.Generator().manual_seed(2)
+    memory = 10.0 + torch.rand(3000, 64, generator=g)  # |m|² ≈ 7000
+    offset = 1e-3 * torch.randn(200, 64, generator=g)
+    q = memory[torch.randperm(3000, generator=g)[:200]] + offset
+    got = nearest_distances(q.T.reshape(1, 64, 200, 1), memory).flatten().double()
+    want = torch.cdist(q.double(), memory.double()).amin(1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    # a perturbation of 1e-7 moves the distance by at most that much (the GEMM form moved it by ~1e-4 here)
+    moved = nearest_distances((q + 1e-7).T.reshape(1, 64, 200, 1), memory).flatten().double()
+    assert float((moved - got).abs().max()) <= 1e-6
+
+
 def test_memory_is_a_seeded_sample_of_training_descriptors():
     model = model_fixtures.make(isize=32, nc=1, width=4)
     x = model_fixtures.images(6, 1, 32)
