@@ -1,4 +1,4 @@
-// The smallest C++ use of a skipgan export (README "Deployment"): score one image file.
+// The smallest C++ use of a skipgan export (docs/deployment.md): score one image file.
 //   score_one MODEL.pt IMAGE
 #include <iostream>
 

@@ -38,7 +38,7 @@ def nearest_neighbour_score(train, test):
 
 BASELINES = {"PCA": pca_score, "OC-SVM": ocsvm_score, "IsolationForest": iforest_score}
 # Not a column of the table: a reference for how separable these splits are (distance to the nearest normal
-# training image). It memorises the training set and gives no error map; see the README's accuracy notes.
+# training image). It memorises the training set and gives no error map; see docs/accuracy.md.
 REFERENCES = {"1-NN distance": nearest_neighbour_score}
 
 

@@ -7,7 +7,7 @@ differ only in how it is scored:
 
     python benchmarks/accuracy/engine_probes.py --train     # ~35 min on 2 CPU cores (10 models)
     python benchmarks/accuracy/engine_probes.py --score     # AUROC + images/s per variant -> results/engine_probes.json
-    python benchmarks/accuracy/engine_probes.py --table     # the README table
+    python benchmarks/accuracy/engine_probes.py --table     # the table in docs/accuracy.md
 
 images/s: the whole test split (≈ 500 images, isize 32) scored by the engine in batches of 64, best of 3, on
 this machine; the eager column is model.score at the same batch size.

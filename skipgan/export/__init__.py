@@ -4,7 +4,7 @@
     export_model(model, meta, "torchscript", "model.pt")       # or "aoti" (.pt2), "onnx", "tensorrt"
 
 Every format takes decoded images [B, C, H, W] (uint8 / uint16 / float in [0, 1], any H×W) and returns
-(scores, normalised scores, verdicts) (+ the error map with error_map=True); see README "Deployment".
+(scores, normalised scores, verdicts) (+ the error map with error_map=True); see docs/deployment.md.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class TrainConfig:
     amp: str = setting("none", "mixed precision (CUDA)", choices=AMP_CHOICES)
     channels_last: bool = setting(False, "train in the channels_last memory format")
     # Input corruption (see model/corruption.py). The defaults, denoising at σ = 2 with 8 probes, took the digits
-    # benchmark from 0.75 (the paper's recipe: noise_std=0, score_draws=0) to 0.90+ mean AUROC (README); the
+    # benchmark from 0.75 (the paper's recipe: noise_std=0, score_draws=0) to 0.90+ mean AUROC (docs/accuracy.md); the
     # price is 8 generator passes per scored image.
     noise_std: float = setting(2.0, "std of the noise added to the generator's input (denoising); 0 with "
                                     "--score-draws 0 is the paper's recipe")
@@ -59,8 +59,8 @@ class TrainConfig:
                           choices=SELECT_CHOICES)
     # Anomaly maps and the image score (skipgan/anomaly_map.py). Every aggregation is calibrated and stored; this
     # one is the model's score. The paper's mean stays the default: the map aggregations win on the local-defect
-    # benchmark (knn 0.985, max 0.81 vs 0.73 mean image AUROC) but lose 0.09 and more on digits (README "Where is
-    # the anomaly").
+    # benchmark (knn 0.985, max 0.81 vs 0.73 mean image AUROC) but lose 0.09 and more on digits
+    # (docs/accuracy.md, "Local-defect benchmark").
     aggregation: str = setting("mean", "image score: mean (the paper's λ·R + (1−λ)·L), max (largest value of the "
                                        "smoothed anomaly map), topk (mean of its top --topk-percent % pixels) or "
                                        "knn (largest value of the patch-distance map; for local defects on "

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm import tqdm
 
 from ..distributed import SINGLE, Dist
 from ..model import Architecture, SkipGANomaly, init_weights, score_in_batches
 from ..model.patch_knn import PatchKnn
+from ..progress import log_line, track
 from ..scoring import Scores
 from .calibrate import balanced_lambda, calibrate_maps
 from .checkpoint import load_checkpoint, restore, save_checkpoint
@@ -114,7 +114,7 @@ class Trainer:
         out_dir: str | os.PathLike | None = None,
         run_info: dict[str, Any] | None = None,
         progress: bool = True,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = log_line,
         dist: Dist = SINGLE,
         on_epoch_end: Callable[["Trainer", int], None] | None = None,
     ):
@@ -293,8 +293,8 @@ class Trainer:
             self.model.train()
             sums: dict[str, float] = {}
             batches = self._batches(len(train), gen, epoch)
-            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                       disable=not self.progress, dynamic_ncols=True)
+            # a bar on a terminal; in a file or a pipe no bar, the epoch line below (skipgan/progress.py)
+            bar = track(batches, f"epoch {epoch + 1}/{cfg.epochs}", enabled=self.progress)
             t_epoch = time.perf_counter()
             for idx in bar:
                 x = self._to_device(train[idx])
