@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 import torch
 from torch import nn
 
+from .engine.plan import PLAN_ENV, plan_mode
 from .model import Architecture, Corruption, SkipGANomaly
 from .model.corruption import select_probes
 
@@ -199,10 +200,22 @@ def bf16_supported(device: torch.device) -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+def _matmul_kernels(device: torch.device, dt: torch.dtype, a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable]:
+    """The products of a [n, n] @ b [n, n] that this machine offers for dt: torch.mm (MKL for fp32 on x86) and, on
+    the CPU, oneDNN's prepacked product (the engine's candidates, engine/layers.py). The limit is the fastest: MKL
+    alone understated an AMD Zen 4 by 25 % (its fp32 path there is slower than oneDNN's)."""
+    fns = {"torch.mm": lambda: torch.mm(a, b)}
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        packed = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), a.shape[0])
+        fns["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+    return fns
+
+
 def measure_machine(device: str | torch.device = "cpu", *, bw_mb: int = 512, mm_n: int = 4096,
                     min_time: float = 0.5) -> dict[str, Any]:
-    """Read bandwidth (x.sum() over a bw_mb MB fp32 buffer) and fp32 / bf16 matmul throughput (mm_n² torch.mm;
-    bf16 only where the hardware has a bf16 path), measured now with the current torch thread count."""
+    """Read bandwidth (x.sum() over a bw_mb MB fp32 buffer) and fp32 / bf16 matmul throughput (mm_n² products, the
+    fastest library of _matmul_kernels; bf16 only where the hardware has a bf16 path), measured now with the
+    current torch thread count."""
     device = torch.device(device)
     out: dict[str, Any] = {"bw_buffer_mb": bw_mb, "mm_n": mm_n}
     buf = torch.ones(bw_mb * 2**20 // 4, device=device)
@@ -216,8 +229,10 @@ def measure_machine(device: str | torch.device = "cpu", *, bw_mb: int = 512, mm_
             continue
         a = torch.randn(mm_n, mm_n, device=device).to(dt)
         b = torch.randn(mm_n, mm_n, device=device).to(dt)
-        t = _median_time(lambda: torch.mm(a, b), device, min_time, min_calls=2)
-        out[f"{name}_gflop_s"] = flop / t / 1e9
+        by = {lib: flop / _median_time(fn, device, min_time, min_calls=2) / 1e9
+              for lib, fn in _matmul_kernels(device, dt, a, b).items()}
+        out[f"{name}_gflop_s_by"] = {lib: round(g, 1) for lib, g in by.items()}
+        out[f"{name}_gflop_s"] = max(by.values())
         del a, b
     return out
 
@@ -233,6 +248,16 @@ def model_bounds(model: SkipGANomaly, machine: dict[str, Any] | None) -> dict[st
             out[f"compute_img_s_{p}"] = g * 1e9 / flops if g else None
             out[f"weight_stream_img_s_b1_{p}"] = machine["read_gb_s"] * 1e9 / out[f"weight_bytes_{p}"]
     return out
+
+
+def limit_img_s(bounds: dict[str, Any] | None, precision: str, batch: int) -> float | None:
+    """The roofline of one call of `batch` images: the slower of computing its FLOPs at the machine's fastest matmul
+    rate and streaming the weights once (bf16 rows: bf16 rate and bytes). None where the limits were not
+    measured."""
+    if not bounds or not bounds.get(f"compute_img_s_{precision}") or not bounds.get(f"weight_stream_img_s_b1_{precision}"):
+        return None
+    t = max(1 / bounds[f"compute_img_s_{precision}"], 1 / (batch * bounds[f"weight_stream_img_s_b1_{precision}"]))
+    return 1 / t
 
 
 def cpu_model() -> str:
@@ -482,7 +507,8 @@ def engine(model, example_x, dtype):
 
     def fn(x):
         return screener.score(x).score
-    return _note(fn, repr(screener))
+    plan = f"; {screener.plan.describe()}" if screener.plan is not None else ""
+    return _note(fn, repr(screener) + plan)
 
 
 # The exports take decoded samples (preprocessing inside); the bench feeds them its [-1, 1] input as float samples
@@ -634,7 +660,9 @@ def _time_round(b: Built, x: torch.Tensor, budget: float) -> None:
 
 def _row(b: Built, cfg: Config, machine, bounds, load) -> dict[str, Any]:
     med = statistics.median(b.times) if b.times else None
-    return {"runtime": b.peer.name, "precision": b.peer.precision, "batch": cfg.batch, "isize": cfg.isize,
+    limit = limit_img_s(bounds, b.peer.precision, cfg.batch)
+    return {"limit_img_s": limit, "pct_of_limit": round(100 * cfg.batch / med / limit, 1) if med and limit else None,
+            "runtime": b.peer.name, "precision": b.peer.precision, "batch": cfg.batch, "isize": cfg.isize,
             "K": cfg.probes, "img_s": cfg.batch / med if med else None, "ms_per_batch": med * 1e3 if med else None,
             "max_rel_err": b.err, "status": b.status, "calls": len(b.times), "build_s": round(b.build_s, 2),
             "note": b.note, "loadavg_1m": load, "machine": machine, "bounds": bounds}
@@ -652,13 +680,15 @@ def run(configs: Iterable[Config | Sequence[int]] | None = None, runtimes: Seque
         min_time: float = 2.0, threads: int | None = None, device: str | torch.device = "cpu", *,
         model: SkipGANomaly | str | os.PathLike | None = None, nc: int = 1, seed: int = 0,
         model_kwargs: dict | None = None, rounds: int | None = None, warmup: int = 2,
-        machine: bool | dict = True, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+        machine: bool | dict = True, progress: Callable[[str], None] | None = None,
+        plan: str | None = None) -> list[dict[str, Any]]:
     """Build, check and time every runtime on every config (batch, isize, K); one row per (config, runtime).
 
     model: None (random weights, `make_model(isize, nc, K, seed, **model_kwargs)`), a trained SkipGANomaly or
     the path of a model file (its isize only; K = the first K of its stored probes). threads: torch's (and the
     other runtimes') intra-op threads for the run (None: as set). rounds: round-robin rounds (default 5, 3 from
-    isize 128 on); each runtime gets min_time / rounds seconds per round. machine: measure the machine limits
+    isize 128 on); each runtime gets min_time / rounds seconds per round. plan: the engine's layer plan ('tuned' or
+    'fixed'; None: $SKIPGAN_PLAN, else tuned), set for the run through that variable. machine: measure the machine limits
     (True), skip them (False) or pass these keyword arguments to `measure_machine` (small sizes for tests).
     """
     configs = [Config(*c) for c in (default_configs() if configs is None else configs)]
@@ -675,6 +705,9 @@ def run(configs: Iterable[Config | Sequence[int]] | None = None, runtimes: Seque
     threads_before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    plan_before = os.environ.get(PLAN_ENV)
+    if plan:
+        os.environ[PLAN_ENV] = plan_mode(plan)
     try:
         limits = None
         if machine:
@@ -720,6 +753,8 @@ def run(configs: Iterable[Config | Sequence[int]] | None = None, runtimes: Seque
             gc.collect()
     finally:
         torch.set_num_threads(threads_before)
+        if plan:
+            os.environ.pop(PLAN_ENV, None) if plan_before is None else os.environ.__setitem__(PLAN_ENV, plan_before)
         clear_exports()
     return rows
 
@@ -753,7 +788,10 @@ def format_machine(machine: dict | None) -> str:
             f"{machine['read_gb_s']:.1f} GB/s (x.sum() over {machine['bw_buffer_mb']} MB fp32); matmul "
             f"{machine['fp32_gflop_s']:.0f} GFLOP/s fp32, "
             + (f"{bf16:.0f} GFLOP/s bf16" if bf16 else "bf16 not supported")
-            + f" ({machine['mm_n']}x{machine['mm_n']} torch.mm)")
+            + f" ({machine['mm_n']}x{machine['mm_n']}, the fastest of "
+            + "; ".join(f"{p} {', '.join(f'{k} {v:.0f}' for k, v in machine[f'{p}_gflop_s_by'].items())}"
+                        for p in ("fp32", "bf16") if machine.get(f"{p}_gflop_s_by")) + ")"
+            + "; % limit: of the slower of computing the FLOPs at that rate and streaming the weights once per call")
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -769,11 +807,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         bd = rs[0].get("bounds") or {}
         lines += ["", f"isize {isize}, K {K} probes, batch {batch}"
                   + (f"  (load {rs[0]['loadavg_1m']})" if rs[0].get("loadavg_1m") is not None else "")]
-        lines.append(f"  {'runtime':<21} {'prec':<5} {'img/s':>9} {'ms/batch':>10} {'max rel err':>11}  status")
+        lines.append(f"  {'runtime':<21} {'prec':<5} {'img/s':>9} {'ms/batch':>10} {'% limit':>8} {'max rel err':>11}"
+                     "  status")
         for r in rs:
             err = "-" if r["max_rel_err"] is None else f"{r['max_rel_err']:.1e}"
+            pct = "-" if r.get("pct_of_limit") is None else f"{r['pct_of_limit']:.0f}%"
             lines.append(f"  {r['runtime']:<21} {r['precision']:<5} {_fmt(r['img_s']):>9} "
-                         f"{_fmt(r['ms_per_batch'], 2):>10} {err:>11}  {r['status']}"
+                         f"{_fmt(r['ms_per_batch'], 2):>10} {pct:>8} {err:>11}  {r['status']}"
                          + (f"  [{r['note']}]" if r.get("note") and not r["status"].startswith("unavailable") else ""))
         is_engine = lambda r: PEERS[r["runtime"]].is_engine if r["runtime"] in PEERS else False  # noqa: E731
         is_peer = lambda r: r["runtime"] not in PEERS or not (  # noqa: E731

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .engine.plan import PLANS
 from .errors import InputError
 
 
@@ -46,6 +47,8 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
                    help="round-robin rounds over the runtimes (default: 5, 3 from isize 128 on)")
     p.add_argument("--threads", default=None, help="intra-op threads for every runtime (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    p.add_argument("--plan", choices=PLANS, default=None,
+                   help="the engine's layer plan: tuned (default, or $SKIPGAN_PLAN) or fixed (engine/plan.py)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the rows and the machine info here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_bench)
@@ -133,7 +136,7 @@ def bench_settings(a: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"--json {a.json}: folder {parent} does not exist")
     configs = [Config(b, s, k) for s in isizes for k in probes for b in batches]
     return dict(configs=configs, runtimes=runtimes, min_time=min_time, threads=threads, device=device,
-                model=model, nc=nc, rounds=rounds)
+                model=model, nc=nc, rounds=rounds, plan=a.plan)
 
 
 def cmd_bench(a: argparse.Namespace) -> int:

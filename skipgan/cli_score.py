@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from .anomaly_map import AGGREGATIONS
+from .engine.plan import PLANS
 from .errors import InputError
 from .scoring import Scores
 
@@ -34,11 +35,15 @@ def add_scorer_flags(p: argparse.ArgumentParser) -> None:
                    help="engine precision: bf16 needs AVX512-BF16/AMX on CPU; fp16 is CUDA only")
     g.add_argument("--probes", type=int, default=None, metavar="K",
                    help="score through the first K of the model's stored noise probes (default: all; 0: the clean "
-                        "input, K times faster, less accurate; see README)")
+                        "input, K times faster, less accurate; see docs/performance.md)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for scoring (default: torch's)")
+    g.add_argument("--plan", choices=PLANS, default=None,
+                   help="how the CPU engine picks each layer's kernel: tuned (default, or $SKIPGAN_PLAN): timed on this "
+                        "machine once, then cached; fixed: the built-in rules")
+    g.add_argument("-v", "--verbose", action="store_true", help="print the engine's plan on stderr")
     g.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
                    help="image score: the model's own (default), mean (the paper's), max or topk of the anomaly map, "
-                        "knn (max of the patch-distance map) (each calibrated in the model file; see README)")
+                        "knn (max of the patch-distance map) (each calibrated in the model file; see docs/scoring-and-maps.md)")
 
 
 def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., Scores]:
@@ -53,9 +58,11 @@ def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., S
     if a.engine == "fused":
         try:
             screener = Screener.from_model(model, device=device, dtype=a.dtype, max_batch=max_batch,
-                                           probes=a.probes, threads=a.threads)
+                                           probes=a.probes, threads=a.threads, plan=a.plan)
         except ValueError as e:  # bad probes / dtype for this model or machine: "probes=9: ..." -> "--probes 9: ..."
             raise as_input_error(e) from None
+        if a.verbose and screener.plan is not None:
+            print(f"[score] {screener.plan.describe()}", file=sys.stderr, flush=True)
         return screener.score
     return eager_scorer(model, a, max_batch)
 

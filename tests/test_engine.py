@@ -67,7 +67,7 @@ def test_engine_per_pixel_layers_full_and_partial_tiles(dtype, rtol):
     x = images(11, 2, 32)  # tiles of 8 images (64 generator rows), then 3 (24 rows)
     with torch.no_grad():
         want = m.score(x)
-    s = Screener.from_model(m, dtype=dtype, max_batch=11, tile=64)
+    s = Screener.from_model(m, dtype=dtype, max_batch=11, tile=64, plan="fixed")
     assert type(s.dec[3]).__name__ == "PixelConvT"
     got = s.score(x)
     torch.testing.assert_close(got.score, want.score, rtol=rtol, atol=1e-6)
@@ -126,7 +126,7 @@ def test_engine_bf16_close_to_fp32():
     with torch.no_grad():
         want = m.score(x)
     got = Screener.from_model(m, dtype="bf16", max_batch=8).score(x)
-    # bf16 keeps 8 bits of mantissa: scores (means of squared errors) agree to a few percent (README)
+    # bf16 keeps 8 bits of mantissa: scores (means of squared errors) agree to a few percent (docs/performance.md)
     torch.testing.assert_close(got.score, want.score, rtol=0.05, atol=1e-4)
     # and rank images the same way up to near-ties
     assert torch.corrcoef(torch.stack([got.score, want.score]))[0, 1] > 0.98
@@ -187,10 +187,10 @@ def test_default_model_plan_uses_the_cheapest_exact_layer_forms():
     """isize 32: im2col GEMMs on the larger maps, per-pixel GEMMs where the zero border wastes 44 % of the taps
     (4x4 -> 2x2 and back), one dense matrix on the 1x1 maps; the last layer folds and mixes the probes."""
     kinds = lambda layers: [type(layer).__name__ for layer in layers]  # noqa: E731
-    s = Screener.from_model(make(32, 1, probes=2), max_batch=32)  # generator tiles of 64 images
+    s = Screener.from_model(make(32, 1, probes=2), max_batch=32, plan="fixed")  # generator tiles of 64 images
     assert kinds(s.enc) == ["Im2colConv"] * 3 + ["PixelConv", "DenseConv"]
     assert kinds(s.dec) == ["Col2imConvT"] * 3 + ["PixelConvT", "DenseConv"]
     assert kinds(s.pyr) == ["Im2colConv"] * 3 and type(s.feat).__name__ == "DenseConv"
-    small = Screener.from_model(make(32, 1, probes=2), max_batch=2)  # skinny products: the tap form throughout
+    small = Screener.from_model(make(32, 1, probes=2), max_batch=2, plan="fixed")  # skinny products: tap forms
     assert kinds(small.enc)[3] == "Im2colConv" and kinds(small.dec)[3] == "Col2imConvT"
     assert Screener.from_model(make(32, 1), max_batch=2, backend="vendor").backend == "vendor"

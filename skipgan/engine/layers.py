@@ -32,22 +32,54 @@ from .. import ops  # noqa: F401  (importing it loads the op library)
 from .fold import FoldedConv
 
 
-class Gemm:
-    """x [M, K] @ W [K, N], with W prepared once for the CPU library that multiplies it fastest.
+# The CPU libraries a layer's matrix product can run on (the plan picks one per layer, engine/plan.py):
+# "onednn": oneDNN's prepacked (blocked) weight through torch.ops.mkldnn; "mkl": MKL's packed fp32 weight;
+# "mm": torch.mm on the plain weight (whatever ATen dispatches to). Which is fastest depends on the CPU: MKL's
+# packed fp32 product ran these shapes at 0.4-0.6x oneDNN's on an AMD Zen 4/5 but was chosen on an AMX Xeon.
+KERNELS = ("onednn", "mkl", "mm")
 
-    bf16: oneDNN's prepacked (blocked) weight, so the AMX/AVX512-BF16 kernels do not reorder W on every call
-    (that reorder dominated skinny products: [8, 1024] @ [1024, 768] took 191 µs through torch.mm, 86 µs packed).
-    fp32: MKL's packed weight for the layer's full-tile M (smaller M, e.g. a last partial batch, falls back to
-    torch.mm, which MKL also runs). Elsewhere (CUDA, fp16): torch.mm.
+
+def default_kernel(dtype: torch.dtype, device) -> str:
+    """The fixed plan's library for a matrix product (what the engine used before plans were measured)."""
+    if torch.device(device).type != "cpu":
+        return "mm"
+    if dtype == torch.bfloat16 and torch.backends.mkldnn.is_available():
+        return "onednn"
+    if dtype == torch.float32 and torch.backends.mkl.is_available():
+        return "mkl"
+    return "mm"
+
+
+def available_kernels(dtype: torch.dtype, device) -> tuple[str, ...]:
+    """The libraries that can run a product of this dtype on this device (the tuner's candidates)."""
+    if torch.device(device).type != "cpu":
+        return ("mm",)
+    out = []
+    if dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available():
+        out.append("onednn")
+    if dtype == torch.float32 and torch.backends.mkl.is_available():
+        return (*out, "mkl")  # fp32 torch.mm is MKL's unpacked product: never faster than its packed one
+    return (*out, "mm")
+
+
+class Gemm:
+    """x [M, K] @ W [K, N], with W prepared once for the library `kernel` (KERNELS; None: default_kernel).
+
+    Packed weights keep the libraries from reordering W on every call (that reorder dominated skinny products:
+    [8, 1024] @ [1024, 768] took 191 µs through torch.mm, 86 µs packed). MKL's packed weight serves the layer's
+    full-tile M (`rows`); a smaller M (a last partial batch) falls back to torch.mm.
     """
 
-    def __init__(self, weight: torch.Tensor, rows: int, dtype: torch.dtype, device):
+    def __init__(self, weight: torch.Tensor, rows: int, dtype: torch.dtype, device, kernel: str | None = None):
         self.weight = weight.to(device, dtype).contiguous()  # [K, N]
         self.rows, self.packed, self.mkl = rows, None, None
-        cpu = torch.device(device).type == "cpu"
-        if cpu and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available():
+        self.kernel = kernel or default_kernel(dtype, device)
+        if self.kernel not in available_kernels(dtype, device):
+            raise ValueError(f"kernel={self.kernel!r}: not available for {dtype} on {device} "
+                             f"(available: {', '.join(available_kernels(dtype, device))})")
+        if self.kernel == "onednn":
             self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.t().contiguous(), rows)
-        elif cpu and dtype == torch.float32 and torch.backends.mkl.is_available():
+        elif self.kernel == "mkl":
             self.wt = self.weight.t().contiguous()
             self.mkl = torch.ops.mkl._mkl_reorder_linear_weight(self.wt, rows)
 
@@ -104,23 +136,37 @@ def col2im_matrix(layer: FoldedConv) -> torch.Tensor:
 def dense_matrix(layer: FoldedConv, size: int) -> torch.Tensor:
     """The whole layer on a size×size NHWC input as one [size²·C_in, out²·C_out] matrix (NHWC in and out).
 
-    Row r is the layer's response to the r-th unit input; every entry is a single weight (no sums), so the
-    matrix is exact."""
-    d = size * size * layer.c_in
-    basis = torch.eye(d, dtype=torch.float32).view(d, size, size, layer.c_in).permute(0, 3, 1, 2)
-    conv = F.conv_transpose2d if layer.transposed else F.conv2d
-    resp = conv(basis, layer.weight, stride=layer.stride, padding=layer.padding)
-    return resp.permute(0, 2, 3, 1).reshape(d, -1)
+    Block (input pixel, output pixel) is the [C_in, C_out] weight of the tap that joins them, if any: every entry
+    is a single weight (no sums), so the matrix is exact. Placed tap by tap (out²·k² or size²·k² block copies): the
+    layer's response to the unit basis, which defines it, costs a size²·C_in-image convolution (a second at
+    isize 32)."""
+    w, k, s, p = layer.weight, layer.kernel, layer.stride, layer.padding
+    out = layer.out_size(size)
+    m = torch.zeros(size, size, layer.c_in, out, out, layer.c_out, dtype=w.dtype)
+    # conv: output o reads input o·s − p + k; transposed: input i writes output i·s − p + k
+    outer = size if layer.transposed else out
+    inner = out if layer.transposed else size
+    for a in range(outer):
+        for b in range(outer):
+            for ky in range(k):
+                for kx in range(k):
+                    y, x = a * s - p + ky, b * s - p + kx
+                    if 0 <= y < inner and 0 <= x < inner:
+                        if layer.transposed:  # weight [C_in, C_out, k, k]
+                            m[a, b, :, y, x, :] = w[:, :, ky, kx]
+                        else:  # weight [C_out, C_in, k, k]
+                            m[y, x, :, a, b, :] = w[:, :, ky, kx].T
+    return m.reshape(size * size * layer.c_in, -1)
 
 
 class Im2colConv:
     """Conv2d on a zero-bordered NHWC input buffer [N, H+2p, W+2p, C_in]."""
 
-    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, kernel: str | None = None):
         assert not layer.transposed
         self.k, self.s, self.p = layer.kernel, layer.stride, layer.padding
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
-        self.gemm = Gemm(im2col_matrix(layer), batch * self.out * self.out, dtype, device)
+        self.gemm = Gemm(im2col_matrix(layer), batch * self.out * self.out, dtype, device, kernel)
         self.shift = None if layer.shift is None else layer.shift.to(device)
 
     def scratch(self, n: int) -> tuple[int, int]:
@@ -144,11 +190,11 @@ class Im2colConv:
 class Col2imConvT:
     """ConvTranspose2d on a dense NHWC input [N, H, W, C_in]."""
 
-    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, kernel: str | None = None):
         assert layer.transposed
         self.k, self.s, self.p = layer.kernel, layer.stride, layer.padding
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
-        self.gemm = Gemm(col2im_matrix(layer), batch * size * size, dtype, device)
+        self.gemm = Gemm(col2im_matrix(layer), batch * size * size, dtype, device, kernel)
         self.shift = None if layer.shift is None else layer.shift.to(device)
 
     def scratch(self, n: int) -> tuple[int, int]:
@@ -171,9 +217,9 @@ class Col2imConvT:
 class DenseConv:
     """Any conv or transposed conv on a tiny map, as one matrix: dense NHWC input [N, H, W, C_in]."""
 
-    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, kernel: str | None = None):
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
-        self.gemm = Gemm(dense_matrix(layer, size), batch, dtype, device)
+        self.gemm = Gemm(dense_matrix(layer, size), batch, dtype, device, kernel)
         self.shift = None if layer.shift is None else layer.shift.to(device)
 
     def scratch(self, n: int) -> tuple[int, int]:
@@ -213,9 +259,10 @@ PIXEL_MAX_CALLS, PIXEL_MIN_SAVED, PIXEL_MIN_BATCH = 16, 0.3, 64
 class PixelConv:
     """Conv2d on a tiny output map: one GEMM per output pixel over the taps inside the image (dense NHWC input)."""
 
-    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, kernel: str | None = None):
         assert not layer.transposed
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
+        self.min_batch = min(PIXEL_MIN_BATCH, batch)  # smaller batches than it was built for: the tap form
         self.pixels = []  # (oy, ox, input rows, input cols, Gemm over [taps·C_in, C_out])
         first = lambda o: o * layer.stride - layer.padding  # noqa: E731
         for oy in range(self.out):
@@ -224,9 +271,9 @@ class PixelConv:
                 kx0, kx1 = _valid(ox, layer, size)
                 w = layer.weight[:, :, ky0:ky1, kx0:kx1].permute(2, 3, 1, 0).reshape(-1, self.c_out)
                 self.pixels.append((oy, ox, slice(first(oy) + ky0, first(oy) + ky1),
-                                    slice(first(ox) + kx0, first(ox) + kx1), Gemm(w, batch, dtype, device)))
+                                    slice(first(ox) + kx0, first(ox) + kx1), Gemm(w, batch, dtype, device, kernel)))
         # small batches: the whole layer as one product over a zero-bordered copy of the input
-        self.taps = Im2colConv(layer, size, batch, dtype, device)
+        self.taps = Im2colConv(layer, size, batch, dtype, device, kernel)
         self.pad = torch.zeros(batch, size + 2 * layer.padding, size + 2 * layer.padding, self.c_in, device=device,
                                dtype=dtype)
         self.shift = self.taps.shift
@@ -238,7 +285,7 @@ class PixelConv:
     def __call__(self, src: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, act: int, slope: float,
                  out: torch.Tensor, act2: int = 0, out2: torch.Tensor | None = None) -> None:
         n, o = src.shape[0], self.out
-        if n < PIXEL_MIN_BATCH:
+        if n < self.min_batch:
             p = self.taps.p
             padded = self.pad[:n]
             padded[:, p : p + self.size, p : p + self.size, :].copy_(src)
@@ -256,8 +303,9 @@ class PixelConvT(Col2imConvT):
     """ConvTranspose2d on a tiny input map: per input pixel and kernel row, one GEMM over the kernel columns whose
     taps land inside the output; the fold op then sums what landed (it never reads the taps left out)."""
 
-    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
-        super().__init__(layer, size, batch, dtype, device)  # the tap form, for small batches
+    def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, kernel: str | None = None):
+        super().__init__(layer, size, batch, dtype, device, kernel)  # the tap form, for small batches
+        self.min_batch = min(PIXEL_MIN_BATCH, batch)
         self.taps = []  # (iy, ix, ky, kx0, kx1, Gemm over [C_in, (kx1-kx0)·C_out])
         for iy in range(size):
             ky0, ky1 = _valid(iy, layer, self.out)
@@ -265,13 +313,13 @@ class PixelConvT(Col2imConvT):
                 kx0, kx1 = _valid(ix, layer, self.out)
                 for ky in range(ky0, ky1):
                     w = layer.weight[:, :, ky, kx0:kx1].permute(0, 2, 1).reshape(self.c_in, -1)
-                    self.taps.append((iy, ix, ky, kx0, kx1, Gemm(w, batch, dtype, device)))
+                    self.taps.append((iy, ix, ky, kx0, kx1, Gemm(w, batch, dtype, device, kernel)))
 
     def __call__(self, src: torch.Tensor, cols: torch.Tensor, y: torch.Tensor, act: int, slope: float,
                  out: torch.Tensor, act2: int = 0, out2: torch.Tensor | None = None,
                  probe_weight: torch.Tensor | None = None) -> None:
         n, h, k = src.shape[0], self.size, self.k
-        if n < PIXEL_MIN_BATCH:
+        if n < self.min_batch:
             return super().__call__(src, cols, y, act, slope, out, act2, out2, probe_weight)
         c6 = cols[: n * h * h * k * k * self.c_out].view(n, h, h, k, k, self.c_out)
         for iy, ix, ky, kx0, kx1, gemm in self.taps:
@@ -279,17 +327,59 @@ class PixelConvT(Col2imConvT):
         self.fold(c6, act, slope, out, act2, out2, probe_weight)
 
 
-def make_layer(layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
-    """The cheapest exact way to run this layer on batches of up to `batch` size x size inputs (module docstring)."""
-    if dense_ok(layer, size):
-        return DenseConv(layer, size, batch, dtype, device)
+FORMS = ("taps", "dense", "pixel")
+# A dense matrix is a candidate while it costs at most this many times the tap form's multiply-adds (measurement
+# decides between them) and holds at most DENSE_MAX_BYTES of weights.
+DENSE_MAX_MACS, DENSE_MAX_BYTES = 2.0, 64 * 2**20
+
+
+def _macs(layer: FoldedConv, size: int) -> tuple[int, int]:
+    """(dense, taps) multiply-adds of one image through the layer."""
+    out, taps = layer.out_size(size), layer.kernel * layer.kernel
+    dense = size * size * layer.c_in * out * out * layer.c_out
+    return dense, (size * size if layer.transposed else out * out) * taps * layer.c_in * layer.c_out
+
+
+def _pixel_ok(layer: FoldedConv, size: int) -> bool:
     out = layer.out_size(size)
     calls = size * size * layer.kernel if layer.transposed else out * out
-    if calls <= PIXEL_MAX_CALLS and pixel_macs_saved(layer, size) >= PIXEL_MIN_SAVED and batch >= PIXEL_MIN_BATCH:
+    return calls <= PIXEL_MAX_CALLS and pixel_macs_saved(layer, size) >= PIXEL_MIN_SAVED
+
+
+def candidate_forms(layer: FoldedConv, size: int, fold: bool = False) -> tuple[str, ...]:
+    """The forms that can run this layer (the tuner times each); fold: the layer must end in the fold op (the
+    last generator layer, which mixes the probes there), so no dense form."""
+    forms = ["taps"]
+    dense, taps = _macs(layer, size)
+    if not fold and (dense_ok(layer, size) or (dense <= DENSE_MAX_MACS * taps and dense * 4 <= DENSE_MAX_BYTES)):
+        forms.append("dense")
+    if _pixel_ok(layer, size):
+        forms.append("pixel")
+    return tuple(forms)
+
+
+def fixed_form(layer: FoldedConv, size: int, batch: int, fold: bool = False) -> str:
+    """The fixed plan's form: fewest multiply-adds, per-pixel products only for large batches (module docstring)."""
+    if not fold and dense_ok(layer, size):
+        return "dense"
+    return "pixel" if _pixel_ok(layer, size) and batch >= PIXEL_MIN_BATCH else "taps"
+
+
+def make_layer(layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, form: str | None = None,
+               kernel: str | None = None, fold: bool = False):
+    """This layer on batches of up to `batch` size x size inputs, in `form` (FORMS; None: fixed_form) with its
+    products on `kernel` (KERNELS; None: default_kernel)."""
+    form = form or fixed_form(layer, size, batch, fold)
+    if form not in candidate_forms(layer, size, fold):
+        raise ValueError(f"form={form!r}: not a form of this layer (candidates: "
+                         f"{', '.join(candidate_forms(layer, size, fold))})")
+    if form == "dense":
+        return DenseConv(layer, size, batch, dtype, device, kernel)
+    if form == "pixel":
         cls = PixelConvT if layer.transposed else PixelConv
     else:
         cls = Col2imConvT if layer.transposed else Im2colConv
-    return cls(layer, size, batch, dtype, device)
+    return cls(layer, size, batch, dtype, device, kernel)
 
 
 def needs_border(layer) -> int:
@@ -297,5 +387,6 @@ def needs_border(layer) -> int:
     return layer.p if isinstance(layer, Im2colConv) else 0
 
 
-__all__ = ["Col2imConvT", "DenseConv", "Gemm", "Im2colConv", "PixelConv", "PixelConvT", "col2im_matrix",
-           "dense_matrix", "dense_ok", "im2col_matrix", "make_layer", "nchw", "needs_border"]
+__all__ = ["FORMS", "KERNELS", "Col2imConvT", "DenseConv", "Gemm", "Im2colConv", "PixelConv", "PixelConvT",
+           "available_kernels", "candidate_forms", "col2im_matrix", "default_kernel", "dense_matrix", "dense_ok",
+           "fixed_form", "im2col_matrix", "make_layer", "nchw", "needs_border"]

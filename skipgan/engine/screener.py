@@ -3,7 +3,7 @@
     screener = Screener.from_model(model, dtype=torch.bfloat16, max_batch=64)
     result = screener.score(x)        # x: [B, C, isize, isize] in [-1, 1] -> skipgan.scoring.Scores
 
-Data flow (../shared/ARCHITECTURE.md), per tile of the K·B generator batch:
+Data flow (docs/architecture.md), per tile of the K·B generator batch:
 
     probes   g = x·scale_k + shift_k, written into the interior of a zero-bordered buffer (K = 0: g is x itself)
     encoder  one GEMM per level; ONE epilogue pass writes LeakyReLU(y) into the next level's input buffer and
@@ -35,6 +35,8 @@ from .. import ops
 from ..scoring import Scores
 from .fold import FoldedNetwork, fold_for_scoring
 from .layers import Col2imConvT, make_layer, nchw, needs_border
+from .plan import LayerSpec, Plan, plan_mode
+from .plan import choose as choose_plan
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 RELU, LEAKY, TANH, NONE = (ops.ACTIVATIONS[k] for k in ("relu", "leaky_relu", "tanh", "none"))
@@ -93,7 +95,7 @@ class Screener:
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, max_batch: int = 64,
                  threads: int | None = None, backend: str | None = None, tile: int | None = None,
-                 cuda_graphs: bool = True, knn=None):
+                 cuda_graphs: bool = True, knn=None, plan: str | dict | None = None):
         if not ops.AVAILABLE:
             raise RuntimeError(f"the fused engine needs the native ops: {ops.build_info().get('error')}")
         self.device = torch.device(device)
@@ -126,6 +128,8 @@ class Screener:
         self.T = self.tile_images * per_image  # generator batch of a full tile
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self.plan_mode = plan_mode(plan)  # checked before any work
+        self.plan: Plan | None = None  # the gemm backend's layer plan (engine/plan.py), set by _build
         self._build()
 
     # ------------------------------------------------------------------------------------------ construction
@@ -151,11 +155,21 @@ class Screener:
         dev, dt = self.device, self.dtype
         sizes = [S >> j for j in range(len(net.encoder) + 1)]  # input size of encoder level j
         if gemm:
-            self.enc = [make_layer(l, sizes[j], T, dt, dev) for j, l in enumerate(net.encoder)]
-            self.dec = [make_layer(l, sizes[j + 1], T, dt, dev) for j, l in enumerate(net.decoder)]
             dsizes = [S >> i for i in range(len(net.pyramid) + 1)]
-            self.pyr = [make_layer(l, dsizes[i], B2, dt, dev) for i, l in enumerate(net.pyramid)]
-            self.feat = make_layer(net.feature, dsizes[-1], B2, dt, dev)
+            specs = [*(LayerSpec(f"enc{j}", l, sizes[j], T) for j, l in enumerate(net.encoder)),
+                     *(LayerSpec(f"dec{j}", l, sizes[j + 1], T, fold=j == 0) for j, l in enumerate(net.decoder)),
+                     *(LayerSpec(f"pyr{i}", l, dsizes[i], B2) for i, l in enumerate(net.pyramid)),
+                     LayerSpec("feat", net.feature, dsizes[-1], B2)]
+            self._specs = specs  # the layers as the plan names them
+            with intra_op_threads(self.threads):  # measured with the threads it will run with
+                self.plan, built = choose_plan(specs, dt, dev, self.plan_mode, threads=self.threads)
+            layers = {s.name: built.get(s.name) or make_layer(s.layer, s.size, s.rows, dt, dev,
+                                                              *self.plan.choices[s.name], fold=s.fold)
+                      for s in specs}
+            self.enc = [layers[f"enc{j}"] for j in range(len(net.encoder))]
+            self.dec = [layers[f"dec{j}"] for j in range(len(net.decoder))]
+            self.pyr = [layers[f"pyr{i}"] for i in range(len(net.pyramid))]
+            self.feat = layers["feat"]
             assert isinstance(self.dec[0], Col2imConvT), "the last generator layer must be a fold (probe mixing)"
         else:
             self.enc, self.dec = net.encoder, net.decoder
@@ -336,4 +350,4 @@ class Screener:
     def __repr__(self) -> str:
         return (f"Screener(isize={self.isize}, nc={self.nc}, probes={self.K}, device={self.device}, "
                 f"dtype={self.dtype}, backend={self.backend}, max_batch={self.max_batch}, "
-                f"tile={self.tile_images} images)")
+                f"tile={self.tile_images} images, plan={self.plan.mode if self.plan else self.plan_mode})")

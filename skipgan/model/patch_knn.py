@@ -27,7 +27,7 @@ the validation normals, which are not in the memories) and the 'knn' aggregation
 
 Settings chosen on the development split of the local-defect benchmark (`make --dev`: train and test crops both
 from the training columns; `local_defects.py knn` re-fits memories with other settings), never on its reported test
-split (README "The knn map"): the first level rather than deeper levels or the generator's encoder, its energy
+split (docs/scoring-and-maps.md, "The knn map"): the first level rather than deeper levels or the generator's encoder, its energy
 rather than signed activations, k = 1, power 0.5, window 7. Why the square root: the energy is heavy-tailed, so in
 a Euclidean distance a few high-contrast edges outweigh everything else; its square root (the variance-stabilising
 transform of a magnitude) lets the quiet regions count, where smooth blobs and low-contrast foreign textures sit.
