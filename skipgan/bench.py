@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 import torch
 from torch import nn
 
+from .engine.cpu import bf16_fast
 from .engine.plan import PLAN_ENV, plan_mode
 from .model import Architecture, Corruption, SkipGANomaly
 from .model.corruption import select_probes
@@ -197,7 +198,7 @@ def _median_time(fn: Callable[[], Any], device: torch.device, min_time: float, m
 def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return bf16_fast()
 
 
 def _matmul_kernels(device: torch.device, dt: torch.dtype, a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable]:

@@ -6,6 +6,7 @@ from torch import nn
 
 from skipgan import ops
 from skipgan.engine import Screener, fold_conv
+from skipgan.engine.cpu import bf16_fast, bf16_restriction
 from skipgan.model.corruption import select_probes
 
 try:
@@ -61,8 +62,8 @@ def test_engine_equals_eager_model(backend, isize, nc, probes, margin):
 @pytest.mark.parametrize("dtype,rtol", [("fp32", 1e-4), ("bf16", 0.05)])
 def test_engine_per_pixel_layers_full_and_partial_tiles(dtype, rtol):
     """Generator tiles of 64 images run the per-pixel GEMMs; the partial last tile falls back to the tap form."""
-    if dtype == "bf16" and not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
-        pytest.skip("CPU without AVX512-BF16/AMX")
+    if dtype == "bf16" and not bf16_fast():
+        pytest.skip(f"no fast bf16: {bf16_restriction()}")
     m = make(32, 2, probes=8, margin=1)
     x = images(11, 2, 32)  # tiles of 8 images (64 generator rows), then 3 (24 rows)
     with torch.no_grad():
@@ -118,8 +119,7 @@ def test_engine_scores_do_not_depend_on_batching_or_tiling():
 
 
 # ------------------------------------------------------------------------------------------------ bf16
-@pytest.mark.skipif(not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()),
-                    reason="CPU without AVX512-BF16/AMX")
+@pytest.mark.skipif(not bf16_fast(), reason="no fast bf16 here (no AVX512-BF16/AMX, or restricted)")
 def test_engine_bf16_close_to_fp32():
     m = make(32, 1, probes=4, width=16)
     x = images(8, 1, 32)

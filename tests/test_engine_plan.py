@@ -166,3 +166,39 @@ def test_score_verbose_prints_the_plan_and_plan_flag(tmp_path, cache, capsys):
                      *flag]) == 0
         err = capsys.readouterr().err
         assert want in err and "enc0=" in err
+
+
+@pytest.mark.parametrize("transposed,size,c_in,c_out,stride,padding", [
+    (False, 2, 3, 5, 2, 1), (False, 4, 2, 3, 2, 1), (False, 4, 3, 2, 1, 0), (True, 1, 3, 4, 2, 1), (True, 2, 2, 3, 2, 1),
+    (True, 2, 3, 2, 1, 0)])
+def test_dense_matrix_is_the_layers_response_to_the_unit_basis(transposed, size, c_in, c_out, stride, padding):
+    """The dense form's matrix, placed tap by tap, is the layer applied to every unit input (its definition)."""
+    import torch.nn.functional as F
+
+    from skipgan.engine.fold import FoldedConv
+    from skipgan.engine.layers import dense_matrix
+
+    g = torch.Generator().manual_seed(0)
+    shape = (c_in, c_out, 4, 4) if transposed else (c_out, c_in, 4, 4)
+    layer = FoldedConv(torch.randn(shape, generator=g), None, stride, padding, transposed)
+    d = size * size * c_in
+    basis = torch.eye(d).view(d, size, size, c_in).permute(0, 3, 1, 2)
+    conv = F.conv_transpose2d if transposed else F.conv2d
+    want = conv(basis, layer.weight, stride=stride, padding=padding).permute(0, 2, 3, 1).reshape(d, -1)
+    torch.testing.assert_close(dense_matrix(layer, size), want, rtol=0, atol=0)
+
+
+def test_bf16_is_refused_where_onednn_is_restricted_below_its_bf16_instructions(monkeypatch):
+    from skipgan.engine.cpu import bf16_restriction
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert "restricted to AVX2" in bf16_restriction()
+    with pytest.raises(ValueError, match="dtype=bf16: oneDNN is restricted to AVX2 .*use fp32"):
+        Screener.from_model(make(32, 1, width=8), dtype="bf16", max_batch=2)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert bf16_restriction() is None
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert "neither AVX512-BF16 nor AMX" in bf16_restriction()

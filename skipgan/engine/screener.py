@@ -33,6 +33,7 @@ import torch
 
 from .. import ops
 from ..scoring import Scores
+from .cpu import bf16_restriction
 from .fold import FoldedNetwork, fold_for_scoring
 from .layers import Col2imConvT, make_layer, nchw, needs_border
 from .plan import LayerSpec, Plan, plan_mode
@@ -52,9 +53,9 @@ def check_dtype_supported(dtype: torch.dtype, device: torch.device) -> None:
     if device.type == "cpu":
         if dtype == torch.float16:
             raise ValueError("dtype=fp16: not supported on CPU (no fast fp16 matrix units); use fp32 or bf16")
-        if dtype == torch.bfloat16 and not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
-            raise ValueError("dtype=bf16: this CPU has neither AVX512-BF16 nor AMX, so bf16 would be slower than "
-                             "fp32; use fp32")
+        why = bf16_restriction() if dtype == torch.bfloat16 else None
+        if why:
+            raise ValueError(f"dtype=bf16: {why}, so bf16 would be slower than fp32; use fp32")
     elif device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise ValueError("dtype=bf16: this GPU does not support bf16; use fp16 or fp32")
 
