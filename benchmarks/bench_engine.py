@@ -1,6 +1,6 @@
 """Scoring throughput: the fused engine against the usual runtimes, on the same model, probes and input.
 
-The runtimes are those of `skipgan bench` (skipgan/bench.py): eager (the reference impl, so the table's
+The runtimes are those of `skipgan bench` (skipgan/bench/): eager (the reference impl, so the table's
 "x eager" ratios compare with it), eager_channels_last, eager_autocast_bf16, torchscript_frozen, torch_compile
 (inductor, freezing; compile time in extra_info["note"], not in the timings), onnxruntime, openvino_fp32,
 openvino_bf16, engine_fp32, engine_bf16. Each is built once per (batch, isize, K), its scores checked against
@@ -127,7 +127,7 @@ def test_score(benchmark, machine, isize, k, batch, runtime):
 
         def call():
             b.fn(x)
-            bench._sync(DEVICE)
+            bench.sync(DEVICE)
 
         t0 = time.perf_counter()
         call()  # warm-up (and how long one call takes, to size the rounds)

@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from skipgan.anomaly_map import MapSettings, image_scores
-from skipgan.bench import _median_time, make_model
+from skipgan.bench import make_model, median_time
 from skipgan.engine import Screener
 from skipgan.modelfile import load_model
 from skipgan.model.patch_knn import PatchKnn
@@ -44,7 +44,7 @@ def main() -> None:
         "+ error map (max aggregation)": lambda: image_scores(plain.score(x, error_map=True), "max", settings),
         "+ knn map (knn aggregation)": lambda: image_scores(sc.score(x, error_map=True), "knn", settings),
     }
-    rows = [(name, a.batch / _median_time(fn, torch.device("cpu"), a.min_time)) for name, fn in cases.items()]
+    rows = [(name, a.batch / median_time(fn, torch.device("cpu"), a.min_time)) for name, fn in cases.items()]
     print(f"isize {isize}, batch {a.batch}, {a.dtype}, {model.probe_weight.shape[0]} probes, threads "
           f"{torch.get_num_threads()}, knn memory {tuple(model.knn.memory.shape)}")
     print("| scoring | images/s | vs scores only |\n|---|---:|---:|")
