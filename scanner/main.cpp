@@ -76,6 +76,7 @@ void score_batch(scanner::ScreeningModel& model, const scanner::Options& o, std:
                   "or overflowed the model; it was not scored", counts);
       continue;
     }
+    // z and v: the graph's outputs, skipgan.scoring.verdicts traced into the export; --threshold applies its rule
     const bool abnormal = o.threshold ? s[i] > *o.threshold : v[i];
     print_line({{"path", batch[i].path}, {"score", double(s[i])}, {"normalised_score", double(z[i])},
                 {"verdict", abnormal ? "abnormal" : "normal"}});

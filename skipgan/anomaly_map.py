@@ -116,9 +116,14 @@ def aggregate(maps: np.ndarray, how: str, settings: MapSettings) -> np.ndarray:
     raise ValueError(f"aggregation={how!r}: map aggregations are 'max', 'topk' and 'knn'")
 
 
+def raw_kind_maps(s: Scores, kind: str) -> torch.Tensor | None:
+    """The raw maps [N, H, W] of map `kind` ('error' or 'knn') in scorer results `s` (None where `s` has none)."""
+    return s.knn_map if kind == "knn" else s.error_map
+
+
 def kind_maps(s: Scores, kind: str, settings: MapSettings) -> np.ndarray:
     """The anomaly maps [N, H, W] of map `kind` ('error' or 'knn') from scorer results `s`."""
-    raw = s.knn_map if kind == "knn" else s.error_map
+    raw = raw_kind_maps(s, kind)
     if raw is None:
         raise ValueError(f"the {kind} maps are missing: score with error_map=True"
                          + (" by a model that has a knn memory" if kind == "knn" else ""))

@@ -4,7 +4,8 @@
 sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT, `session()` turns them into a process group
 (gloo on CPU, nccl on CUDA, `--dist-backend` to override) with a collective timeout (`--dist-timeout`), and
 `Dist` carries the few collectives skipgan needs. Without torchrun (or with one process) nothing here is
-initialised and every command behaves exactly as before.
+initialised and every command behaves exactly as before. The command line's side (the --dist-* flags, exit
+codes, one error line per node) is skipgan/cli/runner.py.
 
 Rules kept by the callers:
 - rank 0 alone writes files and prints; every rank computes;
@@ -28,7 +29,6 @@ import hashlib
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -176,15 +176,6 @@ SINGLE = Dist()
 
 
 # ---------------------------------------------------------------------------------------------- set-up
-def add_dist_flags(p) -> None:
-    g = p.add_argument_group("torchrun (used only when started by torchrun with more than one process)")
-    g.add_argument("--dist-backend", choices=BACKENDS, default="auto",
-                   help="process-group backend: auto = nccl on CUDA, gloo on CPU (default: auto)")
-    g.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                   help="how long a collective waits for the other processes before the job fails "
-                        f"(default: {DEFAULT_TIMEOUT_S:g})")
-
-
 def resolve_backend(name: str, device: torch.device) -> str:
     if name not in BACKENDS:
         raise InputError(f"--dist-backend {name}: expected one of {', '.join(BACKENDS)}")
@@ -248,30 +239,6 @@ def session(device: torch.device, backend: str = "auto", timeout_s: float = DEFA
         signal.signal(signal.SIGTERM, previous)
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
-
-
-def run_command(fn, a) -> int:
-    """Run a CLI command `fn(a, dist, device)` inside `session()`, with the torchrun conventions: a failed peer ends
-    with one line and exit code 1; a user error (exit code 2) is printed by rank 0, which meets every error the
-    processes of its node meet (same flags, same files), and by the first process of every other node (files
-    there may differ), never by N processes at once. Errors met by one process alone are gathered to rank 0 by
-    the command itself (`skipgan score`)."""
-    from .cli import resolve_device
-
-    rank = int(os.environ.get("RANK", "0")) if launched() else 0
-    try:
-        device = resolve_device(a.device)
-        with session(device, a.dist_backend, a.dist_timeout) as (d, dev):
-            return fn(a, d, dev)
-    except PeerFailure as e:
-        print(f"skipgan: error: {e}", file=sys.stderr)
-        return 1
-    except InputError as e:
-        if rank == 0:
-            raise
-        if os.environ.get("LOCAL_RANK") == "0":
-            print(f"skipgan: error (rank {rank}, node {os.environ.get('GROUP_RANK', '?')}): {e}", file=sys.stderr)
-        return 2
 
 
 # ---------------------------------------------------------------------------------------------- debugging

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .anomaly_map import AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, all_maps, image_scores
+from .anomaly_map import (AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, all_maps, image_scores,
+                          raw_kind_maps)
 from .metrics import pixel_metrics
 from .model import SkipGANomaly, score_in_batches
 from .report import EXAMPLES_FILE, plot_examples, write_report
@@ -72,7 +73,7 @@ def evaluate_model(
     order = np.argsort(-scores, kind="stable")
     shown = np.unique(np.r_[order[:k], order[-k:]])
     ex = scorer(test[shown], error_map=True, reconstruction=True)
-    shown_map = ex.knn_map if MAP_OF[aggregation] == "knn" else ex.error_map  # the map the score reads
+    shown_map = raw_kind_maps(ex, MAP_OF[aggregation])  # the map the score reads
     plot_examples(Path(out_dir) / EXAMPLES_FILE, test[shown], ex.reconstruction, shown_map, scores[shown],
                   labels_np[shown], [names[i] for i in shown] if names is not None else None, k=k,
                   masks=masks[shown] if masks is not None else None)

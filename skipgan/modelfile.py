@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .anomaly_map import AGGREGATIONS, PAPER_AGGREGATION, MapSettings
 from .errors import InputError
 from .model import Architecture, Corruption, SkipGANomaly
 from .model.patch_knn import PatchKnn
@@ -78,18 +79,22 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     return model.to(device).eval(), meta
 
 
+def scoring_metadata(aggregation: str, calibrations: dict[str, dict[str, Any]],
+                     map_settings: dict[str, Any]) -> dict[str, Any]:
+    """The metadata keys of how a model scores, for save_model's `extra`: its aggregation, every aggregation's
+    calibration and the calibrated map settings (read back by model_aggregation, scoring_choice and
+    MapSettings.from_meta)."""
+    return {"aggregation": aggregation, "calibrations": calibrations, "anomaly_map": map_settings}
+
+
 def model_aggregation(meta: dict[str, Any]) -> str:
     """The image-score aggregation a model file records ('mean', the paper's, for files from before maps)."""
-    from .anomaly_map import PAPER_AGGREGATION
-
     return meta.get("aggregation", PAPER_AGGREGATION)
 
 
 def scoring_choice(meta: dict[str, Any], aggregation: str | None, path: str | os.PathLike):
     """(aggregation, its calibration, MapSettings) to score with: the model's own, or `aggregation` (the
     --aggregation flag). InputError naming the model file when the file has no calibration for it."""
-    from .anomaly_map import AGGREGATIONS, MapSettings
-
     how = aggregation or model_aggregation(meta)
     if how not in AGGREGATIONS:
         raise InputError(f"--aggregation {how}: expected one of {', '.join(AGGREGATIONS)}")
@@ -101,10 +106,8 @@ def scoring_choice(meta: dict[str, Any], aggregation: str | None, path: str | os
     return how, cals[how], MapSettings.from_meta(meta)
 
 
-def check_paper_aggregation(meta: dict[str, Any], what: str = "model") -> None:
+def check_paper_aggregation(meta: dict[str, Any], what: str | os.PathLike = "model") -> None:
     """InputError unless the model scores by the paper's mean: exports (skipgan.export) compute that score only."""
-    from .anomaly_map import PAPER_AGGREGATION
-
     how = model_aggregation(meta)
     if how != PAPER_AGGREGATION:
         raise InputError(f"{what}: scores by the '{how}' aggregation, but exported files compute the paper's "

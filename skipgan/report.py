@@ -14,16 +14,17 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from skipgan.fileio import atomic_path
 from skipgan.metrics import _check_labels, _check_scores, _check_scores_labels, _check_threshold, _to_numpy
 from skipgan.metrics import evaluate_scores
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_roc", "plot_pr", "plot_histogram", "plot_examples", "plot_overlay", "write_report"]
 
@@ -45,6 +46,10 @@ EXAMPLES_FILE = "examples.png"
 
 
 def _new_figure(width: float, height: float, layout: str | None = None) -> Figure:
+    # matplotlib (0.4 s to import) loads with the first figure, not with every `skipgan` command that imports this
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=_DPI, layout=layout)
     FigureCanvasAgg(fig)  # attach an Agg canvas explicitly; no pyplot / backend switching involved
     return fig

@@ -1,9 +1,11 @@
-"""The anomaly score A(x) = λ·R(x) + (1−λ)·L(x): its ONE definition, and the result type every scorer returns.
+"""The anomaly score A(x) = λ·R(x) + (1−λ)·L(x): its ONE definition, the result type every scorer returns, and
+the verdict and normalised score a calibration gives.
 
 R = mean squared pixel error over the interior (a `margin`-pixel border left out), L = mean squared
-discriminator-feature error, both per image and in fp32. The eager model, the fused engine, the accuracy runner
-and the native op's tests all use `combine_scores`; the native `skipgan::anomaly_score` op computes the same in
-one pass.
+discriminator-feature error, both per image and in fp32. The eager model, the fused engine, the trainer's
+validation scores and the native op's tests all use `combine_scores` (`weigh` for R and L already computed); the
+native `skipgan::anomaly_score` op computes the same in one pass. `verdicts` is written to be
+`torch.jit.script`-able and `torch.export`-able: the exported graphs trace it.
 """
 
 from __future__ import annotations
@@ -55,14 +57,34 @@ def interior(t: torch.Tensor, margin: int) -> torch.Tensor:
     return t[..., margin : t.shape[-2] - margin, margin : t.shape[-1] - margin] if margin else t
 
 
+def weigh(pixel: torch.Tensor, feature: torch.Tensor, lam: float) -> torch.Tensor:
+    """A = λ·R + (1−λ)·L from R (`pixel`) and L (`feature`)."""
+    return lam * pixel + (1.0 - lam) * feature
+
+
 def combine_scores(x, x_hat, f, f_hat, lam: float, margin: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(score, R, L), each [B] fp32. R is taken over the interior: `margin` border pixels are left out."""
     x, x_hat = interior(x, margin), interior(x_hat, margin)
     pixel = (x.float() - x_hat.float()).pow(2).flatten(1).mean(1)
     feature = (f.float() - f_hat.float()).pow(2).flatten(1).mean(1)
-    return lam * pixel + (1.0 - lam) * feature, pixel, feature
+    return weigh(pixel, feature, lam), pixel, feature
 
 
 def error_map(x, x_hat) -> torch.Tensor:
     """[B, H, W] fp32 per-pixel squared error, averaged over channels (over the whole image, margin or not)."""
     return (x.float() - x_hat.float()).pow(2).mean(1)
+
+
+def calibration_values(calibration: dict) -> tuple[float, float, float]:
+    """(threshold, μ, σ) of a calibration as model files store it: {"threshold", "val_stats": {"mean", "std"}}."""
+    stats = calibration["val_stats"]
+    return float(calibration["threshold"]), float(stats["mean"]), float(stats["std"])
+
+
+def verdicts(scores: torch.Tensor, threshold: float, val_mean: float, val_std: float
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(normalised scores, verdicts: True = abnormal) of image scores [B] by a calibration (calibration_values):
+    (score − μ) / σ of the validation normals' scores (skipgan.metrics.normalise), and score > threshold (strictly:
+    skipgan.metrics' decision rule). The ONE definition of both: `skipgan score` calls it on its image scores, every
+    export computes it in its graph (skipgan.export.pipeline), and the C++ scanner prints the graph's outputs."""
+    return (scores - val_mean) / val_std, scores > threshold

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from skipgan import bench
-from skipgan.cli_bench import add_bench_parser, bench_settings
+from skipgan.cli.bench import add_bench_parser, bench_settings
 from skipgan.errors import InputError
 
 TINY = dict(ngf=8, ndf=8, nz=16)

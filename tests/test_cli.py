@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skipgan.cli import build_parser, main, settings_from_args
+from skipgan.cli import build_parser, main
+from skipgan.cli.flags import settings_from_args
 from skipgan.model import Architecture
 from skipgan.train import TrainConfig
 
@@ -216,7 +217,7 @@ def test_score_bad_engine_flags(trained, tmp_path, capsys, flags, needle):
 def test_score_non_finite_is_an_error_line_never_normal(trained, tmp_path, capsys, monkeypatch):
     import torch
 
-    from skipgan import cli_score
+    from skipgan.cli import score as score_command
     from skipgan.scoring import Scores
 
     def broken(model, a, max_batch):  # a scorer whose second image overflows
@@ -226,7 +227,7 @@ def test_score_non_finite_is_an_error_line_never_normal(trained, tmp_path, capsy
             return Scores(s, s.clone(), s.clone())
         return score
 
-    monkeypatch.setattr(cli_score, "make_scorer", broken)
+    monkeypatch.setattr(score_command, "make_scorer", broken)
     for i in range(3):
         write_png(tmp_path / f"{i}.png", i)
     code, lines, err = score_lines(["score", str(trained / "model.safetensors"), str(tmp_path), "--device", "cpu"],

@@ -21,7 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from skipgan.cli import build_parser, check_same_run, main, train_command
+from skipgan.cli import build_parser, main
+from skipgan.cli.train import check_same_run, train_command
 from skipgan.data.datasets import load_splits
 from skipgan.distributed import DIGESTS_ENV, Dist, is_communication_error, state_digest
 from skipgan.errors import InputError

@@ -20,10 +20,13 @@ from skipgan.export.pipeline import GEMM, STANDARD, VENDOR, ScreeningPipeline
 from skipgan.export.torchscript import script
 from skipgan.modelfile import load_model, save_model
 from skipgan.preprocess import to_model_input
+from skipgan.scoring import calibration_values, verdicts
 
 try:
+    from data_fixtures import gray8, write_png
     from model_fixtures import make
 except ImportError:
+    from tests.data_fixtures import gray8, write_png
     from tests.model_fixtures import make
 
 pytestmark = [pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library not built"),
@@ -110,6 +113,36 @@ def test_pipeline_scores_equal_the_engine(mode, kw, scripted):
     torch.testing.assert_close(z, (want.score - 0.4) / 0.2, rtol=1e-5, atol=1e-6)
     assert torch.equal(v, want.score > 0.5)
     torch.testing.assert_close(emap, want.error_map, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ the verdict
+def test_normalised_score_and_verdict_one_definition_in_the_pipeline_and_skipgan_score(tmp_path, capsys):
+    """skipgan.scoring.verdicts is what every export computes (the pipeline eager, scripted and in standard ops)
+    and what `skipgan score` prints, on a calibration whose threshold splits the images (the C++ scanner prints the
+    export's outputs: tests/test_scanner.py checks its lines against the same function)."""
+    model = make(nc=1, probes=2)  # the model in model_file(..., nc=1, probes=2)
+    files = [write_png(tmp_path / "images" / f"{i}.png", gray8(32, 32, seed=i)) for i in range(6)]
+    images = torch.stack([torch.from_numpy(gray8(32, 32, seed=i))[None] for i in range(6)])
+    path = model_file(tmp_path, nc=1, probes=2)
+    scores = engine_scores(path, images).score
+    cal = {"threshold": float(scores.median()), "target_fpr": 0.05,
+           "val_stats": {"mean": float(scores.mean()), "std": float(scores.std()), "n": 6}}
+    for mode, scripted in [(GEMM, False), (GEMM, True), (STANDARD, False)]:
+        net, chosen = fold_for_scoring(model)
+        pipe = ScreeningPipeline(net, chosen, cal, mode=mode).eval()
+        with torch.no_grad():
+            s, z, v = (script(pipe) if scripted else pipe)(images)
+        want_z, want_v = verdicts(s, *calibration_values(cal))
+        assert torch.equal(z, want_z) and torch.equal(v, want_v), (mode, scripted)
+        assert 0 < int(v.sum()) < len(v)  # both verdicts occur
+    save_model(path, model, cal)
+    assert main(["score", str(path), str(tmp_path / "images"), "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["path"] for line in lines] == [str(f) for f in files]
+    got = torch.tensor([line["score"] for line in lines], dtype=torch.float64)
+    want_z, want_v = verdicts(got, *calibration_values(cal))
+    assert [line["normalised_score"] for line in lines] == want_z.tolist()
+    assert [line["verdict"] for line in lines] == ["abnormal" if b else "normal" for b in want_v.tolist()]
 
 
 # ------------------------------------------------------------------------------------------ TorchScript

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from skipgan import ops
 from skipgan.cli import main
 from skipgan.export import export_model
 from skipgan.modelfile import load_model, save_model
+from skipgan.scoring import calibration_values, verdicts
 
 try:
     from data_fixtures import gray8, rgb8, truncate, write_png, write_tiff
@@ -104,6 +106,10 @@ def assert_same_results(got, want):
         assert g["score"] == pytest.approx(w["score"], rel=1e-4, abs=1e-7), g["path"]
         assert g["normalised_score"] == pytest.approx(w["normalised_score"], rel=1e-4, abs=1e-5), g["path"]
         assert g["verdict"] == w["verdict"] or abs(g["score"] - CAL["threshold"]) < 1e-5
+        # the scanner's own line: the one definition (skipgan.scoring.verdicts) of its fp32 score, as the export has it
+        z, v = verdicts(torch.tensor([g["score"]], dtype=torch.float32), *calibration_values(CAL))
+        assert g["normalised_score"] == pytest.approx(float(z), rel=1e-6, abs=1e-6), g["path"]
+        assert g["verdict"] == ("abnormal" if bool(v) else "normal"), g["path"]
 
 
 @pytest.mark.parametrize("setup", ["gray_setup", "rgb_setup"])

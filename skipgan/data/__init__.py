@@ -7,9 +7,9 @@ from skipgan.data.datasets import ACCEPTED_SPECS, Splits, digits_split_indices, 
 from skipgan.data.images import (
     IMAGE_EXTENSIONS,
     CorruptImageError,
-    adapt_channels,
     batch_to_tensor,
     is_image_file,
+    model_input,
     read_image,
     to_tensor,
 )
@@ -19,11 +19,11 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "CorruptImageError",
     "Splits",
-    "adapt_channels",
     "batch_to_tensor",
     "digits_split_indices",
     "is_image_file",
     "load_splits",
+    "model_input",
     "read_image",
     "to_tensor",
 ]

@@ -24,9 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from skipgan.data.images import adapt_channels, batch_to_tensor
+from skipgan.data.cifar import load_cifar10
+from skipgan.data.folder import detect_layout, list_images, load_images
+from skipgan.data.images import batch_to_tensor
+from skipgan.data.masks import find_masks, masks_to_isize, read_mask
+from skipgan.data.mnist import load_mnist
 from skipgan.errors import InputError
 from skipgan.isize import check_isize
 
@@ -84,13 +87,9 @@ def load_splits(
         if kind == "folder":
             return _load_folder(path, isize, channels, skip_bad)
         if kind == "cifar10":
-            from skipgan.data.cifar import load_cifar10
-
             _check_class(abnormal_class, 10)
             arrays = load_cifar10(path)
             return _class_protocol("cifar10", path, *arrays, abnormal_class, isize, channels)
-        from skipgan.data.mnist import load_mnist
-
         _check_class(abnormal_class, 10)
         arrays = load_mnist(path)
         return _class_protocol("mnist", path, *arrays, abnormal_class, isize, channels)
@@ -140,10 +139,9 @@ def _digits_split(y: np.ndarray, abnormal_class: int, seed: int):
 
 
 def _digits_to_tensor(x: np.ndarray, isize: int, channels: int | None) -> torch.Tensor:
-    t = torch.from_numpy((x / 16.0).astype(np.float32)).view(-1, 1, 8, 8) * 2.0 - 1.0
-    # 8x8 upsampled to isize (at least 32, see check_isize): no antialiasing needed
-    t = F.interpolate(t, size=(isize, isize), mode="bilinear", align_corners=False, antialias=False)
-    return adapt_channels(t, channels, "digits").contiguous()
+    """sklearn's digits (0..16, [N, 64]) as float images in [0, 1], through the one preprocessing (8x8 upsampled to
+    isize: antialiasing is the identity there, so these are the plain bilinear images of before, bit for bit)."""
+    return batch_to_tensor((x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8), isize, channels, name="digits")
 
 
 def _load_digits(isize: int, abnormal_class: int, channels: int | None, seed: int) -> Splits:
@@ -241,8 +239,6 @@ def _gather(x: np.ndarray, idx: np.ndarray, isize: int, channels, kind: str, out
 
 
 def _load_folder(root: Path, isize: int, channels: int | None, skip_bad: bool) -> Splits:
-    from skipgan.data.folder import detect_layout, list_images, load_images
-
     layout = detect_layout(root)
     groups = [(layout.train, 0, "train")] + [(layout.test_normal, 0, "test")]
     groups += [(d, 1, "test") for d in layout.test_abnormal]
@@ -296,8 +292,6 @@ def _folder_masks(root: Path, layout_name: str, listed_abnormal: list[Path], tes
                   test_sizes: list[tuple[int, int]], test_labels: torch.Tensor,
                   isize: int) -> tuple[torch.Tensor | None, str]:
     """(masks [N, isize, isize] or None, note) for the kept test images: see skipgan.data.masks."""
-    from skipgan.data.masks import find_masks, masks_to_isize, read_mask
-
     abnormal = [f for f, y in zip(test_files, test_labels.tolist()) if y == 1]
     found = find_masks(root, layout_name, listed_abnormal)
     if not found:

@@ -242,20 +242,18 @@ def dtype_scale(dtype: np.dtype) -> float:
 # ----------------------------------------------------------------------------------------------- tensors
 
 
-def adapt_channels(x: torch.Tensor, channels: int | None, name: str | None = None) -> torch.Tensor:
-    """[N, C, H, W] -> [N, channels, H, W] by skipgan.preprocess.adapt_channels (1 -> N repeat, 3 -> 1 luma);
-    any other mismatch is an InputError naming the image and the flag."""
-    if channels is None or channels == x.shape[1]:
-        return x
-    if channels < 1:
+def model_input(samples: torch.Tensor, isize: int, channels: int | None, name: str | None = None) -> torch.Tensor:
+    """skipgan.preprocess.to_model_input (the one preprocessing) with the loaders' channel rule: `channels` None
+    keeps the image's own; a conversion preprocess does not make is an InputError naming the image and the flag."""
+    if channels is not None and channels < 1:
         raise InputError(f"--channels must be >= 1, got {channels}")
     try:
-        return preprocess.adapt_channels(x, channels)
+        return preprocess.to_model_input(samples, isize, samples.shape[1] if channels is None else channels)
     except ValueError:
         who = f"{name}: " if name else ""
         raise InputError(
-            f"{who}image has {x.shape[1]} channels but --channels {channels} was given; only 1 -> N (repeat) and "
-            "3 -> 1 (luminance) are converted: pick a matching --channels"
+            f"{who}image has {samples.shape[1]} channels but --channels {channels} was given; only 1 -> N (repeat) "
+            "and 3 -> 1 (luminance) are converted: pick a matching --channels"
         ) from None
 
 
@@ -269,10 +267,10 @@ def batch_to_tensor(
 ) -> torch.Tensor:
     """[N, C, H, W] uint8/uint16/float array -> float32 [N, C', isize, isize] in [-1, 1].
 
-    The steps are skipgan.preprocess's (the one definition every exported graph also runs): full precision of
-    16-bit data, scaled by the dtype's full range, antialiased bilinear resize, channels adapted. Here float input
-    is range-checked first (an InputError naming the image, not a silent clamp). Works in chunks of RESIZE_CHUNK
-    images; writes into `out` (a float32 tensor of the final shape) when given.
+    skipgan.preprocess.to_model_input (the one definition every exported graph also runs: full precision of
+    16-bit data, scaled by the dtype's full range, antialiased bilinear resize, channels adapted), through
+    `model_input`. Here float input is range-checked first (an InputError naming the image, not a silent clamp).
+    Works in chunks of RESIZE_CHUNK images; writes into `out` (a float32 tensor of the final shape) when given.
     """
     if isinstance(arr, torch.Tensor):
         arr = arr.numpy()
@@ -286,8 +284,7 @@ def batch_to_tensor(
         part = torch.from_numpy(np.require(arr[s : s + RESIZE_CHUNK], requirements=["C", "W"]))  # never written
         if part.is_floating_point():
             part = _check_float_range(part.float(), name)
-        part = preprocess.resize_normalise(preprocess.to_unit(part), isize)
-        part = adapt_channels(part, channels, name)
+        part = model_input(part, isize, channels, name)
         if out is not None:
             out[s : s + part.shape[0]].copy_(part)
         else:

@@ -9,14 +9,25 @@ Every format takes decoded images [B, C, H, W] (uint8 / uint16 / float in [0, 1]
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import torch
 
+from ..engine import Screener
+from ..engine.screener import DTYPES, check_dtype_supported
 from ..errors import InputError
+from ..model.corruption import select_probes
+from ..modelfile import check_paper_aggregation
+from ..preprocess import to_model_input
+from .aoti import export_aoti, read_aoti_metadata
 from .metadata import export_metadata
+from .onnx import export_onnx, read_onnx_metadata
 from .pipeline import ScreeningPipeline, WithErrorMap, build_pipeline
+from .tensorrt import build_engine, require_tensorrt
+from .torchscript import export_torchscript, read_torchscript_metadata
+from .torchscript import load as load_torchscript
 
 FORMATS = ("torchscript", "aoti", "onnx", "tensorrt")
 SUFFIXES = {"torchscript": ".pt", "aoti": ".pt2", "onnx": ".onnx", "tensorrt": ".engine"}
@@ -28,8 +39,6 @@ __all__ = ["FORMATS", "ScreeningPipeline", "build_pipeline", "export_model", "re
 
 
 def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtype: str, max_batch: int) -> None:
-    from ..engine.screener import check_dtype_supported, DTYPES
-
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     if not str(out).endswith(SUFFIXES[fmt]):
@@ -57,8 +66,6 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
             if input_dtype == "uint16":
                 raise InputError("--input-dtype uint16: TensorRT has no 16-bit unsigned inputs; use float32 (divide "
                                  "by 65535 before the engine) or uint8")
-            from .tensorrt import require_tensorrt
-
             require_tensorrt()  # before any work: a clear error where tensorrt or a GPU is missing
         return
     try:
@@ -69,17 +76,15 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
 
 def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, *, device: str = "cpu",
                  dtype: str = "fp32", max_batch: int = 64, probes: int | None = None, error_map: bool = False,
-                 input_dtype: str = "uint8", verify: bool = True, trt: dict | None = None) -> dict[str, Any]:
+                 input_dtype: str = "uint8", verify: bool = True, trt: dict | None = None,
+                 source: str | os.PathLike = "the model") -> dict[str, Any]:
     """Write `out` (atomically) and return {"metadata": ..., "max_rel_dev": float or None (not verified)}.
 
     model / meta: as skipgan.modelfile.load_model returns them. trt: TensorRT build options (min_batch, opt_batch,
-    height, width, workspace_mib). Bad arguments raise InputError naming the flag.
+    height, width, workspace_mib). source: what errors about the model call it (the model file's path). Bad
+    arguments raise InputError naming the flag.
     """
-    from ..engine.screener import DTYPES
-    from ..model.corruption import select_probes
-    from ..modelfile import check_paper_aggregation
-
-    check_paper_aggregation(meta, "the model")  # exports compute the paper's score only
+    check_paper_aggregation(meta, source)  # exports compute the paper's score only
     _check(fmt, out, device, dtype, input_dtype, max_batch)
     try:
         select_probes(model.probe_scale, model.probe_shift, model.probe_weight, probes)
@@ -97,21 +102,13 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     example = _example(2, nc, S + 3, S - 2, input_dtype, device)  # odd, non-square: nothing specialises on isize
     with torch.no_grad():
         if fmt == "torchscript":
-            from .torchscript import export_torchscript
-
             export_torchscript(pipeline, metadata, out)
         elif fmt == "aoti":
-            from .aoti import export_aoti
-
             export_aoti(module, example, metadata, out, max_batch)
         else:
-            from .onnx import export_onnx
-
             onnx_path = out if fmt == "onnx" else f"{os.fspath(out)[: -len('.engine')]}.onnx"
             export_onnx(module, example, metadata, onnx_path, max_batch, error_map)
             if fmt == "tensorrt":
-                from .tensorrt import build_engine
-
                 t = trt or {}
                 build_engine(onnx_path, out, metadata, channels=nc, height=t.get("height", S),
                              width=t.get("width", S), min_batch=t.get("min_batch", 1),
@@ -135,9 +132,7 @@ def run_exported(fmt: str, path: str | os.PathLike, images: torch.Tensor, device
     """Score decoded images with an exported file through its own runtime; the outputs as a tuple of CPU tensors
     (None for TensorRT, whose runtime this does not drive, or ONNX without onnxruntime)."""
     if fmt == "torchscript":
-        from .torchscript import load
-
-        out = load(path, device)(images.to(device))
+        out = load_torchscript(path, device)(images.to(device))
     elif fmt == "aoti":
         out = torch._inductor.aoti_load_package(str(path))(images.to(device))
     elif fmt == "onnx":
@@ -156,9 +151,6 @@ def verify_export(model, fmt: str, out, device: str, dtype: str, probes: int | N
                   isize: int) -> float | None:
     """Score a few synthetic images (odd sizes) with the exported file and with the fp32 engine; the largest
     deviation relative to the largest score. Raises RuntimeError beyond TOLERANCE[dtype]."""
-    from ..engine import Screener
-    from ..preprocess import to_model_input
-
     images = _example(3, nc, isize + 5, isize * 2 - 1, input_dtype, "cpu", seed=1)
     got = run_exported(fmt, out, images, device)
     if got is None:
@@ -174,15 +166,13 @@ def verify_export(model, fmt: str, out, device: str, dtype: str, probes: int | N
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata object inside an exported file (the format is told by the suffix)."""
-    import json
-
     p = os.fspath(path)
     if p.endswith(".pt2"):
-        from .aoti import read_aoti_metadata as read
+        read = read_aoti_metadata
     elif p.endswith(".pt"):
-        from .torchscript import read_torchscript_metadata as read
+        read = read_torchscript_metadata
     elif p.endswith(".onnx"):
-        from .onnx import read_onnx_metadata as read
+        read = read_onnx_metadata
     elif p.endswith(".engine"):
         return json.loads(open(f"{p}.json").read())
     else:

@@ -5,7 +5,8 @@
       -> probes (skipgan.model.corruption.probe_inputs / mix_probes) around the folded generator
       -> the folded discriminator once over [x; x̂]
       -> the score (skipgan::anomaly_score, or skipgan.scoring.combine_scores in standard operators)
-      -> (scores fp32 [B], normalised fp32 [B], verdicts bool [B])   (+ error map fp32 [B, isize, isize])
+      -> (scores fp32 [B], normalised fp32 [B], verdicts bool [B])   (skipgan.scoring.verdicts)
+         (+ error map fp32 [B, isize, isize])
 
 The layers are the engine's: `skipgan.engine.fold` folds BatchNorm into each convolution once, the probes are
 chosen by `select_probes` as the engine chooses them, and each layer runs in one of three forms, picked at build
@@ -30,12 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ..engine.fold import FoldedConv, FoldedNetwork
+from ..engine.fold import FoldedConv, FoldedNetwork, fold_for_scoring
+from ..engine.layers import col2im_matrix, dense_matrix, dense_ok, im2col_matrix
 from ..engine.screener import TILE_PIXELS
 from ..model.corruption import mix_probes, probe_inputs
 from ..preprocess import to_model_input
-from ..scoring import combine_scores, error_map
-
+from ..scoring import calibration_values, combine_scores, error_map, verdicts
 
 
 class _ActivationCodes(nn.Module):
@@ -76,8 +77,6 @@ class FoldedLayer(_ActivationCodes):
 
     def __init__(self, fc: FoldedConv, size: int, dtype: torch.dtype, mode: int):
         """size: the input map's side (the pipeline's sizes are fixed by isize)."""
-        from ..engine.layers import col2im_matrix, dense_matrix, dense_ok, im2col_matrix
-
         super().__init__()
         self.stride, self.padding, self.kernel, self.transposed = fc.stride, fc.padding, fc.kernel, fc.transposed
         self.vendor, self.standard, self.c_out = mode == VENDOR, mode == STANDARD, fc.c_out
@@ -177,9 +176,7 @@ class ScreeningPipeline(_ActivationCodes):
         native = mode != STANDARD
         self.isize, self.nc, self.margin, self.native = net.isize, net.nc, net.margin, native
         self.lam, self.slope = float(net.lam), float(net.slope)
-        self.threshold = float(calibration["threshold"])
-        self.val_mean = float(calibration["val_stats"]["mean"])
-        self.val_std = float(calibration["val_stats"]["std"])
+        self.threshold, self.val_mean, self.val_std = calibration_values(calibration)
         self.compute_dtype = dtype
         S = net.isize
         # generator images per pass on the CPU: the engine's measured pixel budget (activations stay in cache).
@@ -258,8 +255,8 @@ class ScreeningPipeline(_ActivationCodes):
         return scores, emap
 
     def _outputs(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # normalised as skipgan.metrics.normalise, verdict as `skipgan score`: above the calibrated threshold
-        return scores, (scores - self.val_mean) / self.val_std, scores > self.threshold
+        normalised, abnormal = verdicts(scores, self.threshold, self.val_mean, self.val_std)  # as `skipgan score`
+        return scores, normalised, abnormal
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(scores fp32 [B], normalised fp32 [B], verdicts bool [B]: True = abnormal)."""
@@ -291,8 +288,6 @@ def build_pipeline(model, calibration: dict, *, native: bool, dtype: torch.dtype
     """A trained SkipGANomaly folded exactly as the engine folds it (skipgan.engine.fold.fold_for_scoring), in eval
     mode on `device`. native: the skipgan ops, laid out as the engine runs them on that device (CPU: its GEMM form;
     CUDA: cuDNN convolutions + the fused epilogue); otherwise standard operators only."""
-    from ..engine.fold import fold_for_scoring
-
     net, chosen = fold_for_scoring(model, probes)
     mode = STANDARD if not native else GEMM if torch.device(device).type == "cpu" else VENDOR
     return ScreeningPipeline(net, chosen, calibration, dtype=dtype, mode=mode, tiled=tiled).eval().to(device)

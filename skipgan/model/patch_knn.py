@@ -86,6 +86,12 @@ class KnnSettings:
             raise ValueError(f"knn_intensity_memory={self.intensity_memory!r}: must be a non-negative integer "
                              "(0 = no intensity part)")
 
+    def check(self, isize: int) -> None:
+        """The settings at image size `isize`: the window must fit on D's first level (isize/2 cells a side)."""
+        if self.window > isize // 2:
+            raise ValueError(f"knn_window={self.window!r}: must be at most {isize // 2} at isize {isize} (the "
+                             "discriminator's first level has isize/2 cells a side)")
+
 
 def first_level(model, x: torch.Tensor) -> torch.Tensor:
     """D's first pyramid level on x, as the eager model computes it (the engine taps its own buffer instead)."""

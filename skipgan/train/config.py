@@ -66,17 +66,19 @@ class TrainConfig:
                                        "knn (largest value of the patch-distance map; for local defects on "
                                        "textures)",
                                choices=AGGREGATIONS)
-    knn_window: int = setting(7, "the knn map's descriptor window, in cells of the discriminator's first level "
-                                 "(2 x 2 pixels each; odd)")
-    knn_power: float = setting(0.5, "exponent of the knn descriptor's energy before averaging (0.5 = square root; "
-                                    "1 = the energy itself)")
-    knn_memory: int = setting(10000, "normal patch descriptors kept for the knn map (ndf floats each in the model "
-                                     "file; 0 = no knn map)")
-    knn_border: str = setting("valid", "the knn texture descriptor near the border: valid (only whole windows; "
-                                       "border cells read the nearest) or cut (windows cut at the border, noisier: "
-                                       "the default before 2026-11-29)", choices=BORDERS)
-    knn_intensity_memory: int = setting(30000, "normal 4 x 4 pixel patches kept for the knn map's intensity part "
-                                               "(16·nc floats each; 0 = texture part only)")
+    # The knn map's settings: flags for the fields of KnnSettings (skipgan/model/patch_knn.py), its defaults and
+    # its checks (knn_settings, and KnnSettings.check for the image size).
+    knn_window: int = setting(KnnSettings.window, "the knn map's descriptor window, in cells of the "
+                              "discriminator's first level (2 x 2 pixels each; odd)")
+    knn_power: float = setting(KnnSettings.power, "exponent of the knn descriptor's energy before averaging (0.5 = "
+                               "square root; 1 = the energy itself)")
+    knn_memory: int = setting(KnnSettings.memory_size, "normal patch descriptors kept for the knn map (ndf floats "
+                              "each in the model file; 0 = no knn map)")
+    knn_border: str = setting(KnnSettings.border, "the knn texture descriptor near the border: valid (only whole "
+                              "windows; border cells read the nearest) or cut (windows cut at the border, noisier: "
+                              "the default before 2026-11-29)", choices=BORDERS)
+    knn_intensity_memory: int = setting(KnnSettings.intensity_memory, "normal 4 x 4 pixel patches kept for the knn "
+                                        "map's intensity part (16·nc floats each; 0 = texture part only)")
     map_sigma: float = setting(2.0, "Gaussian smoothing of the anomaly map, in pixels at isize (0 = none)")
     topk_percent: float = setting(1.0, "share of the map's pixels averaged by --aggregation topk")
     sync_bn: bool = setting(False, "under torchrun: SyncBatchNorm (batch statistics over all processes; CUDA only) "
@@ -118,12 +120,6 @@ class TrainConfig:
         settings = KnnSettings(window=self.knn_window, memory_size=max(self.knn_memory, 1), power=self.knn_power,
                                border=self.knn_border, intensity_memory=self.knn_intensity_memory)
         return settings if self.knn_memory else None  # checked either way
-
-    def check_knn_window(self, isize: int) -> None:
-        """A knn descriptor window must fit on the discriminator's first level (isize/2 cells a side)."""
-        if self.knn_memory and self.knn_window > isize // 2:
-            raise ValueError(f"knn_window={self.knn_window!r}: must be at most {isize // 2} at isize {isize} (the "
-                             "discriminator's first level has isize/2 cells a side)")
 
     @property
     def loss_weights(self) -> LossWeights:

@@ -40,7 +40,7 @@ from ..distributed import SINGLE, Dist
 from ..model import Architecture, SkipGANomaly, init_weights, score_in_batches
 from ..model.patch_knn import PatchKnn
 from ..progress import log_line, track
-from ..scoring import Scores
+from ..scoring import Scores, weigh
 from .calibrate import balanced_lambda, calibrate_maps
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .config import TrainConfig
@@ -278,7 +278,7 @@ class Trainer:
         if cfg.balance_lam:
             self.model.lam = balanced_lambda(cfg.lam, val.pixel, val.feature)
         lam = self.model.lam
-        val_scores = lam * val.pixel + (1.0 - lam) * val.feature
+        val_scores = weigh(val.pixel, val.feature, lam)  # the model's score with the λ it now has
         settings, cals = calibrate_maps(val.error_map, val_scores, cfg.map_settings, cfg.target_fpr, val.knn_map)
         cals = {k: {**v, "lam": lam, "lam_requested": cfg.lam} for k, v in cals.items()}
         return TrainResult(self.model.eval(), self.history, val_scores, cals[cfg.aggregation], selected,

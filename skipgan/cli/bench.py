@@ -5,7 +5,7 @@
     skipgan bench --model runs/train/model.safetensors --json bench.json
 
 Prints one table per (isize, K, batch): images/s of every runtime, the engine's ratio to the best peer of its
-precision and of any precision, and the machine limits measured in the same run (skipgan/bench.py).
+precision and of any precision, and the machine limits measured in the same run (skipgan/bench/).
 Every bad flag value is an InputError naming the flag (one line, exit code 2 through skipgan.cli.main).
 """
 
@@ -21,13 +21,14 @@ from typing import Any
 
 import torch
 
-from .engine.plan import PLANS
-from .errors import InputError
+from .. import bench
+from ..bench import RUNTIMES, Config, load_trained, num_probes, with_probes
+from ..engine.plan import PLANS
+from ..errors import InputError
+from ..isize import ISizeError, check_isize
 
 
 def add_bench_parser(sub) -> argparse.ArgumentParser:
-    from .bench import RUNTIMES
-
     p = sub.add_parser("bench", help="scoring throughput: the fused engine against eager, TorchScript, "
                                      "torch.compile, ONNX Runtime, OpenVINO (one table, one run)")
     p.add_argument("--model", metavar="FILE", default=None,
@@ -82,9 +83,6 @@ def _number(value: str | None, flag: str, kind: type, minimum: float, default: A
 
 def bench_settings(a: argparse.Namespace) -> dict[str, Any]:
     """Check every flag before anything runs: keyword arguments for skipgan.bench.run, or InputError."""
-    from .bench import RUNTIMES, Config, load_trained, num_probes
-    from .isize import ISizeError, check_isize
-
     device = str(a.device).strip().lower()
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device {a.device}: expected cpu or cuda")
@@ -108,8 +106,6 @@ def bench_settings(a: argparse.Namespace) -> dict[str, Any]:
     else:
         probes = _int_list(a.probes, "--probes", 0)
         if model is not None:
-            from .bench import with_probes
-
             for k in probes:
                 try:
                     with_probes(model, k)
@@ -140,8 +136,6 @@ def bench_settings(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from . import bench
-
     kw = bench_settings(a)
     info = bench.machine_info(kw["device"])
     threads = kw["threads"] or torch.get_num_threads()

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import InputError
+from ..anomaly_map import PAPER_AGGREGATION
+from ..errors import InputError
+from ..export import FORMATS, INPUT_DTYPES, export_model
+from ..modelfile import load_model, scoring_choice
+from .flags import add_aggregation_flag
 
 
 def add_export_parser(sub) -> None:
-    from .export import FORMATS, INPUT_DTYPES
-
     p = sub.add_parser("export", help="export a model for deployment (TorchScript, AOTInductor, ONNX, TensorRT)")
     p.add_argument("model", help="model.safetensors written by `skipgan train`")
     p.add_argument("--format", required=True, choices=FORMATS,
@@ -29,9 +31,10 @@ def add_export_parser(sub) -> None:
                         "score_with_map)")
     p.add_argument("--input-dtype", default="uint8", choices=tuple(INPUT_DTYPES),
                    help="sample type the graph takes (AOTInductor, ONNX, TensorRT; TorchScript takes any)")
-    p.add_argument("--aggregation", choices=("mean",), default=None,
-                   help="export the paper's mean score of a model trained with another aggregation, with the mean "
-                        "calibration stored beside the model's own (exported files compute that score only)")
+    add_aggregation_flag(p, choices=(PAPER_AGGREGATION,),
+                         help="export the paper's mean score of a model trained with another aggregation, with the "
+                              "mean calibration stored beside the model's own (exported files compute that score "
+                              "only)")
     p.add_argument("--no-verify", action="store_true", help="skip scoring a few images with the result and the engine")
     t = p.add_argument_group("TensorRT")
     t.add_argument("--min-batch", type=int, default=1, help="optimisation profile: smallest batch")
@@ -56,9 +59,6 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from .export import export_model
-    from .modelfile import check_paper_aggregation, load_model, scoring_choice
-
     size = _size(a.input_size)
     opt = a.opt_batch if a.opt_batch is not None else a.max_batch
     if not 1 <= a.min_batch <= opt <= a.max_batch:
@@ -68,13 +68,12 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.aggregation:  # the file's calibration for it takes the place of the model's own
         how, cal, _ = scoring_choice(meta, a.aggregation, a.model)
         meta = {**meta, "aggregation": how, "calibration": cal}
-    check_paper_aggregation(meta, a.model)
     trt = {"min_batch": a.min_batch, "opt_batch": opt, "workspace_mib": a.workspace}
     if size:
         trt.update(height=size[0], width=size[1])
     report = export_model(model, meta, a.format, a.out, device=a.device, dtype=a.dtype, max_batch=a.max_batch,
                           probes=a.probes, error_map=a.error_map, input_dtype=a.input_dtype,
-                          verify=not a.no_verify, trt=trt)
+                          verify=not a.no_verify, trt=trt, source=a.model)
     m, dev = report["metadata"], report["max_rel_dev"]
     checked = "not verified" if dev is None else f"scores within {dev:.2g} (relative) of the engine's"
     print(f"wrote {a.out}: {a.format}, {m['dtype']} on {m['device']}, isize {m['isize']}, {m['channels']} channel(s), "
