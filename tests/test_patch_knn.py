@@ -495,34 +495,35 @@ def test_knn_memory_zero_trains_without_a_knn_map(tmp_path):
     assert model.knn is None and "knn" not in meta["calibrations"] and "knn" not in meta
 
 
-def test_benchmark_knn_subcommand_refits_the_memory_the_trainer_fitted(knn_run, tmp_path):
-    """`local_defects.py knn` (settings chosen on the development split) must score what training with those
-    settings would: with the run's own settings and seed its re-fitted memory, and so its metrics, are the run's."""
-    import argparse
-    import importlib.util
-    from pathlib import Path
+def test_knn_refit_with_the_runs_settings_is_the_memory_the_trainer_fitted(knn_run):
+    """`refit_knn` (local_defects.py `knn`: settings chosen on the development split) must score what training with
+    those settings would: with the run's own settings and seed its re-fitted memory, and so its metrics, are the
+    run's."""
+    from sklearn.metrics import roc_auc_score
 
-    spec = importlib.util.spec_from_file_location(
-        "local_defects", Path(__file__).parents[1] / "benchmarks/accuracy/local_defects.py")
-    ld = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ld)
+    from skipgan.anomaly_map import kind_maps
+    from skipgan.data.datasets import load_splits
+    from skipgan.engine import Screener
+    from skipgan.metrics import pixel_metrics
+    from skipgan.train.knn_refit import refit_knn
+
     data, out = knn_run
-    (tmp_path / "data").mkdir(), (tmp_path / "runs").mkdir()
-    (tmp_path / "data" / "tex").symlink_to(data)
-    (tmp_path / "runs" / "tex").symlink_to(out)
-    args = dict(data=str(tmp_path / "data"), runs=str(tmp_path / "runs"), textures=["tex"], knn_power=None,
-                knn_border=None, knn_intensity_memory=None, memory_seed=0, json=str(tmp_path / "knn.json"))
-    ld.knn_settings(argparse.Namespace(knn_window=3, knn_memory=2000, **args))
-    got = json.loads((tmp_path / "knn.json").read_text())
-    assert got["knn"] == {"window": 3, "memory_size": 2000, "power": 0.5, "border": "valid",
-                          "intensity_memory": 30000}
+    model, meta = load_model(out / "model.safetensors")
+    trained = model.knn
+    s = load_splits(f"folder:{data}", isize=meta["architecture"]["isize"], channels=1)
+    refit_knn(model, meta, s.train, KnnSettings(window=3, memory_size=2000), seed=0)
+    assert model.knn.settings == trained.settings
+    assert torch.equal(model.knn.memory, trained.memory) and torch.equal(model.knn.intensity, trained.intensity)
+    st = MapSettings.from_meta(meta)
+    res = Screener.from_model(model, max_batch=64).score(s.test, error_map=True)
+    maps = kind_maps(res, "knn", st)
     m = json.loads((out / "metrics.json").read_text())
-    r = got["results"]["tex"]
-    assert r["image_auroc"] == pytest.approx(m["auroc_by_aggregation"]["knn"])
-    assert r["pixel_auroc"] == pytest.approx(m["pixel_by_map"]["knn"]["pixel_auroc"], abs=1e-4)
-    assert r["pro"] == pytest.approx(m["pixel_by_map"]["knn"]["pro"], abs=1e-4)
+    assert roc_auc_score(s.test_labels.numpy(), image_scores(res, "knn", st, maps)) == pytest.approx(
+        m["auroc_by_aggregation"]["knn"])
+    pm = pixel_metrics(maps, s.test_masks.numpy())
+    assert pm["pixel_auroc"] == pytest.approx(m["pixel_by_map"]["knn"]["pixel_auroc"], abs=1e-4)
+    assert pm["pro"] == pytest.approx(m["pixel_by_map"]["knn"]["pro"], abs=1e-4)
     # other settings give another memory: the energy itself (power 1) over 5 x 5 cells
-    ld.knn_settings(argparse.Namespace(knn_window=5, knn_memory=2000, **{**args, "knn_power": 1.0,
-                                                                        "knn_intensity_memory": 0}))
-    assert json.loads((tmp_path / "knn.json").read_text())["knn"] == {
-        "window": 5, "memory_size": 2000, "power": 1.0, "border": "valid", "intensity_memory": 0}
+    refit_knn(model, meta, s.train, KnnSettings(window=5, memory_size=2000, power=1.0, intensity_memory=0), seed=0)
+    assert model.knn.settings == KnnSettings(window=5, memory_size=2000, power=1.0, border="valid", intensity_memory=0)
+    assert model.knn.intensity is None and not torch.equal(model.knn.memory, trained.memory)

@@ -7,14 +7,11 @@
     python benchmarks/accuracy/local_defects.py maps --data /tmp/local_defects --runs runs/local_defects --out maps.png
     python benchmarks/accuracy/local_defects.py knn --data /tmp/ld_dev --runs runs/ld_dev --knn-window 9  # dev only
 
-Data (no downloads; `pip install scikit-image`, the `bench` extra): three 512x512 grayscale textures of
-scikit-image's data module — brick, grass, gravel. A patch is a 128x128 crop, area-averaged 2x down to 64x64
-and stored as a 16-bit grayscale PNG (the averaging makes genuine 16-bit values). Training crops come from the
-left part of the photograph (columns 0..299), test crops from the right part (columns 312..511): disjoint
-areas of the same texture. Abnormal test patches get ONE pasted foreign region covering 2-15 % of the patch,
-with its exact mask (the pixels that were replaced): another texture (a photograph of the moon or the
-cameraman, crop of the same scale), a smooth blob, a bright or dark object, a scratch line. MVTec AD layout:
-<texture>/train/good, test/good, test/<defect>/, ground_truth/<defect>/<name>_mask.png.
+Data (no downloads; `pip install scikit-image`, the `bench` extra; skipgan/data/synthetic_defects.py): three
+512x512 grayscale textures of scikit-image's data module — brick, grass, gravel — cut into 64x64 16-bit patches,
+training crops from the left part of each photograph, test crops from the right part. Abnormal test patches get ONE
+pasted foreign region covering 2-15 % of the patch, with its exact mask: another texture, a smooth blob, a bright or
+dark object, a scratch line. MVTec AD layout.
 
 Methods, all fitted on the same training patches, scored on the same test patches at 64x64:
 * Skip-GANomaly (`skipgan train`, default recipe) with each image-score aggregation (mean: the paper's; max,
@@ -39,111 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-TEXTURES = ("brick", "grass", "gravel")
-FOREIGN = ("moon", "camera")
-DEFECTS = ("texture", "blob", "object", "scratch")
-CROP, PATCH = 128, 64
-TRAIN_COLS, TEST_COLS = (0, 300), (312, 512)
-# The development split (`make --dev`): both halves inside the training columns, so that settings are chosen
-# without ever looking at the reported test area.
-DEV_TRAIN_COLS, DEV_TEST_COLS = (0, 150), (160, 300)
-N_TRAIN, N_TEST_NORMAL, N_PER_DEFECT = 300, 60, 15
-AREA = (0.02, 0.15)
+from skipgan.data.synthetic_defects import (DEFECTS, N_PER_DEFECT, N_TEST_NORMAL, N_TRAIN, PATCH, TEXTURES,
+                                            write_dataset)
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def _photo(name: str) -> np.ndarray:
-    import skimage.data
-
-    return getattr(skimage.data, name)().astype(np.float64)
-
-
-def _crop(img: np.ndarray, cols: tuple[int, int], rng) -> np.ndarray:
-    """A random CROP x CROP crop with all its columns in [cols), area-averaged to PATCH x PATCH, float 0..255."""
-    h = img.shape[0]
-    r = rng.integers(0, h - CROP + 1)
-    c = rng.integers(cols[0], cols[1] - CROP + 1)
-    f = CROP // PATCH
-    return img[r : r + CROP, c : c + CROP].reshape(PATCH, f, PATCH, f).mean(axis=(1, 3))
-
-
-def _ellipse(rng, area_px: float) -> np.ndarray:
-    yy, xx = np.mgrid[0:PATCH, 0:PATCH]
-    ratio = rng.uniform(0.4, 1.0)
-    a = np.sqrt(area_px / (np.pi * ratio))
-    b = a * ratio
-    cy, cx = rng.uniform(a, PATCH - a, 2) if a < PATCH / 2 else (PATCH / 2, PATCH / 2)
-    t = rng.uniform(0, np.pi)
-    u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
-    v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
-    return (u / a) ** 2 + (v / b) ** 2 <= 1.0
-
-
-def _scratch(rng, area_px: float) -> np.ndarray:
-    yy, xx = np.mgrid[0:PATCH, 0:PATCH]
-    width = rng.uniform(2.0, 3.5)
-    length = min(area_px / width, PATCH * 0.9)
-    cy, cx = rng.uniform(PATCH * 0.3, PATCH * 0.7, 2)
-    t = rng.uniform(0, np.pi)
-    u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
-    v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
-    return (np.abs(u) <= length / 2) & (np.abs(v) <= width / 2)
-
-
-def _defect(kind: str, patch: np.ndarray, foreign: list[np.ndarray], rng) -> tuple[np.ndarray, np.ndarray]:
-    """(patch with one pasted region, its exact mask); the region covers AREA of the patch."""
-    n = PATCH * PATCH
-    while True:
-        frac = rng.uniform(*AREA)
-        mask = _scratch(rng, frac * n * 0.4) if kind == "scratch" else _ellipse(rng, frac * n)
-        if AREA[0] <= mask.mean() <= AREA[1]:
-            break
-    out = patch.copy()
-    if kind == "texture":
-        src = foreign[rng.integers(len(foreign))]
-        out[mask] = _crop(src, (0, src.shape[1]), rng)[mask]
-    elif kind == "blob":  # smooth: the patch's mean plus a gentle gradient
-        yy, xx = np.mgrid[0:PATCH, 0:PATCH]
-        g = rng.normal(0, 0.6, 2)
-        out[mask] = np.clip(patch.mean() + g[0] * (yy[mask] - PATCH / 2) + g[1] * (xx[mask] - PATCH / 2), 0, 255)
-    elif kind == "object":
-        level = rng.uniform(225, 250) if rng.random() < 0.5 else rng.uniform(5, 30)
-        out[mask] = np.clip(level + rng.normal(0, 4, int(mask.sum())), 0, 255)
-    else:  # scratch, bright or dark
-        level = rng.uniform(220, 250) if rng.random() < 0.5 else rng.uniform(5, 35)
-        out[mask] = level
-    return out, mask
-
-
-def _write16(path: Path, v: np.ndarray) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.round(np.clip(v, 0, 255) / 255.0 * 65535.0).astype(np.uint16)).save(path)
-
-
-def _write_mask(path: Path, m: np.ndarray) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(m.astype(np.uint8) * 255).save(path)
-
-
 def make(out: Path, seed: int = 0, dev: bool = False) -> None:
-    train_cols, test_cols = (DEV_TRAIN_COLS, DEV_TEST_COLS) if dev else (TRAIN_COLS, TEST_COLS)
-    foreign = [_photo(n) for n in FOREIGN]
-    for ti, tex in enumerate(TEXTURES):
-        rng = np.random.default_rng(seed * 100 + ti)
-        img, root = _photo(tex), out / tex
-        for i in range(N_TRAIN):
-            _write16(root / "train/good" / f"{i:03d}.png", _crop(img, train_cols, rng))
-        for i in range(N_TEST_NORMAL):
-            _write16(root / "test/good" / f"{i:03d}.png", _crop(img, test_cols, rng))
-        for kind in DEFECTS:
-            for i in range(N_PER_DEFECT):
-                patch, mask = _defect(kind, _crop(img, test_cols, rng), foreign, rng)
-                _write16(root / "test" / kind / f"{i:03d}.png", patch)
-                _write_mask(root / "ground_truth" / kind / f"{i:03d}_mask.png", mask)
+    write_dataset(out, seed, dev)
     print(f"wrote {out}: {', '.join(TEXTURES)}; per texture {N_TRAIN} train, {N_TEST_NORMAL} normal + "
           f"{len(DEFECTS) * N_PER_DEFECT} abnormal test patches ({', '.join(DEFECTS)}), {PATCH}x{PATCH} 16-bit")
 
@@ -344,8 +243,8 @@ def knn_settings(a) -> None:
     aggregation scored. For choosing knn settings on the development split (`make --dev`), never on the test
     split. The models' calibrated μ, σ belong to their own memory, which changes no AUROC (a global affine map)."""
     from skipgan.anomaly_map import MapSettings, image_scores, kind_maps
-    from skipgan.model.patch_knn import KnnSettings, PatchKnn
-    from skipgan.train.trainer import split_validation
+    from skipgan.model.patch_knn import KnnSettings
+    from skipgan.train.knn_refit import refit_knn
 
     given = {"window": a.knn_window, "memory_size": a.knn_memory, "power": a.knn_power, "border": a.knn_border,
              "intensity_memory": a.knn_intensity_memory}
@@ -353,8 +252,7 @@ def knn_settings(a) -> None:
     results = {}
     for tex in a.textures:
         model, meta, s = _trained(Path(a.data), Path(a.runs), tex)
-        train, val = split_validation(s.train, meta["train"]["val_fraction"], meta["train"]["seed"])
-        model.knn = PatchKnn.fit(model, train, settings, seed=a.memory_seed, calibration=val)
+        refit_knn(model, meta, s.train, settings, seed=a.memory_seed)
         st = MapSettings.from_meta(meta)
         res = _score_test(model, s)
         maps = kind_maps(res, "knn", st)
@@ -377,8 +275,7 @@ def digits(a) -> None:
     from skipgan.anomaly_map import AGGREGATIONS, MapSettings, image_scores
     from skipgan.data.datasets import load_splits
     from skipgan.modelfile import load_model
-    from skipgan.model.patch_knn import PatchKnn
-    from skipgan.train.trainer import split_validation
+    from skipgan.train.knn_refit import refit_knn
 
     torch.set_num_threads(a.threads)
     rows = {}
@@ -388,10 +285,8 @@ def digits(a) -> None:
         seed = meta.get("train", {}).get("seed", 0)
         s = load_splits("digits", isize=meta["architecture"]["isize"], abnormal_class=k, seed=seed,
                         channels=meta["architecture"]["nc"])
-        if model.knn is None:  # fitted as the trainer would: the memory from its training share, the validation
-            # share (held out the same way) for the statistics of the knn map's two parts
-            train, val = split_validation(s.train, meta["train"]["val_fraction"], seed)
-            model.knn = PatchKnn.fit(model, train, seed=seed, calibration=val)
+        if model.knn is None:  # fitted as the trainer would (default settings)
+            refit_knn(model, meta, s.train)
         res = _score_test(model, s)
         st = MapSettings(sigma=a.sigma, margin=model.margin)
         rows[k] = {how: float(roc_auc_score(s.test_labels.numpy(), image_scores(res, how, st))) for how in AGGREGATIONS}
