@@ -115,6 +115,28 @@ def test_pipeline_scores_equal_the_engine(mode, kw, scripted):
     torch.testing.assert_close(emap, want.error_map, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kernel", ["onednn", "mm"])
+@pytest.mark.parametrize("form", ["dense", "taps"])
+def test_gemm_pipeline_takes_each_plan_choice_and_scores_as_the_engine(kernel, form):
+    """The GEMM form's per-layer choice from the engine's plan (dense or tap matrix, oneDNN or torch.mm), forced on
+    every layer that has it, scripted: the engine's scores."""
+    from skipgan.engine.layers import candidate_forms
+    from skipgan.engine.plan import network_specs
+
+    model = make(nc=1, probes=2)
+    images = samples(3, 1, 32, 32, torch.uint8)
+    net, chosen = fold_for_scoring(model)
+    choices = {s.name: (form if form in candidate_forms(s.layer, s.size, s.fold) else "taps", kernel)
+               for s in network_specs(net, 8, 8)}
+    pipe = script(ScreeningPipeline(net, chosen, CAL, mode=GEMM, plan=choices).eval())
+    assert pipe.encoder[0].onednn == (kernel == "onednn")
+    assert pipe.feature.dense == (form == "dense")
+    with torch.no_grad():
+        s, _, _ = pipe(images)
+    want = Screener.from_model(model, max_batch=4).score(to_model_input(images, 32, 1))
+    torch.testing.assert_close(s, want.score, rtol=1e-5, atol=1e-7)
+
+
 # ------------------------------------------------------------------------------------------ the verdict
 def test_normalised_score_and_verdict_one_definition_in_the_pipeline_and_skipgan_score(tmp_path, capsys):
     """skipgan.scoring.verdicts is what every export computes (the pipeline eager, scripted and in standard ops)
@@ -165,6 +187,8 @@ def test_torchscript_export_scores_equal_engine(gray, tmp_path):
         assert key in meta, key
     assert (meta["isize"], meta["channels"], meta["probes"], meta["score_margin"]) == (32, 1, 3, 1)
     assert meta["threshold"] == CAL["threshold"] and meta["val_stats"] == CAL["val_stats"]
+    # the engine's plan measured on this machine, stated in the file (CPU, how it was chosen, each layer's choice)
+    assert meta["plan"]["mode"] == "tuned" and meta["plan"]["cpu"] and "enc0" in meta["plan"]["choices"]
 
 
 def test_torchscript_loads_in_a_fresh_process_after_import_skipgan(rgb, tmp_path):

@@ -32,7 +32,7 @@ from typing import Any, Callable
 import torch
 
 from .. import ops
-from .fold import FoldedConv
+from .fold import FoldedConv, FoldedNetwork
 from .layers import available_kernels, candidate_forms, default_kernel, fixed_form, make_layer, needs_border
 
 PLANS = ("tuned", "fixed")
@@ -100,6 +100,17 @@ class LayerSpec:
         return [self.name, l.c_in, l.c_out, l.kernel, l.stride, l.padding, l.transposed, self.size, self.rows]
 
 
+def network_specs(net: FoldedNetwork, rows: int, d_rows: int) -> list[LayerSpec]:
+    """The folded network's layers as the engine runs them: the generator's on `rows` (a tile of the K·B batch), the
+    discriminator's on `d_rows` ([x; x̂]); names enc0.., dec0.. (dec0: the last, folding layer), pyr0.., feat."""
+    S = net.isize
+    dsizes = [S >> i for i in range(len(net.pyramid) + 1)]
+    return [*(LayerSpec(f"enc{j}", l, S >> j, rows) for j, l in enumerate(net.encoder)),
+            *(LayerSpec(f"dec{j}", l, S >> (j + 1), rows, fold=j == 0) for j, l in enumerate(net.decoder)),
+            *(LayerSpec(f"pyr{i}", l, dsizes[i], d_rows) for i, l in enumerate(net.pyramid)),
+            LayerSpec("feat", net.feature, dsizes[-1], d_rows)]
+
+
 @dataclasses.dataclass
 class Plan:
     """The chosen (form, kernel) of every layer, how it was obtained and what the candidates measured."""
@@ -129,7 +140,9 @@ class Plan:
         return f"plan {self.mode}, {how}: {layers}"
 
     def to_meta(self) -> dict[str, Any]:
-        return {"mode": self.mode, "source": self.source, "choices": {k: list(v) for k, v in self.choices.items()}}
+        """What an export says of the plan it carries: how it was chosen, on which CPU, each layer's choice."""
+        return {"mode": self.mode, "source": self.source, "cpu": _cpu_id()["cpu"],
+                "choices": {k: list(v) for k, v in self.choices.items()}}
 
 
 # ------------------------------------------------------------------------------------------------ the cache key
@@ -342,4 +355,4 @@ def choose(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, mod
 
 
 __all__ = ["CACHE_ENV", "FORMAT", "LayerSpec", "PLANS", "PLAN_ENV", "Plan", "budget_for", "cache_path", "choose",
-           "load_cached", "plan_cache_dir", "plan_key", "plan_mode", "save_cached", "tune"]
+           "load_cached", "network_specs", "plan_cache_dir", "plan_key", "plan_mode", "save_cached", "tune"]

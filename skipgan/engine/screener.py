@@ -36,7 +36,7 @@ from ..scoring import Scores
 from .cpu import bf16_restriction
 from .fold import FoldedNetwork, fold_for_scoring
 from .layers import Col2imConvT, make_layer, nchw, needs_border
-from .plan import LayerSpec, Plan, plan_mode
+from .plan import Plan, network_specs, plan_mode
 from .plan import choose as choose_plan
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -58,6 +58,16 @@ def check_dtype_supported(dtype: torch.dtype, device: torch.device) -> None:
             raise ValueError(f"dtype=bf16: {why}, so bf16 would be slower than fp32; use fp32")
     elif device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise ValueError("dtype=bf16: this GPU does not support bf16; use fp16 or fp32")
+
+
+def generator_rows(isize: int, probes: int, max_batch: int, tile: int | None = None,
+                   device: torch.device = torch.device("cpu")) -> int:
+    """Generator rows (images x max(K, 1)) of one full tile: whole images, at most `tile` rows (default: the CPU's
+    TILE_PIXELS budget; CUDA: the whole batch, one graph) and at most max_batch images."""
+    per_image = max(1, probes)
+    if not tile:
+        tile = max(1, TILE_PIXELS // (isize * isize)) if device.type == "cpu" else max_batch * per_image
+    return max(1, min(max_batch, tile // per_image)) * per_image
 
 
 @contextlib.contextmanager
@@ -121,12 +131,8 @@ class Screener:
         else:
             self.p_scale, self.p_shift = scale.to(**to), shift.to(**to)
         self.p_weight = weight.to(self.device, torch.float32).contiguous()
-        per_image = max(1, self.K)
-        if not tile:
-            tile = max(1, TILE_PIXELS // (self.isize * self.isize)) if self.device.type == "cpu" else \
-                self.max_batch * per_image  # CUDA: the whole batch in one pass (one graph)
-        self.tile_images = max(1, min(self.max_batch, tile // per_image))  # images per generator tile
-        self.T = self.tile_images * per_image  # generator batch of a full tile
+        self.T = generator_rows(self.isize, self.K, self.max_batch, tile, self.device)  # generator batch of a tile
+        self.tile_images = self.T // max(1, self.K)  # images per generator tile
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.plan_mode = plan_mode(plan)  # checked before any work
@@ -156,11 +162,7 @@ class Screener:
         dev, dt = self.device, self.dtype
         sizes = [S >> j for j in range(len(net.encoder) + 1)]  # input size of encoder level j
         if gemm:
-            dsizes = [S >> i for i in range(len(net.pyramid) + 1)]
-            specs = [*(LayerSpec(f"enc{j}", l, sizes[j], T) for j, l in enumerate(net.encoder)),
-                     *(LayerSpec(f"dec{j}", l, sizes[j + 1], T, fold=j == 0) for j, l in enumerate(net.decoder)),
-                     *(LayerSpec(f"pyr{i}", l, dsizes[i], B2) for i, l in enumerate(net.pyramid)),
-                     LayerSpec("feat", net.feature, dsizes[-1], B2)]
+            specs = network_specs(net, T, B2)
             self._specs = specs  # the layers as the plan names them
             with intra_op_threads(self.threads):  # measured with the threads it will run with
                 self.plan, built = choose_plan(specs, dt, dev, self.plan_mode, threads=self.threads)

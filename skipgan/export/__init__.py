@@ -24,7 +24,7 @@ from ..preprocess import to_model_input
 from .aoti import export_aoti, read_aoti_metadata
 from .metadata import export_metadata
 from .onnx import export_onnx, read_onnx_metadata
-from .pipeline import ScreeningPipeline, WithErrorMap, build_pipeline
+from .pipeline import ScreeningPipeline, WithErrorMap, build_pipeline, gemm_plan
 from .tensorrt import build_engine, require_tensorrt
 from .torchscript import export_torchscript, read_torchscript_metadata
 from .torchscript import load as load_torchscript
@@ -91,13 +91,19 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     except ValueError as e:
         raise InputError(f"--{e}") from None
     native = fmt in ("torchscript", "aoti")
+    # TorchScript on the CPU carries the engine's measured plan of this machine (the kernels run inside the graph);
+    # AOTInductor compiles its own kernels from the fixed forms
+    plan = gemm_plan(model, dtype=DTYPES[dtype], probes=probes, max_batch=max_batch) \
+        if fmt == "torchscript" and torch.device(device).type == "cpu" else None
     pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=DTYPES[dtype], probes=probes,
-                              device=device, tiled=fmt == "torchscript")
+                              device=device, tiled=fmt == "torchscript", plan=plan)
     # the wrapper too in eval mode: a graph exported from a module in training mode carries that flag (ONNX warns)
     module = WithErrorMap(pipeline).eval() if error_map and fmt != "torchscript" else pipeline
     n_probes = int(pipeline.probe_weight.shape[0])
     metadata = export_metadata(meta, fmt=fmt, device=device, dtype=dtype, probes=n_probes, max_batch=max_batch,
                                input_dtype="any" if fmt == "torchscript" else input_dtype, error_map=error_map)
+    if plan is not None:  # measured on the exporting machine: the file says so
+        metadata["plan"] = plan.to_meta()
     S, nc = pipeline.isize, pipeline.nc
     example = _example(2, nc, S + 3, S - 2, input_dtype, device)  # odd, non-square: nothing specialises on isize
     with torch.no_grad():

@@ -24,7 +24,7 @@ plan adds on top — prepacked weights, preallocated buffers, tiling, CUDA graph
 skipgan.engine; `tests/test_export.py` checks every format's scores against the engine's.
 """
 
-from typing import Final, Optional
+from typing import Final, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,9 @@ from torch import nn
 from .. import ops
 from ..engine.fold import FoldedConv, FoldedNetwork, fold_for_scoring
 from ..engine.layers import col2im_matrix, dense_matrix, dense_ok, im2col_matrix
-from ..engine.screener import TILE_PIXELS
+from ..engine.plan import Plan, network_specs
+from ..engine.plan import choose as choose_plan
+from ..engine.screener import TILE_PIXELS, generator_rows
 from ..model.corruption import mix_probes, probe_inputs
 from ..preprocess import to_model_input
 from ..scoring import calibration_values, combine_scores, error_map, verdicts
@@ -72,20 +74,27 @@ class FoldedLayer(_ActivationCodes):
     vendor: Final[bool]
     standard: Final[bool]
     dense: Final[bool]
+    onednn: Final[bool]
     c_out: Final[int]
     out: Final[int]
 
-    def __init__(self, fc: FoldedConv, size: int, dtype: torch.dtype, mode: int):
-        """size: the input map's side (the pipeline's sizes are fixed by isize)."""
+    def __init__(self, fc: FoldedConv, size: int, dtype: torch.dtype, mode: int,
+                 choice: Optional[tuple[str, str]] = None):
+        """size: the input map's side (the pipeline's sizes are fixed by isize). choice: the GEMM form's (form,
+        kernel) from the engine's plan (skipgan/engine/plan.py; None: the fixed rules): a "dense" form runs one
+        dense matrix, the others the tap matrix (an export has no per-pixel form); kernel "onednn" multiplies
+        through oneDNN (its weight stored [N, K], reordered per call: a graph cannot hold a prepacked weight),
+        "mkl" / "mm" through torch.mm."""
         super().__init__()
         self.stride, self.padding, self.kernel, self.transposed = fc.stride, fc.padding, fc.kernel, fc.transposed
         self.vendor, self.standard, self.c_out = mode == VENDOR, mode == STANDARD, fc.c_out
         self.out = fc.out_size(size)  # every input is resized to isize first, so each layer's sizes are fixed
-        self.dense = mode == GEMM and dense_ok(fc, size)
+        self.dense = mode == GEMM and (choice[0] == "dense" if choice is not None else dense_ok(fc, size))
+        self.onednn = mode == GEMM and choice is not None and choice[1] == "onednn"
         shift = fc.shift if fc.shift is not None else torch.zeros(fc.c_out)
         if mode == GEMM:
             matrix = dense_matrix(fc, size) if self.dense else col2im_matrix(fc) if fc.transposed else im2col_matrix(fc)
-            self.register_buffer("weight", matrix.to(dtype).contiguous())
+            self.register_buffer("weight", (matrix.t() if self.onednn else matrix).to(dtype).contiguous())
         else:
             self.register_buffer("weight", fc.weight.to(dtype))
         # the native epilogues add the shift in fp32; a standard Conv's bias has the graph's dtype
@@ -115,11 +124,11 @@ class FoldedLayer(_ActivationCodes):
         n, o = x.shape[0], self.out
         xh = x.permute(0, 2, 3, 1)  # NHWC (contiguous for channels_last x)
         if self.dense:
-            y = torch.mm(xh.reshape(n, -1), self.weight)
+            y = self._mm(xh.reshape(n, -1))
             return y.view(n, o, o, self.c_out).permute(0, 3, 1, 2)
         if self.transposed:
             h, k = x.shape[2], self.kernel
-            y = torch.mm(xh.reshape(n * h * h, -1), self.weight)
+            y = self._mm(xh.reshape(n * h * h, -1))
             return y.view(n, h, h, k, k, self.c_out)
         p, k, s = self.padding, self.kernel, self.stride
         if p > 0:
@@ -128,8 +137,14 @@ class FoldedLayer(_ActivationCodes):
         c = xh.shape[3]
         sn, sh, sw = xh.stride(0), xh.stride(1), xh.stride(2)
         windows = xh.as_strided([n, o, o, k, k, c], [sn, s * sh, s * sw, sh, sw, 1])
-        y = torch.mm(windows.reshape(n * o * o, k * k * c), self.weight)
+        y = self._mm(windows.reshape(n * o * o, k * k * c))
         return y.view(n, o, o, self.c_out).permute(0, 3, 1, 2)
+
+    def _mm(self, a: torch.Tensor) -> torch.Tensor:
+        if self.onednn:
+            no_scalars: List[Optional[Union[int, float, complex]]] = []  # the schema's Scalar?[]
+            return torch.ops.mkldnn._linear_pointwise(a.contiguous(), self.weight, None, "none", no_scalars, "")
+        return torch.mm(a, self.weight)
 
     def _native(self, x: torch.Tensor, act: int, slope: float, out: torch.Tensor, act2: int,
                 out2: Optional[torch.Tensor]) -> None:
@@ -171,7 +186,10 @@ class ScreeningPipeline(_ActivationCodes):
     tile: Final[int]
 
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                 calibration: dict, *, dtype: torch.dtype = torch.float32, mode: int = GEMM, tiled: bool = True):
+                 calibration: dict, *, dtype: torch.dtype = torch.float32, mode: int = GEMM, tiled: bool = True,
+                 plan: Optional[dict[str, tuple[str, str]]] = None):
+        """plan: the GEMM form's choice per layer name (enc0.., dec0.., pyr0.., feat; engine/plan.py), None: the
+        fixed rules."""
         super().__init__()
         native = mode != STANDARD
         self.isize, self.nc, self.margin, self.native = net.isize, net.nc, net.margin, native
@@ -182,11 +200,14 @@ class ScreeningPipeline(_ActivationCodes):
         # generator images per pass on the CPU: the engine's measured pixel budget (activations stay in cache).
         # tiled=False for torch.export, where a branch on the (dynamic) batch size would become a shape guard.
         self.tile = max(1, TILE_PIXELS // (S * S)) if mode == GEMM and tiled else 1 << 30
-        self.encoder = nn.ModuleList(FoldedLayer(l, S >> j, dtype, mode) for j, l in enumerate(net.encoder))
-        self.decoder = nn.ModuleList(FoldedLayer(l, S >> (j + 1), dtype, mode)  # innermost first
+        pick = (plan or {}).get
+        self.encoder = nn.ModuleList(FoldedLayer(l, S >> j, dtype, mode, pick(f"enc{j}"))
+                                     for j, l in enumerate(net.encoder))
+        self.decoder = nn.ModuleList(FoldedLayer(l, S >> (j + 1), dtype, mode, pick(f"dec{j}"))  # innermost first
                                      for j, l in reversed(list(enumerate(net.decoder))))
-        self.pyramid = nn.ModuleList(FoldedLayer(l, S >> i, dtype, mode) for i, l in enumerate(net.pyramid))
-        self.feature = FoldedLayer(net.feature, S >> len(net.pyramid), dtype, mode)
+        self.pyramid = nn.ModuleList(FoldedLayer(l, S >> i, dtype, mode, pick(f"pyr{i}"))
+                                     for i, l in enumerate(net.pyramid))
+        self.feature = FoldedLayer(net.feature, S >> len(net.pyramid), dtype, mode, pick("feat"))
         scale, shift, weight = probes
         self.register_buffer("probe_scale", scale.to(dtype))
         self.register_buffer("probe_shift", shift.to(dtype))
@@ -283,11 +304,21 @@ class WithErrorMap(nn.Module):
 
 
 def build_pipeline(model, calibration: dict, *, native: bool, dtype: torch.dtype = torch.float32,
-                   probes: int | None = None, device: str | torch.device = "cpu", tiled: bool = True
-                   ) -> ScreeningPipeline:
+                   probes: int | None = None, device: str | torch.device = "cpu", tiled: bool = True,
+                   plan: Plan | None = None) -> ScreeningPipeline:
     """A trained SkipGANomaly folded exactly as the engine folds it (skipgan.engine.fold.fold_for_scoring), in eval
-    mode on `device`. native: the skipgan ops, laid out as the engine runs them on that device (CPU: its GEMM form;
-    CUDA: cuDNN convolutions + the fused epilogue); otherwise standard operators only."""
+    mode on `device`. native: the skipgan ops, laid out as the engine runs them on that device (CPU: its GEMM form,
+    each layer's form and library from `plan` (gemm_plan), else the fixed rules; CUDA: cuDNN convolutions + the
+    fused epilogue); otherwise standard operators only."""
     net, chosen = fold_for_scoring(model, probes)
     mode = STANDARD if not native else GEMM if torch.device(device).type == "cpu" else VENDOR
-    return ScreeningPipeline(net, chosen, calibration, dtype=dtype, mode=mode, tiled=tiled).eval().to(device)
+    return ScreeningPipeline(net, chosen, calibration, dtype=dtype, mode=mode, tiled=tiled,
+                             plan=plan.choices if plan is not None and mode == GEMM else None).eval().to(device)
+
+
+def gemm_plan(model, *, dtype: torch.dtype, probes: int | None, max_batch: int, mode: str | None = None) -> Plan:
+    """The engine's plan for this model on this CPU (skipgan.engine.plan: measured, or read from the cache that the
+    engine shares), for the layers as a Screener of max_batch images runs them: what a GEMM-form export carries."""
+    net, chosen = fold_for_scoring(model, probes)
+    rows = generator_rows(net.isize, int(chosen[2].shape[0]), max_batch)
+    return choose_plan(network_specs(net, rows, 2 * max_batch), dtype, torch.device("cpu"), mode)[0]
