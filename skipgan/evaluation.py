@@ -8,11 +8,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from .anomaly_map import (AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, all_maps, image_scores,
                           raw_kind_maps)
-from .metrics import pixel_metrics
+from .metrics import pixel_metrics, sk_metrics
 from .model import SkipGANomaly, score_in_batches
 from .report import EXAMPLES_FILE, plot_examples, write_report
 from .scoring import Scores
@@ -54,11 +53,11 @@ def evaluate_model(
     labels_np = np.asarray(labels)
     extra = dict(extra or {})
     # The two score components on their own: tells whether λ is well chosen for this data.
-    extra["auroc_pixel"] = float(roc_auc_score(labels_np, s.pixel.numpy()))
-    extra["auroc_feature"] = float(roc_auc_score(labels_np, s.feature.numpy()))
+    extra["auroc_pixel"] = float(sk_metrics().roc_auc_score(labels_np, s.pixel.numpy()))
+    extra["auroc_feature"] = float(sk_metrics().roc_auc_score(labels_np, s.feature.numpy()))
     if want_maps:
         extra["auroc_by_aggregation"] = {
-            how: float(roc_auc_score(labels_np, image_scores(s, how, settings, maps.get(MAP_OF[how]))))
+            how: float(sk_metrics().roc_auc_score(labels_np, image_scores(s, how, settings, maps.get(MAP_OF[how]))))
             for how in AGGREGATIONS if MAP_OF[how] in maps}
         extra["anomaly_map"] = settings.to_meta()
         if masks is not None:

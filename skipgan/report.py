@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from skipgan.fileio import atomic_path
 from skipgan.metrics import _check_labels, _check_scores, _check_scores_labels, _check_threshold, _to_numpy
-from skipgan.metrics import evaluate_scores
+from skipgan.metrics import evaluate_scores, sk_metrics
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -73,8 +72,8 @@ def _write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 def _roc_figure(scores: Any, labels: Any) -> Figure:
     s, y = _check_scores_labels(scores, labels)
-    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
-    auroc = roc_auc_score(y, s)
+    fpr, tpr, _ = sk_metrics().roc_curve(y, s, drop_intermediate=False)
+    auroc = sk_metrics().roc_auc_score(y, s)
     fig = _new_figure(5, 5)
     ax = fig.add_subplot()
     ax.plot(fpr, tpr, color=_ABNORMAL_COLOR, lw=2, label=f"ROC (AUROC = {auroc:.4f})")
@@ -92,8 +91,8 @@ def _roc_figure(scores: Any, labels: Any) -> Figure:
 
 def _pr_figure(scores: Any, labels: Any) -> Figure:
     s, y = _check_scores_labels(scores, labels)
-    precision, recall, _ = precision_recall_curve(y, s)
-    ap = average_precision_score(y, s)
+    precision, recall, _ = sk_metrics().precision_recall_curve(y, s)
+    ap = sk_metrics().average_precision_score(y, s)
     prevalence = float(y.mean())
     fig = _new_figure(5, 5)
     ax = fig.add_subplot()
