@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library n
               pytest.mark.filterwarnings("ignore::FutureWarning")]  # torch.jit.* deprecation notes
 
 CAL = {"threshold": 0.5, "target_fpr": 0.05, "val_stats": {"mean": 0.4, "std": 0.2, "n": 10}}
+CUDA = pytest.mark.cuda  # conftest.py: skipped without a GPU; benchmarks/gpu_check.sh fails on such a skip
 STANDARD_OPS = {"Add", "Cast", "Clip", "Concat", "Conv", "ConvTranspose", "Div", "Greater", "LeakyRelu", "Mul", "Pow",
                 "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Slice", "Sub", "Tanh", "Unsqueeze",
                 "Expand", "Constant", "Gather", "Squeeze", "Identity", "Flatten", "Split", "Transpose", "Sqrt"}
@@ -292,6 +293,7 @@ def test_tensorrt_without_tensorrt_or_gpu_is_a_clear_error(rgb, tmp_path, capsys
     assert not out.exists()
 
 
+@CUDA  # gpu_check.sh deselects it where tensorrt is not installed (and says so)
 def test_tensorrt_engine_matches(rgb, tmp_path):
     trt = pytest.importorskip("tensorrt")
     if not torch.cuda.is_available():
@@ -358,7 +360,6 @@ def test_export_metadata_values_are_what_the_model_holds(gray, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ on a GPU
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 
 @CUDA

@@ -69,7 +69,7 @@ def test_torchscript():
     assert "skipgan::conv_bn_act_out" in str(scripted.graph)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_torch_compile_cuda():
     args = [a.cuda() for a in inputs()]
     want = level_and_score(*args)

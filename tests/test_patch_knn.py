@@ -320,7 +320,7 @@ def test_engine_knn_map_equals_the_eager_model(dtype, tol, probes):
 
 
 @needs_ops
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_engine_knn_map_on_cuda_from_images_on_the_cpu():
     """The knn map reads the engine's device copy of x (its intensity part too), not the caller's tensor: CPU
     images into a CUDA engine give the eager model's map."""

@@ -223,7 +223,7 @@ def test_aoti_package_in_the_scanner(scanner, rgb_setup, tmp_path):
     assert "channels" in by_name["d_gray_to_rgb.png"]["error"]  # a .pt2 takes exactly the model's channels
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.cuda
 def test_scanner_on_cuda(scanner, rgb_setup):
     model, exported, folder = rgb_setup
     rc, lines, err = run_scanner(scanner, "--model", exported, "--device", "cuda", "--batch-size", "4", folder)

@@ -6,7 +6,7 @@ import torch
 from skipgan.model import Architecture, score_in_batches
 from skipgan.train import Trainer, TrainConfig
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.cuda  # conftest.py: skipped without a GPU
 
 TINY = Architecture(isize=32, nc=1, ngf=8, ndf=8, nz=8)
 
