@@ -1,6 +1,8 @@
 #include "conv_bn_act.h"
 
-#include <ATen/ops/convolution.h>
+#include <ATen/Context.h>
+#include <ATen/ops/_convolution.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include "checks.h"
 #include "epilogue.h"
@@ -16,7 +18,7 @@ EpilogueParams conv_bn_act_prepare(const at::Tensor& x, const at::Tensor& weight
                                    const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
                                    at::IntArrayRef stride, at::IntArrayRef padding, bool transposed, int64_t act,
                                    double slope, const at::Tensor& out, int64_t act2,
-                                   const std::optional<at::Tensor>& out2, c10::DeviceType device_type,
+                                   const std::optional<at::Tensor>& out2, bool tf32, c10::DeviceType device_type,
                                    std::vector<at::Tensor>& keep_alive) {
   // Devices first: a tensor on the wrong device is the likeliest mistake and the dispatcher has already
   // picked a kernel from the union of all devices.
@@ -60,9 +62,22 @@ EpilogueParams conv_bn_act_prepare(const at::Tensor& x, const at::Tensor& weight
   EpilogueParams p = describe_epilogue(kOp, x, "x", scale, shift, act, slope, out, act2, out2, keep_alive);
 
   // Vendor convolution into a fresh dense tensor (its memory format follows x / weight: NCHW or
-  // channels_last). The epilogue reads it exactly once.
-  at::Tensor y = at::convolution(x, weight, /*bias=*/std::nullopt, stride, padding, /*dilation=*/{1, 1},
-                                 transposed, output_padding, /*groups=*/1);
+  // channels_last). The epilogue reads it exactly once, as x's dtype.
+  at::Tensor y;
+  {
+    // An enclosing autocast region must not reach the convolution: CUDA's autocast casts convolution /
+    // _convolution to fp16 / bf16, and the epilogue would read that result as fp32. Excluding the autocast keys
+    // makes the answer the same on every backend (CPU autocast happens not to list them).
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    // at::convolution would take TF32 from the global flag; the precision is this op's argument instead.
+    // Benchmark / deterministic / cuDNN-enabled stay the caller's global choices.
+    const auto& ctx = at::globalContext();
+    y = at::_convolution(x, weight, /*bias=*/std::nullopt, stride, padding, /*dilation=*/{1, 1}, transposed,
+                         output_padding, /*groups=*/1, ctx.benchmarkCuDNN(),
+                         ctx.deterministicCuDNN() || ctx.deterministicAlgorithms(), ctx.userEnabledCuDNN(), tf32);
+  }
+  TORCH_CHECK(y.scalar_type() == x.scalar_type(), kOp, ": internal error: the convolution returned ",
+              y.scalar_type(), " for ", x.scalar_type(), " inputs (an autocast region reached it?)");
   if (y.is_contiguous()) {
     p.channels_last = false;
   } else if (y.is_contiguous(at::MemoryFormat::ChannelsLast)) {

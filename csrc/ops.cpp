@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include "cpu/isa.h"
+#include "grid_cap.h"
 
 // Written by setup.py / CMake into the build tree: SKIPGAN_BUILDER and SKIPGAN_CUDA_ARCH_LIST strings.
 #if __has_include("skipgan_build_config.h")
@@ -44,6 +45,12 @@ std::string build_info() {
   return s;
 }
 
+int64_t set_cuda_grid_cap(int64_t cap) {
+  TORCH_CHECK(cap >= 0 && cap <= INT32_MAX, "skipgan::_set_cuda_grid_cap: cap: expected 0..", INT32_MAX, ", got ",
+              cap);
+  return set_grid_cap(static_cast<int>(cap));
+}
+
 }  // namespace
 }  // namespace skipgan
 
@@ -57,10 +64,13 @@ TORCH_LIBRARY(skipgan, m) {
   // act2(same); scale / shift are optional fp32 [C_out]. The output size is read from `out` (for transposed
   // convs this also fixes output_padding). out / out2 may be views with any strides, e.g. channel slices
   // of a preallocated concatenation buffer. act / act2: 0 none, 1 relu, 2 leaky_relu(slope), 3 tanh,
-  // 4 sigmoid; out2 = None skips the second output.
+  // 4 sigmoid; out2 = None skips the second output. The convolution computes in x's dtype inside any autocast
+  // region. tf32: cuDNN may run an fp32 convolution on TF32 tensor cores (default False: true fp32, whatever
+  // torch.backends.cudnn.allow_tf32 says); no effect on CPU or for bf16 / fp16.
   m.def(
       "conv_bn_act_out(Tensor x, Tensor weight, Tensor? scale, Tensor? shift, int[2] stride, int[2] padding, "
-      "bool transposed, int act, float slope, Tensor(a!) out, int act2=0, Tensor(b!)? out2=None) -> ()");
+      "bool transposed, int act, float slope, Tensor(a!) out, int act2=0, Tensor(b!)? out2=None, "
+      "bool tf32=False) -> ()");
   // The conv_bn_act epilogue alone, on a given pre-activation y (e.g. a GEMM result): out = act(y * scale +
   // shift), out2 = act2(same), the same kernels as conv_bn_act_out. y: [N, C, H, W], read in place when dense
   // NCHW or dense channels_last (else copied); out / out2: y's shape and dtype, any strides (channel slices,
@@ -92,4 +102,7 @@ TORCH_LIBRARY(skipgan, m) {
       "anomaly_score_out(Tensor x, Tensor x_hat, Tensor f, Tensor f_hat, float lam, Tensor(a!) scores, "
       "Tensor(b!)? error_map=None, int margin=0, Tensor(c!)? parts=None) -> ()");
   m.def("_build_info() -> str", &skipgan::build_info);
+  // Test hook: cap the blocks of every CUDA launch (0: no cap) so that tests run the kernels' grid-stride loops
+  // over more work than one grid; returns the previous cap. Present in CPU-only builds too (then nothing reads it).
+  m.def("_set_cuda_grid_cap(int cap) -> int", &skipgan::set_cuda_grid_cap);
 }

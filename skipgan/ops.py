@@ -125,7 +125,7 @@ if AVAILABLE:
 
     @torch.library.register_fake("skipgan::conv_bn_act_out")
     def _conv_bn_act_out_fake(x, weight, scale, shift, stride, padding, transposed, act, slope, out, act2=0,
-                              out2=None):
+                              out2=None, tf32=False):
         return None
 
     @torch.library.register_fake("skipgan::bias_act_out")
@@ -207,27 +207,32 @@ def _conv_out_shape(x: Tensor, weight: Tensor, stride, padding, transposed: bool
 def conv_bn_act_reference(x: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None, *,
                           stride=1, padding=0, transposed: bool = False, output_padding=0, act: str | int = "relu",
                           slope: float = 0.2, act2: str | int | None = None):
-    """Pure-PyTorch definition: act(conv(x) * scale + shift) in fp32, cast to x.dtype.
+    """Pure-PyTorch definition: act(conv(x) * scale + shift) in fp32 (true fp32 on CUDA too: TF32 off here,
+    whatever torch.backends.cudnn.allow_tf32 says), cast to x.dtype.
 
     Returns one tensor, or (out, out2) when act2 is given.
     """
     xf, wf = x.float(), weight.float()
-    if transposed:
-        y = F.conv_transpose2d(xf, wf, stride=_pair(stride), padding=_pair(padding),
-                               output_padding=_pair(output_padding))
-    else:
-        y = F.conv2d(xf, wf, stride=_pair(stride), padding=_pair(padding))
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                                    deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+        if transposed:
+            y = F.conv_transpose2d(xf, wf, stride=_pair(stride), padding=_pair(padding),
+                                   output_padding=_pair(output_padding))
+        else:
+            y = F.conv2d(xf, wf, stride=_pair(stride), padding=_pair(padding))
     return _epilogue_reference(y, scale, shift, act, slope, act2, x.dtype)
 
 
 def conv_bn_act(x: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None, *, stride=1,
                 padding=0, transposed: bool = False, output_padding=0, act: str | int = "relu", slope: float = 0.2,
-                out: Tensor | None = None, act2: str | int | None = None, out2: Tensor | None = None):
+                out: Tensor | None = None, act2: str | int | None = None, out2: Tensor | None = None,
+                tf32: bool = False):
     """Native conv(+transposed) -> *scale + shift -> act, optionally also act2 into out2, in one epilogue pass.
 
     out / out2 may be views into bigger buffers (e.g. channel slices of a concatenation buffer); when not
     given they are allocated in x's memory format. output_padding is only used to size an allocated `out`
-    (the op reads it from out's shape). Returns out, or (out, out2) when act2 is given.
+    (the op reads it from out's shape). tf32: let cuDNN run an fp32 convolution on TF32 tensor cores (default: true
+    fp32, whatever torch.backends.cudnn.allow_tf32 says). Returns out, or (out, out2) when act2 is given.
     """
     _require()
     if out is None:
@@ -239,7 +244,7 @@ def conv_bn_act(x: Tensor, weight: Tensor, scale: Tensor | None = None, shift: T
         out2 = torch.empty_like(out)
     torch.ops.skipgan.conv_bn_act_out(x, weight, scale, shift, _pair(stride), _pair(padding), transposed,
                                       _act_code(act), float(slope), out,
-                                      _act_code(act2) if act2 is not None else 0, out2)
+                                      _act_code(act2) if act2 is not None else 0, out2, tf32)
     return out if act2 is None else (out, out2)
 
 

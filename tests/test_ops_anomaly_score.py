@@ -1,13 +1,18 @@
 """skipgan::anomaly_score / anomaly_score_out against the ONE score definition, skipgan.scoring.combine_scores
 (and skipgan.scoring.error_map for the map)."""
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 
 from skipgan import ops
 from skipgan.scoring import combine_scores, error_map
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = pytest.mark.cuda  # conftest.py: skipped without a GPU; benchmarks/gpu_check.sh fails on such a skip
 LAM = 0.9
 
 
@@ -315,6 +320,27 @@ def test_rejects_margin_too_big_for_one_side():
         ops.anomaly_score(x.transpose(2, 3), x_hat.transpose(2, 3), f, f_hat, margin=3)
 
 
+# ---------------------------------------------------------------------------------------------- CUDA order, on the CPU
+
+
+def test_cuda_score_order_does_not_depend_on_alignment(tmp_path):
+    """The CUDA kernel's per-thread sums (csrc/cuda/score_sums.h, host-compilable) run on the CPU for every thread
+    of a block with the samples at every offset inside 16 bytes (a sample's place in the batch decides its
+    alignment): partial sums, the block's total and the map are identical bit for bit (tests/cpp/score_sums_host.cpp,
+    with a control showing that the order before the fix gave other totals on the same data)."""
+    root = Path(__file__).resolve().parents[1]
+    source = root / "tests" / "cpp" / "score_sums_host.cpp"
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None or not (root / "csrc" / "cuda" / "score_sums.h").exists():
+        pytest.skip("needs a C++ compiler and the source tree")
+    exe = tmp_path / "score_sums_host"
+    build = subprocess.run([cxx, "-std=c++17", "-O2", "-Wall", "-Wno-unknown-pragmas", f"-I{root / 'csrc'}",
+                            str(source), "-o", str(exe)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stdout
+
+
 # ---------------------------------------------------------------------------------------------- CUDA
 
 
@@ -380,3 +406,30 @@ def test_cuda_rejects_mixed_devices():
     with pytest.raises(RuntimeError, match=r"parts: expected device cuda:0 \(the device of x\), got cpu"):
         torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, LAM, torch.empty(2, device="cuda"),
                                             parts=torch.empty(2, 2))
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_cuda_score_does_not_depend_on_batch_position(dtype):
+    """Odd feature and image sizes put consecutive samples at different 16-byte offsets: each sample's score, R and
+    L in the batch equal those of the same sample scored alone (at an aligned address), bit for bit."""
+    x, x_hat, f, f_hat = make(9, 3, 15, 17, feat=(1001,), dtype=dtype, device="cuda")
+    batch = ops.anomaly_score(x, x_hat, f, f_hat, parts=True)
+    for i in range(x.shape[0]):
+        alone = ops.anomaly_score(*(t[i:i + 1].clone() for t in (x, x_hat, f, f_hat)), parts=True)
+        assert torch.equal(alone[0], batch[0][i:i + 1]) and torch.equal(alone[1], batch[1][i:i + 1]), i
+
+
+@CUDA
+@pytest.mark.parametrize("cap", [1, 2])
+def test_cuda_grid_stride_loop_over_the_batch(cap):
+    """A batch larger than a capped grid: each block loops over several samples; scores, maps and parts are
+    those of one block per sample."""
+    x, x_hat, f, f_hat = make(7, 3, 20, 24, feat=(33,), device="cuda")
+    want = ops.anomaly_score(x, x_hat, f, f_hat, margin=1, error_map=True, parts=True)
+    assert torch.ops.skipgan._set_cuda_grid_cap(cap) == 0
+    try:
+        got = ops.anomaly_score(x, x_hat, f, f_hat, margin=1, error_map=True, parts=True)
+    finally:
+        torch.ops.skipgan._set_cuda_grid_cap(0)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))

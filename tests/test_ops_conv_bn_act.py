@@ -1,5 +1,7 @@
 """skipgan::conv_bn_act_out against the pure-PyTorch reference and against eager conv -> BN -> act -> cat."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +9,7 @@ import torch.nn.functional as F
 from skipgan import ops
 from skipgan.scoring import combine_scores, error_map
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = pytest.mark.cuda  # conftest.py: skipped without a GPU; benchmarks/gpu_check.sh fails on such a skip
 ACTS = list(ops.ACTIVATIONS)
 
 
@@ -183,6 +185,7 @@ def opcheck_samples(device):
     out = torch.empty(2, 5, 8, 6, device=device).contiguous(memory_format=torch.channels_last)
     yield (xt.contiguous(memory_format=torch.channels_last), wt, st, bt, [2, 2], [1, 1], True, tanh, 0.0, out, 0,
            None)
+    yield (x, w, s, b, [2, 2], [1, 1], False, relu, 0.0, torch.empty(2, 5, 3, 4, device=device), 0, None, True)
 
 
 def test_opcheck_cpu():
@@ -252,6 +255,83 @@ def test_rejects_bad_outputs():
         call(xt, wt, transposed=True, padding=(1, 1), stride=(2, 2), out=torch.empty(2, 5, 10, 8))
     with pytest.raises(RuntimeError, match=r"out: expected .*internal overlap|unsupported operation"):
         call(x, w, out=torch.empty(1, 5, 4, 4).expand(2, 5, 4, 4))
+
+
+# ---------------------------------------------------------------------------------------------- autocast, TF32
+
+
+@pytest.fixture
+def cuda_like_autocast():
+    """CPU autocast with CUDA's rule for convolutions: under AutocastCPU, aten::convolution and aten::_convolution
+    run in bf16 (CUDA's autocast lists both; the CPU's lists neither, so the hazard is otherwise CUDA's alone).
+    Yields the names of the calls it cast."""
+    cast = []
+    lib = torch.library.Library("aten", "IMPL")
+
+    def kernel(name):
+        op = getattr(torch.ops.aten, name).default
+
+        def run(*args):
+            cast.append(name)
+            with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.AutocastCPU)):
+                return op(*(a.to(torch.bfloat16) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                            for a in args))
+        return run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "overriding a previously registered kernel"
+        for name in ("convolution", "_convolution"):
+            lib.impl(name, kernel(name), "AutocastCPU")
+    try:
+        yield cast
+    finally:
+        lib._destroy()
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+def test_autocast_region_does_not_reach_the_convolution(cuda_like_autocast, transposed):
+    """The op computes in x's dtype inside an autocast region that casts convolutions (as CUDA's does): the guard
+    keeps autocast away from its inner convolution. Without it the epilogue read a bf16 result as fp32."""
+    x, w, s, b = make(2, 3, 5, 9, 7, transposed=transposed)
+    want = ops.conv_bn_act_reference(x, w, s, b, stride=2, padding=1, transposed=transposed, act="leaky_relu")
+    got = torch.empty_like(want)
+    with torch.autocast("cpu", torch.bfloat16):
+        probe = torch.ops.aten.convolution(x, w, None, [2, 2], [1, 1], [1, 1], transposed, [0, 0], 1)
+        assert probe.dtype == torch.bfloat16  # the CUDA-like rule is in force
+        call(x, w, s, b, transposed=transposed, act=ops.ACTIVATIONS["leaky_relu"], out=got)
+    assert cuda_like_autocast == ["convolution"]  # the op's own convolution was never cast
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_tf32_is_the_ops_argument_not_a_global_flag():
+    """fp32 means fp32: TF32 is the op's argument (default False), not torch.backends.cudnn.allow_tf32; on the CPU it
+    changes nothing (the CUDA test below checks the GPU)."""
+    arg = next(a for a in torch.ops.skipgan.conv_bn_act_out.default._schema.arguments if a.name == "tf32")
+    assert arg.default_value is False
+    x, w, s, b = make(2, 3, 5, 9, 7)
+    plain = ops.conv_bn_act(x, w, s, b, stride=2, padding=1, act="relu")
+    assert torch.equal(plain, ops.conv_bn_act(x, w, s, b, stride=2, padding=1, act="relu", tf32=True))
+    torch.testing.assert_close(plain, ops.conv_bn_act_reference(x, w, s, b, stride=2, padding=1, act="relu"),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def grid_cap():
+    """Set the CUDA kernels' grid cap (the test hook skipgan::_set_cuda_grid_cap); restored to none after."""
+    caps = []
+
+    def set_cap(n):
+        caps.append(torch.ops.skipgan._set_cuda_grid_cap(n))
+    yield set_cap
+    torch.ops.skipgan._set_cuda_grid_cap(0)
+
+
+def test_grid_cap_hook(grid_cap):
+    """The hook that lets the CUDA tests run the grid-stride loops (the kernels' behaviour is checked on a GPU)."""
+    assert torch.ops.skipgan._set_cuda_grid_cap(3) == 0
+    assert torch.ops.skipgan._set_cuda_grid_cap(0) == 3
+    with pytest.raises(RuntimeError, match=r"_set_cuda_grid_cap: cap: expected 0\.\."):
+        torch.ops.skipgan._set_cuda_grid_cap(-1)
 
 
 # ---------------------------------------------------------------------------------------------- CUDA
@@ -325,3 +405,47 @@ def test_cuda_graph_capture():
     torch.testing.assert_close(buf[:, 5:], ref[1], rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(scores, combine_scores(x, x_hat, f, f_hat, 0.9)[0])
     torch.testing.assert_close(maps, error_map(x, x_hat))
+
+
+@CUDA
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+def test_cuda_fp32_is_true_fp32_whatever_the_global_tf32_flag(transposed):
+    """The cuda fixture pins torch.backends.cudnn.allow_tf32 = True (PyTorch's default); the op's fp32 is still fp32
+    (the reference runs with TF32 off), and tf32=True is the explicit opt-in. Sizes large enough for tensor-core
+    algorithms, where TF32 (10-bit mantissas) errs by ~1e-3 over 1024-term sums."""
+    assert torch.backends.cudnn.allow_tf32
+    x, w, s, b = make(8, 64, 64, 32, 32, transposed=transposed, device="cuda")
+    kw = dict(stride=2, padding=1, transposed=transposed, output_padding=1 if transposed else 0, act="none")
+    want = ops.conv_bn_act_reference(x, w, s, b, **kw)
+    out = torch.empty_like(want)
+    del kw["output_padding"]
+    torch.testing.assert_close(ops.conv_bn_act(x, w, s, b, out=out, **kw), want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ops.conv_bn_act(x, w, s, b, out=torch.empty_like(want), tf32=True, **kw), want,
+                               rtol=1e-2, atol=1e-2)
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_autocast_region_does_not_reach_the_convolution(dtype):
+    """Under CUDA autocast (which casts convolutions) the op still computes in x's dtype: fp32 in, fp32 out, the
+    same numbers as outside the region."""
+    x, w, s, b = make(2, 3, 5, 9, 7, device="cuda")
+    want = ops.conv_bn_act(x, w, s, b, stride=2, padding=1, act="leaky_relu")
+    with torch.autocast("cuda", dtype):
+        got = ops.conv_bn_act(x, w, s, b, stride=2, padding=1, act="leaky_relu")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+@CUDA
+@pytest.mark.parametrize("cap", [1, 3])
+def test_cuda_epilogue_grid_stride_loop(grid_cap, cap):
+    """More elements than a capped grid covers: the epilogue's grid-stride loop gives what one pass gives."""
+    x, w, s, b = make(4, 3, 5, 32, 32, device="cuda")  # 4 x 5 x 16 x 16 outputs: 20 blocks of 256 uncapped
+    buf = torch.zeros(4, 12, 16, 16, device="cuda")
+    want = ops.conv_bn_act(x, w, s, b, stride=2, padding=1, act="leaky_relu", act2="relu")
+    grid_cap(cap)
+    got = ops.conv_bn_act(x, w, s, b, stride=2, padding=1, act="leaky_relu", act2="relu", out=buf[:, 1:6],
+                          out2=buf[:, 6:11])
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert torch.all(buf[:, 0] == 0) and torch.all(buf[:, 11] == 0)

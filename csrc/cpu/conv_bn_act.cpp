@@ -12,10 +12,10 @@ namespace {
 void conv_bn_act_out_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& scale,
                          const std::optional<at::Tensor>& shift, at::IntArrayRef stride, at::IntArrayRef padding,
                          bool transposed, int64_t act, double slope, const at::Tensor& out, int64_t act2,
-                         const std::optional<at::Tensor>& out2) {
+                         const std::optional<at::Tensor>& out2, bool tf32) {
   std::vector<at::Tensor> keep_alive;
   const EpilogueParams p = conv_bn_act_prepare(x, weight, scale, shift, stride, padding, transposed, act, slope, out,
-                                               act2, out2, c10::DeviceType::CPU, keep_alive);
+                                               act2, out2, tf32, c10::DeviceType::CPU, keep_alive);
   run_epilogue(p);
 }
 

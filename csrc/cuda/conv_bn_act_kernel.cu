@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "../activation.h"
+#include "../grid_cap.h"
 #include "device_utils.cuh"
 #include "launch.h"
 
@@ -60,7 +61,7 @@ cudaError_t launch_conv_epilogue(const EpilogueParams& p, cudaStream_t stream) {
   const int64_t total = p.N * p.C * p.H * p.W;
   if (total == 0) return cudaSuccess;
   const int64_t blocks_needed = (total + kThreads - 1) / kThreads;
-  const int grid = static_cast<int>(std::min<int64_t>(blocks_needed, int64_t{current_sm_count()} * 8));
+  const int grid = capped_grid(blocks_needed, int64_t{current_sm_count()} * 8);
   // int32 indexing when neither the index (plus one grid stride, so the loop increment cannot overflow) nor
   // an output offset can exceed it.
   const int64_t limit = INT32_MAX - int64_t{grid} * kThreads;
