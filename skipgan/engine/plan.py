@@ -46,7 +46,7 @@ REPEATS = 3  # timed calls per candidate after one warm-up call; the minimum is 
 # Candidates are timed on a share of the layer's rows with at least TIMING_GEMM_ROWS rows in the tap form's product
 # (large products run at the same rate per row, and the big layers would otherwise take most of the budget); the
 # winner is then built for the real rows.
-TIMING_GEMM_ROWS = 4096
+TIMING_GEMM_ROWS = 2048
 LONG_ENOUGH = 0.02  # seconds of timed calls after which a candidate's minimum is taken as it stands
 GIVE_UP = 3.0  # a candidate whose warm-up call takes this many times the best so far is not timed further
 # Environment variables that restrict the instruction sets the libraries use: a plan measured under one is not
@@ -276,12 +276,13 @@ def tune(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, budge
     the kernel that won (which library multiplies fastest is a property of the CPU and the shape more than of the
     form). Returns the plan and the winning layer objects (built for the real rows, ready to use). Layers that the
     budget does not reach keep the fixed choice and are listed in plan.untimed."""
-    start, over = clock(), False
+    start, over, last = clock(), False, 0.0
 
     def within() -> bool:
-        """Budget left? One clock reading until it is spent, none after (the rest keeps the fixed choice)."""
+        """Budget left for one more candidate as long as the last one took? One clock reading until it is spent,
+        none after (the rest keeps the fixed choice)."""
         nonlocal over
-        over = over or clock() - start > budget
+        over = over or clock() - start + last > budget
         return not over
 
     choices: dict[str, tuple[str, str]] = {}
@@ -302,7 +303,8 @@ def tune(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, budge
         timed = dataclasses.replace(spec, rows=spec.timing_rows())
 
         def trial(form: str, kernel: str) -> None:
-            nonlocal best
+            nonlocal best, last
+            t0 = clock()
             obj = make_layer(spec.layer, spec.size, timed.rows, dtype, device, form, kernel, spec.fold)
             give_up = GIVE_UP * best[0] if best else float("inf")
             with torch.no_grad():
@@ -310,6 +312,7 @@ def tune(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, budge
             timings[spec.name][f"{form}/{kernel}"] = round(t * 1e3, 4) if t < float("inf") else None
             if best is None or t < best[0]:
                 best = (t, (form, kernel), obj)
+            last = clock() - t0
 
         trial(fixed[0], kernels[0])
         for kernel in kernels[1:]:
