@@ -15,6 +15,8 @@ const char* const kUsage =
     "  {\"path\", \"score\", \"normalised_score\", \"verdict\"}  or  {\"path\", \"error\"}\n"
     "PNG (8/16-bit), PGM/PPM and TIFF; `-` reads one path per line from stdin and scores as paths arrive\n"
     "(a full batch, or --flush-ms without a new path, scores what has arrived).\n"
+    "--device: where the model runs, default the device it was exported for (`skipgan export --device`); a file\n"
+    "exported for another device is refused.\n"
     "Exit codes: 0 every image scored, 1 some images could not be scored, 2 usage or model error.\n";
 
 namespace {

@@ -1,9 +1,9 @@
 #include "screening_model.h"
 
 #include <filesystem>
-#include <unordered_map>
 
 #include <ATen/ATen.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 
@@ -23,6 +23,29 @@ nlohmann::json parse_metadata(const std::string& path, const std::string& text) 
                      " is not supported (this scanner reads version " + std::to_string(kFormatVersion) +
                      "); re-export with a matching skipgan");
   return meta;
+}
+
+// The device contract (skipgan/export/metadata.py check_device): an export runs on the device it was exported
+// for, and a mismatch is one clear error before anything is loaded onto a device. Returns the device to run on:
+// the export's own when --device is not given.
+std::string checked_device(const std::string& path, const nlohmann::json& meta, const std::string& device,
+                           const std::string& what) {
+  const std::string exported = meta.value("device", "cpu");
+  if (!device.empty() && device != exported)
+    throw ModelError(path + ": this " + what + " was exported for " + exported + " (skipgan export --device " +
+                     exported + "), so it cannot run on --device " + device + "; re-export it with `skipgan export "
+                     "--device " + device + "`");
+  return exported;
+}
+
+// The metadata of a TorchScript export, read from the archive without loading the module (so before any device
+// is touched).
+std::string torchscript_metadata(const std::string& path) {
+  caffe2::serialize::PyTorchStreamReader reader(path);
+  const std::string record = std::string("extra/") + kKey + ".json";
+  if (!reader.hasRecord(record)) return "";
+  auto [data, size] = reader.getRecord(record);
+  return std::string(static_cast<const char*>(data.get()), size);
 }
 
 Outputs to_outputs(const std::vector<at::Tensor>& t) {
@@ -81,22 +104,19 @@ std::unique_ptr<ScreeningModel> ScreeningModel::load(const std::string& path, co
   const std::string ext = std::filesystem::path(path).extension().string();
   try {
     if (ext == ".pt") {
-      const c10::Device dev(device.empty() ? "cpu" : device);
-      std::unordered_map<std::string, std::string> extra{{std::string(kKey) + ".json", ""}};
-      torch::jit::Module module = torch::jit::load(path, dev, extra);
+      nlohmann::json meta = parse_metadata(path, torchscript_metadata(path));
+      const c10::Device dev(checked_device(path, meta, device, "TorchScript file"));
+      torch::jit::Module module = torch::jit::load(path, dev);
       module.eval();
-      return std::make_unique<TorchScriptModel>(std::move(module), parse_metadata(path, extra.begin()->second), dev);
+      return std::make_unique<TorchScriptModel>(std::move(module), std::move(meta), dev);
     }
     if (ext == ".pt2") {
       auto loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path);
       const auto meta_map = loader->get_metadata();
       const auto it = meta_map.find(kKey);
       nlohmann::json meta = parse_metadata(path, it == meta_map.end() ? "" : it->second);
-      const std::string exported = meta.value("device", "cpu");
-      if (!device.empty() && device != exported)
-        throw ModelError(path + ": this AOTInductor package was compiled for " + exported + ", not --device " +
-                         device + "; re-export with --device " + device);
-      return std::make_unique<AotiModel>(std::move(loader), std::move(meta), c10::Device(exported));
+      const c10::Device dev(checked_device(path, meta, device, "AOTInductor package"));
+      return std::make_unique<AotiModel>(std::move(loader), std::move(meta), dev);
     }
   } catch (const ModelError&) {
     throw;

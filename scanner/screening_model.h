@@ -29,7 +29,8 @@ class ScreeningModel {
   const nlohmann::json& metadata() const { return metadata_; }
   c10::Device device() const { return device_; }
 
-  // .pt -> TorchScript, .pt2 -> AOTInductor. `device`: "cpu", "cuda" or "" (the export's own device).
+  // .pt -> TorchScript, .pt2 -> AOTInductor. `device`: "cpu", "cuda" or "" (the export's own device). A file
+  // exported for another device is a ModelError (exit code 2) before anything is loaded onto a device.
   static std::unique_ptr<ScreeningModel> load(const std::string& path, const std::string& device);
 
  protected:

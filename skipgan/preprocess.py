@@ -13,6 +13,12 @@ re-implements them. They are written to be `torch.jit.script`-able and `torch.ex
 Why always antialias: for enlarging, PyTorch's antialiased bilinear equals plain bilinear (to 1e-7), and a
 resize to the same size is the identity either way, so one filter covers every case without a data-dependent
 branch that would break dynamic-shape export.
+
+Two spellings of the one resize: F.interpolate(antialias=True) (the loaders, the engine, TorchScript, AOTInductor)
+and, for graphs of standard operators (ONNX, TensorRT), the same filter as two matrix products,
+[isize, H] @ image @ [W, isize] (`matrices=True`): TensorRT's ONNX parser refuses an antialiased Resize, and other
+runtimes (OpenVINO) ignore the attribute. The weights are computed in the graph from the input size, so the graph
+keeps any H x W; tests/test_export.py holds the two spellings within 1e-5 of each other.
 """
 
 import torch
@@ -38,10 +44,29 @@ def to_unit(samples: torch.Tensor) -> torch.Tensor:
     return x * (1.0 / scale) if scale != 1.0 else x.clamp(0.0, 1.0)
 
 
-def resize_normalise(unit: torch.Tensor, isize: int) -> torch.Tensor:
+def resize_weights(n: int, isize: int, device: torch.device) -> torch.Tensor:
+    """[isize, n] fp32: row i holds the weights of PyTorch's antialiased bilinear resize (upsample_bilinear2d_aa,
+    align_corners=False) for output sample i from n input samples: the triangle filter centred at scale·(i + 0.5),
+    widened to the scale when shrinking (scale = n / isize), normalised to sum 1. The input size enters as a tensor
+    (no shape arithmetic), so a dynamic-shape export keeps it symbolic."""
+    src = torch.arange(n, dtype=torch.float32, device=device)
+    scale = (src[-1:] + 1.0) / isize
+    support = scale.clamp(min=1.0)
+    centre = (torch.arange(isize, dtype=torch.float32, device=device) + 0.5) * scale
+    w = torch.relu(1.0 - ((src[None, :] - centre[:, None] + 0.5) * (1.0 / support)).abs())
+    return w / w.sum(1, keepdim=True)
+
+
+def resize_normalise(unit: torch.Tensor, isize: int, matrices: bool = False) -> torch.Tensor:
     """float32 [B, C, H, W] in [0, 1] -> [B, C, isize, isize] in [-1, 1]. Resizing happens in [0, 1] so that black
-    stays exactly black; the clamp removes the filter's overshoot."""
-    y = F.interpolate(unit, size=[isize, isize], mode="bilinear", align_corners=False, antialias=True)
+    stays exactly black; the clamp removes the filter's overshoot. matrices: the resize as two matrix products of
+    resize_weights (standard-operator graphs; see the module's docstring)."""
+    if matrices:
+        rows = resize_weights(unit.shape[2], isize, unit.device)
+        cols = resize_weights(unit.shape[3], isize, unit.device)
+        y = torch.matmul(torch.matmul(rows, unit), cols.t())
+    else:
+        y = F.interpolate(unit, size=[isize, isize], mode="bilinear", align_corners=False, antialias=True)
     return y.clamp(0.0, 1.0) * 2.0 - 1.0
 
 
@@ -60,6 +85,7 @@ def adapt_channels(x: torch.Tensor, nc: int) -> torch.Tensor:
                      "are converted")
 
 
-def to_model_input(samples: torch.Tensor, isize: int, nc: int) -> torch.Tensor:
-    """Decoded samples [B, C, H, W] (uint8, uint16 or float in [0, 1]) -> float32 [B, nc, isize, isize] in [-1, 1]."""
-    return adapt_channels(resize_normalise(to_unit(samples), isize), nc)
+def to_model_input(samples: torch.Tensor, isize: int, nc: int, matrices: bool = False) -> torch.Tensor:
+    """Decoded samples [B, C, H, W] (uint8, uint16 or float in [0, 1]) -> float32 [B, nc, isize, isize] in [-1, 1].
+    matrices: resize by matrix products (resize_normalise)."""
+    return adapt_channels(resize_normalise(to_unit(samples), isize, matrices), nc)

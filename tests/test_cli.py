@@ -203,6 +203,8 @@ def test_evaluate_engine_and_eager_agree(trained, tmp_path, capsys):
 @pytest.mark.parametrize("flags,needle", [
     (["--probes", "99"], "--probes 99: must be from 0 to the model's"),
     (["--dtype", "fp16"], "--dtype fp16: not supported on CPU"),
+    (["--dtype", "tf32"], "--dtype tf32: TF32 is a CUDA precision"),
+    (["--dtype", "tf32", "--engine", "eager"], "--dtype tf32: a precision of the fused engine"),
     (["--threads", "0"], "--threads 0: must be at least 1"),
     (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
     (["--workers", "0"], "--workers 0: must be at least 1"),

@@ -15,19 +15,21 @@ from skipgan.cli import main
 from skipgan.data.images import LUMA_601, batch_to_tensor
 from skipgan.engine import Screener
 from skipgan.engine.fold import fold_for_scoring
-from skipgan.export import read_metadata, run_exported
+from skipgan.errors import InputError
+from skipgan.export import read_metadata, run_exported, torchscript
 from skipgan.export.pipeline import GEMM, STANDARD, VENDOR, ScreeningPipeline
+from skipgan.export.tensorrt import parser_refusals
 from skipgan.export.torchscript import script
 from skipgan.modelfile import load_model, save_model
-from skipgan.preprocess import to_model_input
+from skipgan.preprocess import resize_normalise, to_model_input
 from skipgan.scoring import calibration_values, verdicts
 
 try:
     from data_fixtures import gray8, write_png
-    from model_fixtures import make
+    from model_fixtures import export_claiming_device, make
 except ImportError:
     from tests.data_fixtures import gray8, write_png
-    from tests.model_fixtures import make
+    from tests.model_fixtures import export_claiming_device, make
 
 pytestmark = [pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library not built"),
               pytest.mark.filterwarnings("ignore::FutureWarning")]  # torch.jit.* deprecation notes
@@ -35,8 +37,9 @@ pytestmark = [pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library n
 CAL = {"threshold": 0.5, "target_fpr": 0.05, "val_stats": {"mean": 0.4, "std": 0.2, "n": 10}}
 CUDA = pytest.mark.cuda  # conftest.py: skipped without a GPU; benchmarks/gpu_check.sh fails on such a skip
 STANDARD_OPS = {"Add", "Cast", "Clip", "Concat", "Conv", "ConvTranspose", "Div", "Greater", "LeakyRelu", "Mul", "Pow",
-                "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Slice", "Sub", "Tanh", "Unsqueeze",
-                "Expand", "Constant", "Gather", "Squeeze", "Identity", "Flatten", "Split", "Transpose", "Sqrt"}
+                "ReduceMean", "ReduceSum", "Relu", "Reshape", "Shape", "Slice", "Sub", "Tanh", "Unsqueeze", "Expand",
+                "Constant", "Gather", "Squeeze", "Identity", "Flatten", "Split", "Transpose", "Sqrt", "MatMul", "Range",
+                "Abs", "Reciprocal"}
 
 
 def model_file(tmp_path, name="m", **kw):
@@ -86,6 +89,17 @@ def test_one_preprocessing_for_loaders_and_exports(dtype, size):
     arr = s.numpy()
     torch.testing.assert_close(to_model_input(s, 32, 3), batch_to_tensor(arr, 32, 3), rtol=0, atol=0)
     torch.testing.assert_close(to_model_input(s, 32, 1), batch_to_tensor(arr, 32, 1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (45, 37), (17, 90), (8, 8), (1000, 33), (300, 1200), (16, 64)])
+@pytest.mark.parametrize("isize", [32, 256])
+def test_resize_by_matrices_equals_the_preprocessing(size, isize):
+    """The standard-operator graphs' resize (two matrix products of the antialiased bilinear weights, which TensorRT
+    parses) equals the one preprocessing (F.interpolate with antialias) within 1e-5: shrinking by up to 30x,
+    enlarging, the identity, non-square."""
+    unit = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(size[0] * size[1] + isize))
+    torch.testing.assert_close(resize_normalise(unit, isize, matrices=True), resize_normalise(unit, isize),
+                               rtol=0, atol=1e-5)
 
 
 def test_luma_constant_matches_the_scripted_spelling():
@@ -192,6 +206,24 @@ def test_torchscript_export_scores_equal_engine(gray, tmp_path):
     assert meta["plan"]["mode"] == "tuned" and meta["plan"]["cpu"] and "enc0" in meta["plan"]["choices"]
 
 
+def test_torchscript_file_states_its_device_and_runs_only_there(gray, tmp_path):
+    """The device contract: a CPU export holds the CPU's GEMM form (its col2im op has no CUDA kernel), so loading it
+    for CUDA is ONE clear error at load, naming the export flag, before any CUDA call (none is possible here); a
+    file stating cuda is refused on the CPU the same way, and its metadata reads without loading it."""
+    out = export(gray, "torchscript", tmp_path / "m.pt", "--no-verify")
+    assert read_metadata(out)["device"] == "cpu"
+    images = samples(2, 1, 32, 32, torch.uint8)
+    with pytest.raises(InputError, match=r"exported for cpu .*re-export it with `skipgan export --device cuda`"):
+        torchscript.load(out, "cuda")
+    with pytest.raises(InputError, match=r"exported for cpu .*`skipgan export --device cuda`"):
+        run_exported("torchscript", out, images, "cuda")
+    cuda_file = export_claiming_device(out, "cuda", tmp_path / "cuda.pt")
+    assert read_metadata(cuda_file)["device"] == "cuda"
+    with pytest.raises(InputError, match=r"exported for cuda .*`skipgan export --device cpu`"):
+        run_exported("torchscript", cuda_file, images, "cpu")
+    assert run_exported("torchscript", out, images, "cpu")[0].shape == (2,)
+
+
 def test_torchscript_loads_in_a_fresh_process_after_import_skipgan(rgb, tmp_path):
     out = export(rgb, "torchscript", tmp_path / "m.pt", "--no-verify")
     code = ("import warnings; warnings.simplefilter('ignore'); import torch, skipgan; "
@@ -215,7 +247,7 @@ def test_onnx_standard_ops_dynamic_batch_metadata_and_scores(gray, tmp_path):
     proto = onnx.load(str(out))
     ops_used = {n.op_type for n in proto.graph.node}
     assert ops_used <= STANDARD_OPS, ops_used - STANDARD_OPS
-    assert {"Conv", "ConvTranspose", "LeakyRelu", "Relu", "Tanh", "Resize", "ReduceMean"} <= ops_used
+    assert {"Conv", "ConvTranspose", "LeakyRelu", "Relu", "Tanh", "MatMul", "ReduceMean"} <= ops_used
     assert all(o.domain in ("", "ai.onnx") for o in proto.opset_import if o.version) and \
         max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
@@ -232,10 +264,10 @@ def test_onnx_standard_ops_dynamic_batch_metadata_and_scores(gray, tmp_path):
         assert torch.equal(v, s > CAL["threshold"])
 
 
-@pytest.mark.parametrize("size", [(32, 32), (20, 27)])
+@pytest.mark.parametrize("size", [(32, 32), (20, 27), (70, 45)])
 def test_onnx_scores_equal_in_openvino(rgb, tmp_path, size):
-    """Images at isize or smaller. OpenVINO (2026.4) runs Resize without its antialias attribute, so images
-    LARGER than isize score differently there (README "Deployment" says so)."""
+    """Images at isize, smaller and larger: the graph resizes by matrix products (OpenVINO 2026.4 ran an antialiased
+    Resize without its antialias attribute, so larger images scored differently there before)."""
     pytest.importorskip("onnx")
     ov = pytest.importorskip("openvino")
     out = export(rgb, "onnx", tmp_path / "m.onnx", "--no-verify")
@@ -264,6 +296,53 @@ def test_onnx_fp16_graph_is_valid_and_fp16_typed(rgb, tmp_path):
     torch.testing.assert_close(got, engine_scores(rgb, images).score, rtol=2e-2, atol=1e-4)
 
 
+# ------------------------------------------------------------------------------------------ TensorRT's parser
+@pytest.mark.parametrize("setup, extra", [("gray", ["--error-map"]), ("rgb", ["--dtype", "fp16"])])
+def test_onnx_graph_is_what_tensorrts_parser_accepts(setup, extra, tmp_path, request):
+    """The graph TensorRT builds from (the --format onnx export) holds no operator, attribute or input that
+    onnx-tensorrt's checks refuse (skipgan.export.tensorrt.parser_refusals, from the parser's source): no
+    antialiased Resize, which the parser refused in every earlier export. A control: an antialiased resize is
+    refused."""
+    onnx = pytest.importorskip("onnx")
+    out = export(request.getfixturevalue(setup), "onnx", tmp_path / "m.onnx", "--no-verify", *extra)
+    proto = onnx.load(str(out))
+    assert parser_refusals(proto) == []
+    assert "Resize" not in {n.op_type for n in proto.graph.node}
+
+    class Antialiased(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, size=[8, 8], mode="bilinear", antialias=True)
+
+    control = torch.onnx.export(Antialiased().eval(), (torch.rand(1, 1, 16, 16),), dynamo=True,
+                                opset_version=18).model_proto
+    assert any("antialias" in r for r in parser_refusals(control))
+
+
+def test_tensorrt_build_turns_tf32_off_for_fp32(tmp_path, monkeypatch):
+    """fp32 means fp32 in the TensorRT engine too: the builder's TF32 flag (on by default) is cleared, and set only
+    for --dtype tf32 (a stand-in for the tensorrt module records the calls: the build itself needs a GPU)."""
+    from unittest import mock
+
+    from skipgan.export import tensorrt
+
+    onnx = pytest.importorskip("onnx")
+    h = onnx.helper
+    graph = h.make_graph([h.make_node("Relu", ["images"], ["scores"])], "g",
+                         [h.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1])],
+                         [h.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(h.make_model(graph), str(tmp_path / "m.onnx"))
+    for dtype in ("fp32", "tf32", "fp16"):
+        trt = mock.MagicMock()
+        trt.Builder.return_value.build_serialized_network.return_value = b"plan"
+        monkeypatch.setattr(tensorrt, "require_tensorrt", lambda: trt)
+        tensorrt.build_engine(tmp_path / "m.onnx", tmp_path / f"{dtype}.engine", {"dtype": dtype}, channels=1,
+                              height=32, width=32, min_batch=1, opt_batch=2, max_batch=2, workspace_mib=64)
+        config = trt.Builder.return_value.create_builder_config.return_value
+        flag = config.set_flag if dtype == "tf32" else config.clear_flag
+        flag.assert_called_once_with(trt.BuilderFlag.TF32)
+        assert (tmp_path / f"{dtype}.engine").read_bytes() == b"plan"
+
+
 # ------------------------------------------------------------------------------------------ AOTInductor
 def test_aoti_package_scores_equal_engine(gray, tmp_path):
     out = export(gray, "aoti", tmp_path / "m.pt2", "--max-batch", "8", "--input-dtype", "uint16")
@@ -276,6 +355,9 @@ def test_aoti_package_scores_equal_engine(gray, tmp_path):
         torch.testing.assert_close(s, engine_scores(gray, images).score, rtol=1e-5, atol=1e-8)
     meta = read_metadata(out)
     assert meta["export_format"] == "aoti" and meta["input"]["dtype"] == "uint16" and meta["max_batch"] == 8
+    assert meta["device"] == "cpu"  # the device contract: refused elsewhere, at load, naming the export flag
+    with pytest.raises(InputError, match=r"exported for cpu .*`skipgan export --device cuda`"):
+        run_exported("aoti", out, samples(1, 1, 32, 32, torch.uint16), "cuda")
 
 
 # ------------------------------------------------------------------------------------------ TensorRT
@@ -321,6 +403,8 @@ def test_tensorrt_engine_matches(rgb, tmp_path):
     (["--format", "onnx", "--out", "{d}/m.pt"], "--out"),
     (["--format", "onnx", "--dtype", "bf16", "--out", "{d}/m.onnx"], "--dtype bf16"),
     (["--format", "torchscript", "--dtype", "fp16", "--out", "{d}/m.pt"], "--dtype"),
+    (["--format", "torchscript", "--dtype", "tf32", "--out", "{d}/m.pt"], "--dtype tf32"),  # a CUDA precision
+    (["--format", "onnx", "--dtype", "tf32", "--out", "{d}/m.onnx"], "--dtype tf32"),
     (["--format", "torchscript", "--device", "tpu", "--out", "{d}/m.pt"], "--device"),
     (["--format", "aoti", "--max-batch", "1", "--out", "{d}/m.pt2"], "--max-batch"),
     (["--format", "torchscript", "--probes", "9", "--out", "{d}/m.pt"], "--probes"),
@@ -364,7 +448,7 @@ def test_export_metadata_values_are_what_the_model_holds(gray, tmp_path):
 
 @CUDA
 @pytest.mark.parametrize("fmt, suffix", [("torchscript", ".pt"), ("aoti", ".pt2")])
-@pytest.mark.parametrize("dtype, rtol", [("fp32", 1e-4), ("fp16", 2e-2), ("bf16", 5e-2)])
+@pytest.mark.parametrize("dtype, rtol", [("fp32", 1e-4), ("tf32", 1e-2), ("fp16", 2e-2), ("bf16", 5e-2)])
 def test_cuda_exports_score_as_the_engine(gray, tmp_path, fmt, suffix, dtype, rtol):
     out = export(gray, fmt, tmp_path / f"m{suffix}", "--device", "cuda", "--dtype", dtype, "--max-batch", "8")
     images = samples(5, 1, 48, 40, torch.uint8)
@@ -372,3 +456,10 @@ def test_cuda_exports_score_as_the_engine(gray, tmp_path, fmt, suffix, dtype, rt
     want = engine_scores(gray, images)
     torch.testing.assert_close(got[0], want.score, rtol=rtol, atol=1e-5)
     assert read_metadata(out)["device"] == "cuda"
+
+
+@CUDA
+def test_cuda_torchscript_export_refused_on_the_cpu(gray, tmp_path):
+    out = export(gray, "torchscript", tmp_path / "m.pt", "--device", "cuda", "--no-verify")
+    with pytest.raises(InputError, match=r"exported for cuda .*`skipgan export --device cpu`"):
+        run_exported("torchscript", out, samples(1, 1, 32, 32, torch.uint8), "cpu")

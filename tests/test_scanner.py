@@ -20,10 +20,10 @@ from skipgan.scoring import calibration_values, verdicts
 
 try:
     from data_fixtures import gray8, rgb8, truncate, write_png, write_tiff
-    from model_fixtures import make
+    from model_fixtures import export_claiming_device, make
 except ImportError:
     from tests.data_fixtures import gray8, rgb8, truncate, write_png, write_tiff
-    from tests.model_fixtures import make
+    from tests.model_fixtures import export_claiming_device, make
 
 pytestmark = [pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library not built"),
               pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -223,13 +223,33 @@ def test_aoti_package_in_the_scanner(scanner, rgb_setup, tmp_path):
     assert "channels" in by_name["d_gray_to_rgb.png"]["error"]  # a .pt2 takes exactly the model's channels
 
 
+def test_a_file_exported_for_another_device_is_refused_at_load(scanner, rgb_setup, tmp_path):
+    """The device contract: a CPU TorchScript file (the CPU's GEMM form: no CUDA kernel for its col2im op) with
+    --device cuda is exit 2 and one line naming the export flag, before any CUDA call (there is no GPU here: the
+    scanner read the file's device first); a file that states cuda is refused on the CPU the same way."""
+    _, exported, folder = rgb_setup
+    rc, lines, err = run_scanner(scanner, "--model", exported, "--device", "cuda", folder)
+    assert rc == 2 and not lines, err
+    assert "exported for cpu" in err and "`skipgan export --device cuda`" in err, err
+    assert err.startswith("skipgan_scanner: error:") and len(err.strip().splitlines()) == 1, err
+    cuda_file = export_claiming_device(exported, "cuda", tmp_path / "cuda.pt")
+    rc, lines, err = run_scanner(scanner, "--model", cuda_file, "--device", "cpu", folder)
+    assert rc == 2 and not lines and "exported for cuda" in err and "--device cpu" in err, err
+
+
 @pytest.mark.cuda
-def test_scanner_on_cuda(scanner, rgb_setup):
-    model, exported, folder = rgb_setup
-    rc, lines, err = run_scanner(scanner, "--model", exported, "--device", "cuda", "--batch-size", "4", folder)
-    assert rc == 0, err
+def test_scanner_on_cuda(scanner, rgb_setup, tmp_path):
+    """A CUDA export (cuDNN + epilogues) in the scanner on the GPU; without --device it runs where it was exported
+    for."""
+    model, _, folder = rgb_setup
+    loaded, meta = load_model(model)
+    exported = tmp_path / "cuda.pt"
+    export_model(loaded, meta, "torchscript", exported, device="cuda", verify=False)
     _, want = skipgan_score(model, folder)
-    assert_same_results(lines, want)
+    for device in (["--device", "cuda"], []):
+        rc, lines, err = run_scanner(scanner, "--model", exported, *device, "--batch-size", "4", folder)
+        assert rc == 0, err
+        assert_same_results(lines, want)
 
 
 def test_readme_cpp_example_scores_one_image(cmake_build, gray_setup):

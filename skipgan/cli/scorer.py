@@ -14,7 +14,7 @@ import torch
 
 from ..engine import Screener
 from ..engine.plan import PLANS
-from ..engine.screener import intra_op_threads
+from ..engine.screener import PRECISIONS, TF32, intra_op_threads
 from ..errors import InputError
 from ..model import score_in_batches
 from ..model.corruption import select_probes
@@ -28,8 +28,9 @@ def add_scorer_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("scoring")
     g.add_argument("--engine", choices=ENGINES, default="fused",
                    help="fused: the native engine (default); eager: the PyTorch model, for comparison")
-    g.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="engine precision: bf16 needs AVX512-BF16/AMX on CPU; fp16 is CUDA only")
+    g.add_argument("--dtype", choices=PRECISIONS, default="fp32",
+                   help="engine precision: bf16 needs AVX512-BF16/AMX on CPU; fp16 is CUDA only; fp32 is true fp32, "
+                        "tf32 (CUDA, fused engine) lets cuDNN use TF32 tensor cores for its convolutions")
     g.add_argument("--probes", type=int, default=None, metavar="K",
                    help="score through the first K of the model's stored noise probes (default: all; 0: the clean "
                         "input, K times faster, less accurate; see docs/performance.md)")
@@ -68,6 +69,9 @@ def eager_scorer(model, a: argparse.Namespace, batch_size: int) -> Callable[...,
     except ValueError as e:
         raise as_input_error(e) from None
     model.probe_scale, model.probe_shift, model.probe_weight = chosen
+    if a.dtype == TF32:
+        raise InputError("--dtype tf32: a precision of the fused engine (--engine fused); the eager model computes "
+                         "as PyTorch's global flags say")
     device = next(model.parameters()).device
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.dtype)
 

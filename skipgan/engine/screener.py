@@ -40,6 +40,11 @@ from .plan import Plan, network_specs, plan_mode
 from .plan import choose as choose_plan
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# fp32 is true fp32 everywhere (the convolutions' precision is the engine's own argument to the native op, never the
+# global torch.backends.cudnn.allow_tf32); "tf32" is the explicit opt-in: fp32 tensors, cuDNN's TF32 tensor cores
+# for the convolutions (CUDA only; docs/gpu.md)
+TF32 = "tf32"
+PRECISIONS = (*DTYPES, TF32)
 RELU, LEAKY, TANH, NONE = (ops.ACTIVATIONS[k] for k in ("relu", "leaky_relu", "tanh", "none"))
 # Generator batch per tile on CPU, as a pixel budget: big enough for efficient GEMMs, small enough that a tile's
 # activations stay in the caches (the eager model ran 88 img/s at 32 images per call, 53 at 64). Measured on
@@ -48,8 +53,20 @@ RELU, LEAKY, TANH, NONE = (ops.ACTIVATIONS[k] for k in ("relu", "leaky_relu", "t
 TILE_PIXELS = 128 * 32 * 32
 
 
-def check_dtype_supported(dtype: torch.dtype, device: torch.device) -> None:
+def parse_precision(name: str) -> tuple[torch.dtype, bool]:
+    """A precision's name (PRECISIONS) -> (the tensors' dtype, whether cuDNN may use TF32); ValueError otherwise."""
+    if name == TF32:
+        return torch.float32, True
+    if name not in DTYPES:
+        raise ValueError(f"dtype={name!r}: expected one of {', '.join(PRECISIONS)}")
+    return DTYPES[name], False
+
+
+def check_dtype_supported(dtype: torch.dtype, device: torch.device, tf32: bool = False) -> None:
     """A clear error where the hardware has no fast path for the precision."""
+    if tf32 and (dtype != torch.float32 or device.type != "cuda"):
+        raise ValueError("dtype=tf32: TF32 is a CUDA precision for fp32 tensors (cuDNN's tensor cores); use fp32 "
+                         "here" if device.type != "cuda" else "dtype=tf32: TF32 applies to fp32 tensors only")
     if device.type == "cpu":
         if dtype == torch.float16:
             raise ValueError("dtype=fp16: not supported on CPU (no fast fp16 matrix units); use fp32 or bf16")
@@ -106,11 +123,13 @@ class Screener:
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, max_batch: int = 64,
                  threads: int | None = None, backend: str | None = None, tile: int | None = None,
-                 cuda_graphs: bool = True, knn=None, plan: str | dict | None = None):
+                 cuda_graphs: bool = True, knn=None, plan: str | dict | None = None, tf32: bool = False):
+        """tf32: let cuDNN run the fp32 convolutions on TF32 tensor cores (CUDA only; default: true fp32)."""
         if not ops.AVAILABLE:
             raise RuntimeError(f"the fused engine needs the native ops: {ops.build_info().get('error')}")
         self.device = torch.device(device)
-        check_dtype_supported(dtype, self.device)
+        check_dtype_supported(dtype, self.device, tf32)
+        self.tf32 = bool(tf32)
         if max_batch < 1:
             raise ValueError(f"max_batch={max_batch}: must be at least 1")
         self.net, self.dtype, self.max_batch, self.threads = net, dtype, int(max_batch), threads
@@ -146,11 +165,11 @@ class Screener:
         """Fold a trained SkipGANomaly (BN folded once, weights converted once) into a screener.
 
         probes: use the first K of the model's stored scoring probes, reweighted (None: all; 0: clean input).
+        dtype: a torch dtype or a name of PRECISIONS ("tf32": fp32 tensors, TF32 convolutions on CUDA).
         """
         if isinstance(dtype, str):
-            if dtype not in DTYPES:
-                raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
-            dtype = DTYPES[dtype]
+            dtype, tf32 = parse_precision(dtype)
+            kw["tf32"] = kw.get("tf32", False) or tf32
         device = torch.device(device) if device is not None else next(model.parameters()).device
         net, chosen = fold_for_scoring(model, probes)  # the model itself is left where it is
         kw.setdefault("knn", model.knn)
@@ -177,7 +196,10 @@ class Screener:
         else:
             self.enc, self.dec = net.encoder, net.decoder
             self.pyr, self.feat = net.pyramid, net.feature
-            self._vendor_weights = {id(l): (l.weight.to(dev, dt), None if l.shift is None else l.shift.to(dev))
+            # weights in the layout the convolutions use (the activations are channels_last): cuDNN would otherwise
+            # reorder every weight on every call
+            self._vendor_weights = {id(l): (l.weight.to(dev, dt).contiguous(memory_format=torch.channels_last),
+                                            None if l.shift is None else l.shift.to(dev))
                                     for l in [*net.encoder, *net.decoder, *net.pyramid, net.feature]}
 
         def buf(n, size, c, border=0):
@@ -295,7 +317,7 @@ class Screener:
             return
         w, shift = self._vendor_weights[id(layer)]
         torch.ops.skipgan.conv_bn_act_out(src, w, None, shift, [layer.stride] * 2, [layer.padding] * 2,
-                                          layer.transposed, act, slope, out, act2, out2)
+                                          layer.transposed, act, slope, out, act2, out2, self.tf32)
 
     # ------------------------------------------------------------------------------------------ public API
     def check_input(self, x: torch.Tensor) -> None:
@@ -352,5 +374,6 @@ class Screener:
 
     def __repr__(self) -> str:
         return (f"Screener(isize={self.isize}, nc={self.nc}, probes={self.K}, device={self.device}, "
-                f"dtype={self.dtype}, backend={self.backend}, max_batch={self.max_batch}, "
+                f"dtype={self.dtype}{' (tf32)' if self.tf32 else ''}, backend={self.backend}, "
+                f"max_batch={self.max_batch}, "
                 f"tile={self.tile_images} images, plan={self.plan.mode if self.plan else self.plan_mode})")

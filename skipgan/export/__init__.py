@@ -16,13 +16,13 @@ from typing import Any
 import torch
 
 from ..engine import Screener
-from ..engine.screener import DTYPES, check_dtype_supported
+from ..engine.screener import DTYPES, PRECISIONS, TF32, check_dtype_supported, parse_precision
 from ..errors import InputError
 from ..model.corruption import select_probes
 from ..modelfile import check_paper_aggregation
 from ..preprocess import to_model_input
 from .aoti import export_aoti, read_aoti_metadata
-from .metadata import export_metadata
+from .metadata import check_device, export_metadata
 from .onnx import export_onnx, read_onnx_metadata
 from .pipeline import ScreeningPipeline, WithErrorMap, build_pipeline, gemm_plan
 from .tensorrt import build_engine, require_tensorrt
@@ -33,7 +33,7 @@ FORMATS = ("torchscript", "aoti", "onnx", "tensorrt")
 SUFFIXES = {"torchscript": ".pt", "aoti": ".pt2", "onnx": ".onnx", "tensorrt": ".engine"}
 INPUT_DTYPES = {"uint8": torch.uint8, "uint16": torch.uint16, "float32": torch.float32}
 # Largest deviation from the fp32 engine that verification accepts, relative to the largest score.
-TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2, "fp16": 2e-2}
+TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 5e-2, "fp16": 2e-2}
 
 __all__ = ["FORMATS", "ScreeningPipeline", "build_pipeline", "export_model", "read_metadata"]
 
@@ -47,8 +47,11 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
         raise InputError(f"--device {device}: expected cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is visible here; export on the GPU machine or use --device cpu")
-    if dtype not in DTYPES:
-        raise InputError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
+    if dtype not in PRECISIONS:
+        raise InputError(f"--dtype {dtype}: expected one of {', '.join(PRECISIONS)}")
+    if dtype == TF32 and (fmt == "onnx" or (fmt != "tensorrt" and device != "cuda")):
+        raise InputError("--dtype tf32: TF32 tensor cores are a CUDA precision: --device cuda (TorchScript, "
+                         "AOTInductor) or --format tensorrt; fp32 is true fp32 everywhere")
     if input_dtype not in INPUT_DTYPES:
         raise InputError(f"--input-dtype {input_dtype}: expected one of {', '.join(INPUT_DTYPES)}")
     if max_batch < 2:
@@ -69,7 +72,8 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
             require_tensorrt()  # before any work: a clear error where tensorrt or a GPU is missing
         return
     try:
-        check_dtype_supported(DTYPES[dtype], torch.device(device))
+        tensor_dtype, tf32 = parse_precision(dtype)
+        check_dtype_supported(tensor_dtype, torch.device(device), tf32)
     except ValueError as e:
         raise InputError(f"--{e}") from None
 
@@ -95,8 +99,9 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     # AOTInductor compiles its own kernels from the fixed forms
     plan = gemm_plan(model, dtype=DTYPES[dtype], probes=probes, max_batch=max_batch) \
         if fmt == "torchscript" and torch.device(device).type == "cpu" else None
-    pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=DTYPES[dtype], probes=probes,
-                              device=device, tiled=fmt == "torchscript", plan=plan)
+    tensor_dtype, tf32 = parse_precision(dtype)  # tf32: fp32 tensors, TF32 convolutions (CUDA) / builder flag
+    pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=tensor_dtype, probes=probes,
+                              device=device, tiled=fmt == "torchscript", plan=plan, tf32=tf32)
     # the wrapper too in eval mode: a graph exported from a module in training mode carries that flag (ONNX warns)
     module = WithErrorMap(pipeline).eval() if error_map and fmt != "torchscript" else pipeline
     n_probes = int(pipeline.probe_weight.shape[0])
@@ -136,10 +141,12 @@ def _example(b: int, nc: int, h: int, w: int, input_dtype: str, device: str, see
 
 def run_exported(fmt: str, path: str | os.PathLike, images: torch.Tensor, device: str = "cpu"):
     """Score decoded images with an exported file through its own runtime; the outputs as a tuple of CPU tensors
-    (None for TensorRT, whose runtime this does not drive, or ONNX without onnxruntime)."""
+    (None for TensorRT, whose runtime this does not drive, or ONNX without onnxruntime). A TorchScript or
+    AOTInductor file exported for another device than `device` is an InputError naming the export flag."""
     if fmt == "torchscript":
         out = load_torchscript(path, device)(images.to(device))
     elif fmt == "aoti":
+        check_device(json.loads(read_aoti_metadata(path)), device, path)
         out = torch._inductor.aoti_load_package(str(path))(images.to(device))
     elif fmt == "onnx":
         try:

@@ -8,15 +8,25 @@ property `skipgan` (plus each top-level scalar as its own property); TensorRT: `
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+import torch
+
 from .. import __version__
+from ..errors import InputError
 from ..modelfile import NORMALISATION
 
 FORMAT = "skipgan-export"
 FORMAT_VERSION = 1
 KEY = "skipgan"  # the metadata's name inside each file format
 OUTPUTS = ("scores", "normalised", "verdicts")
+# Formats whose file holds the native ops in the form of one device (GEMM on the CPU, cuDNN + epilogues on CUDA):
+# the file runs on that device only ("device" in its metadata)
+DEVICE_BOUND = ("torchscript", "aoti")
+# what each device's form is, for the refusal
+FORMS = {"cpu": "the CPU engine's GEMM form, whose col2im_bias_act_out has no CUDA kernel",
+         "cuda": "cuDNN convolutions with CUDA epilogues, and the CUDA score"}
 ERROR_MAP_OUTPUT = "error_map"
 
 
@@ -50,3 +60,15 @@ def export_metadata(meta: dict[str, Any], *, fmt: str, device: str, dtype: str, 
 
 def dumps(metadata: dict[str, Any]) -> str:
     return json.dumps(metadata, sort_keys=True)
+
+
+def check_device(metadata: dict[str, Any], device: str | torch.device, path: str | os.PathLike) -> None:
+    """The device contract of an export: a TorchScript or AOTInductor file runs on the device it was exported for
+    (`skipgan export --device`), and anything else is refused here, at load, with the flag that makes a file for
+    `device` (not batch by batch, later). InputError on a mismatch."""
+    want = torch.device(device).type
+    made = metadata.get("device", "cpu")
+    if metadata.get("export_format") in DEVICE_BOUND and made != want:
+        raise InputError(f"{os.fspath(path)}: exported for {made} (skipgan export --device {made}: "
+                         f"{FORMS.get(made, made)}), so it cannot run on {want}; re-export it with "
+                         f"`skipgan export --device {want}`")

@@ -1,5 +1,7 @@
-"""ONNX: the pipeline in standard operators (Conv with folded BN, LeakyRelu, Relu, ConvTranspose, Tanh, Resize,
-the score as Sub/Mul/ReduceMean), opset 18 (Resize's antialias needs it), dynamic batch and image size.
+"""ONNX: the pipeline in standard operators (Conv with folded BN, LeakyRelu, Relu, ConvTranspose, Tanh, the
+antialiased resize as two MatMuls of weights computed in the graph from the input size, the score as
+Sub/Mul/ReduceMean), opset 18, dynamic batch and image size. The same graph is what TensorRT builds from: nothing in
+it is refused by TensorRT's ONNX parser (skipgan.export.tensorrt.parser_refusals, tested).
 
 Metadata: the model property `skipgan` (the whole JSON object) plus each scalar field as its own property.
 fp16: the network's weights and activations are fp16 in the graph itself (preprocessing and the score stay

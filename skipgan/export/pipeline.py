@@ -16,7 +16,8 @@ time (see FoldedLayer):
   and col2im forms) with `skipgan::bias_act_out` / `col2im_bias_act_out` as epilogues, on channels_last memory.
 - VENDOR (on CUDA): `skipgan::conv_bn_act_out`, cuDNN convolution + the fused epilogue.
 - STANDARD (ONNX, TensorRT): standard operators only — Conv with the BN folded into its bias, LeakyRelu, Relu,
-  ConvTranspose, Tanh, Resize and the score as Sub/Mul/ReduceMean.
+  ConvTranspose, Tanh, the antialiased resize as two MatMuls (skipgan.preprocess: TensorRT's parser refuses an
+  antialiased Resize) and the score as Sub/Mul/ReduceMean.
 
 Native forms also score with `skipgan::anomaly_score`, and write the encoder's LeakyReLU and ReLU outputs in one
 epilogue pass. Consumers load libskipgan_ops (Python: `import skipgan`; C++: link it). What the engine's runtime
@@ -75,6 +76,7 @@ class FoldedLayer(_ActivationCodes):
     standard: Final[bool]
     dense: Final[bool]
     onednn: Final[bool]
+    tf32: Final[bool]
     c_out: Final[int]
     out: Final[int]
 
@@ -91,12 +93,14 @@ class FoldedLayer(_ActivationCodes):
         self.out = fc.out_size(size)  # every input is resized to isize first, so each layer's sizes are fixed
         self.dense = mode == GEMM and (choice[0] == "dense" if choice is not None else dense_ok(fc, size))
         self.onednn = mode == GEMM and choice is not None and choice[1] == "onednn"
+        self.tf32 = False  # VENDOR: cuDNN may use TF32 for fp32 (ScreeningPipeline sets it; default true fp32)
         shift = fc.shift if fc.shift is not None else torch.zeros(fc.c_out)
         if mode == GEMM:
             matrix = dense_matrix(fc, size) if self.dense else col2im_matrix(fc) if fc.transposed else im2col_matrix(fc)
             self.register_buffer("weight", (matrix.t() if self.onednn else matrix).to(dtype).contiguous())
-        else:
-            self.register_buffer("weight", fc.weight.to(dtype))
+        else:  # VENDOR: in the layout its convolution uses (channels_last activations), not reordered per call
+            w = fc.weight.to(dtype)
+            self.register_buffer("weight", w.contiguous(memory_format=torch.channels_last) if self.vendor else w)
         # the native epilogues add the shift in fp32; a standard Conv's bias has the graph's dtype
         self.register_buffer("shift", shift.to(dtype) if mode == STANDARD else shift.float())
 
@@ -151,7 +155,7 @@ class FoldedLayer(_ActivationCodes):
         if self.vendor:
             torch.ops.skipgan.conv_bn_act_out(x, self.weight, None, self.shift, [self.stride, self.stride],
                                               [self.padding, self.padding], self.transposed, act, slope, out, act2,
-                                              out2)
+                                              out2, self.tf32)
         elif self.transposed and not self.dense:
             k, s, p = self.kernel, self.stride, self.padding
             torch.ops.skipgan.col2im_bias_act_out(self._gemm(x), [k, k], [s, s], [p, p], None, self.shift, act,
@@ -187,9 +191,11 @@ class ScreeningPipeline(_ActivationCodes):
 
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                  calibration: dict, *, dtype: torch.dtype = torch.float32, mode: int = GEMM, tiled: bool = True,
-                 plan: Optional[dict[str, tuple[str, str]]] = None):
+                 plan: Optional[dict[str, tuple[str, str]]] = None, tf32: bool = False):
         """plan: the GEMM form's choice per layer name (enc0.., dec0.., pyr0.., feat; engine/plan.py), None: the
-        fixed rules."""
+        fixed rules. tf32: the VENDOR form's fp32 convolutions may run on TF32 tensor cores (default: true fp32).
+        STANDARD graphs resize by matrix products (skipgan.preprocess: TensorRT's parser refuses antialiased
+        Resize)."""
         super().__init__()
         native = mode != STANDARD
         self.isize, self.nc, self.margin, self.native = net.isize, net.nc, net.margin, native
@@ -208,6 +214,8 @@ class ScreeningPipeline(_ActivationCodes):
         self.pyramid = nn.ModuleList(FoldedLayer(l, S >> i, dtype, mode, pick(f"pyr{i}"))
                                      for i, l in enumerate(net.pyramid))
         self.feature = FoldedLayer(net.feature, S >> len(net.pyramid), dtype, mode, pick("feat"))
+        for layer in [*self.encoder, *self.decoder, *self.pyramid, self.feature]:
+            layer.tf32 = tf32 and mode == VENDOR
         scale, shift, weight = probes
         self.register_buffer("probe_scale", scale.to(dtype))
         self.register_buffer("probe_shift", shift.to(dtype))
@@ -237,7 +245,7 @@ class ScreeningPipeline(_ActivationCodes):
         return self.feature(h, self.NONE, self.slope).flatten(1)
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        x = to_model_input(images, self.isize, self.nc).to(self.compute_dtype)
+        x = to_model_input(images, self.isize, self.nc, not self.native).to(self.compute_dtype)
         return x.contiguous(memory_format=torch.channels_last) if self.native else x
 
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -305,15 +313,16 @@ class WithErrorMap(nn.Module):
 
 def build_pipeline(model, calibration: dict, *, native: bool, dtype: torch.dtype = torch.float32,
                    probes: int | None = None, device: str | torch.device = "cpu", tiled: bool = True,
-                   plan: Plan | None = None) -> ScreeningPipeline:
+                   plan: Plan | None = None, tf32: bool = False) -> ScreeningPipeline:
     """A trained SkipGANomaly folded exactly as the engine folds it (skipgan.engine.fold.fold_for_scoring), in eval
     mode on `device`. native: the skipgan ops, laid out as the engine runs them on that device (CPU: its GEMM form,
     each layer's form and library from `plan` (gemm_plan), else the fixed rules; CUDA: cuDNN convolutions + the
-    fused epilogue); otherwise standard operators only."""
+    fused epilogue, its fp32 convolutions on TF32 tensor cores only with tf32); otherwise standard operators only."""
     net, chosen = fold_for_scoring(model, probes)
     mode = STANDARD if not native else GEMM if torch.device(device).type == "cpu" else VENDOR
     return ScreeningPipeline(net, chosen, calibration, dtype=dtype, mode=mode, tiled=tiled,
-                             plan=plan.choices if plan is not None and mode == GEMM else None).eval().to(device)
+                             plan=plan.choices if plan is not None and mode == GEMM else None,
+                             tf32=tf32).eval().to(device)
 
 
 def gemm_plan(model, *, dtype: torch.dtype, probes: int | None, max_batch: int, mode: str | None = None) -> Plan:

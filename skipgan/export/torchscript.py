@@ -1,20 +1,24 @@
 """TorchScript: `torch.jit.script` of the pipeline (native ops), metadata as the extra file `skipgan.json`.
 
-Load: Python `import skipgan; m = torch.jit.load(path)`; C++ `torch::jit::load(path)` in a program linked with
-libskipgan_ops (see scanner/). TorchScript is deprecated upstream (torch 2.14 warns when scripting) but it is what
-C++ programs load today without a compiler at run time.
+Load: Python `import skipgan; m = torch.jit.load(path)` (or `load` here, which checks the device first); C++
+`torch::jit::load(path)` in a program linked with libskipgan_ops (see scanner/, which checks it too). A file runs
+on the device it was exported for (metadata "device"; metadata.check_device). TorchScript is deprecated upstream
+(torch 2.14 warns when scripting) but it is what C++ programs load today without a compiler at run time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
+import zipfile
 
 import torch
 
+from ..errors import InputError
 from ..fileio import atomic_path
-from .metadata import KEY, dumps
+from .metadata import KEY, check_device, dumps
 
 EXTRA_FILE = f"{KEY}.json"
 
@@ -38,12 +42,21 @@ def export_torchscript(pipeline: torch.nn.Module, metadata: dict, out: str | os.
         torch.jit.save(scripted, str(tmp), _extra_files={EXTRA_FILE: dumps(metadata)})
 
 
-def load(path: str | os.PathLike, device: str = "cpu", extra_files: dict | None = None) -> torch.jit.ScriptModule:
+def load(path: str | os.PathLike, device: str = "cpu") -> torch.jit.ScriptModule:
+    """The exported module on `device`; InputError, before anything is loaded, if the file was exported for another
+    device (it names the export flag to use)."""
+    check_device(json.loads(read_torchscript_metadata(path)), device, path)
     with quiet():
-        return torch.jit.load(str(path), map_location=device, _extra_files=extra_files if extra_files else {})
+        return torch.jit.load(str(path), map_location=device)
 
 
 def read_torchscript_metadata(path: str | os.PathLike) -> str:
-    files = {EXTRA_FILE: ""}
-    load(path, extra_files=files)
-    return files[EXTRA_FILE]
+    """The metadata JSON of an exported .pt, read from the archive without loading the module (so on any device)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.count("/") == 2 and n.split("/", 1)[1] == f"extra/{EXTRA_FILE}"]
+            if names:
+                return z.read(names[0]).decode()
+    except (OSError, zipfile.BadZipFile):
+        pass
+    raise InputError(f"{os.fspath(path)}: not a TorchScript file written by `skipgan export` (no {EXTRA_FILE})")
