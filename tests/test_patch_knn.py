@@ -57,7 +57,7 @@ def test_descriptors_are_local_energy_of_the_pre_activation(window, power, shape
 
 
 def test_a_valid_window_larger_than_the_grid_is_a_clear_error():
-    with pytest.raises(ValueError, match="knn_window=7: larger than the discriminator's first level"):
+    with pytest.raises(ValueError, match="knn_window=7: must be at most 5 "):
         descriptors(torch.rand(1, 2, 5, 9), 7)
 
 

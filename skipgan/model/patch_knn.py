@@ -88,9 +88,14 @@ class KnnSettings:
 
     def check(self, isize: int) -> None:
         """The settings at image size `isize`: the window must fit on D's first level (isize/2 cells a side)."""
-        if self.window > isize // 2:
-            raise ValueError(f"knn_window={self.window!r}: must be at most {isize // 2} at isize {isize} (the "
-                             "discriminator's first level has isize/2 cells a side)")
+        check_window(self.window, isize // 2)
+
+
+def check_window(window: int, cells: int) -> None:
+    """The one window rule: a descriptor window fits on D's first level, `cells` a side (isize/2)."""
+    if window > cells:
+        raise ValueError(f"knn_window={window!r}: must be at most {cells} at isize {2 * cells} (the "
+                         "discriminator's first level has isize/2 cells a side)")
 
 
 def first_level(model, x: torch.Tensor) -> torch.Tensor:
@@ -109,9 +114,7 @@ def descriptors(level0: torch.Tensor, window: int, power: float = KnnSettings.po
     if window == 1:
         return energy.contiguous()
     if border == "valid":
-        if window > min(energy.shape[-2:]):
-            raise ValueError(f"knn_window={window}: larger than the discriminator's first level "
-                             f"({energy.shape[-2]} x {energy.shape[-1]} cells)")
+        check_window(window, min(energy.shape[-2:]))
         return F.avg_pool2d(energy, window, 1, 0)
     return F.avg_pool2d(energy, window, 1, window // 2, count_include_pad=False)
 
