@@ -79,3 +79,26 @@ def test_the_real_chain_a_cuda_test_skipped_without_a_gpu_fails_the_stage(tmp_pa
     assert re.search(r"test_engine: 0 passed, 0 failed, \d+ skipped \(\d+ cuda-marked\) -> FAIL", summary), summary
     assert "test_patch_knn: 0 passed" in summary and summary.strip().endswith("status FAIL")
     assert (tmp_path / "logs.tar.gz").exists()
+
+
+def test_cuda_marked_tests_run_with_the_numerics_flags_pinned():
+    """The fixture of every cuda-marked test (conftest.py): cuDNN TF32 on (so fp32 tests prove the engine's own
+    precision), cuBLAS TF32 off, cuDNN deterministic (CUDA-graph replays compare bit for bit), no benchmarking --
+    whatever was set before, and restored after."""
+    import torch
+
+    try:
+        from cuda_support import PINNED, pinned_cuda_flags
+    except ImportError:
+        from tests.cuda_support import PINNED, pinned_cuda_flags
+    before = [(obj, name, getattr(obj, name)) for obj, name, _ in PINNED]
+    try:
+        for obj, name, value in PINNED:
+            setattr(obj, name, not value)
+        with pinned_cuda_flags():
+            assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+            assert torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert all(getattr(obj, name) == (not value) for obj, name, value in PINNED)
+    finally:
+        for obj, name, value in before:
+            setattr(obj, name, value)
