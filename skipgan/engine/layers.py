@@ -140,22 +140,23 @@ def dense_matrix(layer: FoldedConv, size: int) -> torch.Tensor:
     is a single weight (no sums), so the matrix is exact. Placed tap by tap (out²·k² or size²·k² block copies): the
     layer's response to the unit basis, which defines it, costs a size²·C_in-image convolution (a second at
     isize 32)."""
-    w, k, s, p = layer.weight, layer.kernel, layer.stride, layer.padding
+    w, s, p = layer.weight, layer.stride, layer.padding
     out = layer.out_size(size)
     m = torch.zeros(size, size, layer.c_in, out, out, layer.c_out, dtype=w.dtype)
-    # conv: output o reads input o·s − p + k; transposed: input i writes output i·s − p + k
-    outer = size if layer.transposed else out
-    inner = out if layer.transposed else size
+    # conv: output o reads input o·s − p + k; transposed: input i writes output i·s − p + k (_valid: the taps that
+    # land inside the image)
+    outer, inner = (size, out) if layer.transposed else (out, size)
     for a in range(outer):
+        ky0, ky1 = _valid(a, layer, inner)
         for b in range(outer):
-            for ky in range(k):
-                for kx in range(k):
+            kx0, kx1 = _valid(b, layer, inner)
+            for ky in range(ky0, ky1):
+                for kx in range(kx0, kx1):
                     y, x = a * s - p + ky, b * s - p + kx
-                    if 0 <= y < inner and 0 <= x < inner:
-                        if layer.transposed:  # weight [C_in, C_out, k, k]
-                            m[a, b, :, y, x, :] = w[:, :, ky, kx]
-                        else:  # weight [C_out, C_in, k, k]
-                            m[y, x, :, a, b, :] = w[:, :, ky, kx].T
+                    if layer.transposed:  # weight [C_in, C_out, k, k]
+                        m[a, b, :, y, x, :] = w[:, :, ky, kx]
+                    else:  # weight [C_out, C_in, k, k]
+                        m[y, x, :, a, b, :] = w[:, :, ky, kx].T
     return m.reshape(size * size * layer.c_in, -1)
 
 
