@@ -22,6 +22,7 @@
 
 #include "options.h"
 #include "ordered_decoder.h"
+#include "path_lines.h"
 #include "screening_model.h"
 
 namespace {
@@ -33,7 +34,7 @@ struct Counts {
 };
 
 void print_line(const nlohmann::json& line) {
-  std::fputs((line.dump() + "\n").c_str(), stdout);
+  std::fputs(scanner::output_line(line).c_str(), stdout);
   std::fflush(stdout);
 }
 
@@ -96,11 +97,11 @@ int run(const scanner::Options& o) {
   std::vector<std::string> paths;
   if (!o.from_stdin) paths = scanner::collect_paths(o.inputs);
 
-  scanner::OrderedDecoder decoder(workers, size_t(4) * o.batch_size);
+  scanner::OrderedDecoder decoder(workers, size_t(4) * o.batch_size, o.limits);
   std::thread feeder([&] {  // paths -> decoder; blocks while the decode window is full
     if (o.from_stdin) {
-      for (std::string line; std::getline(std::cin, line);)
-        if (!line.empty()) decoder.push(line);
+      scanner::PathLineReader lines(std::cin);
+      for (scanner::PathLine line; lines.next(line);) decoder.push(std::move(line.path), std::move(line.error));
     } else {
       for (const auto& p : paths) decoder.push(p);
     }

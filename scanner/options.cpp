@@ -3,13 +3,14 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "decode.h"
+#include "image_decode.h"
 
 namespace scanner {
 
 const char* const kUsage =
     "usage: skipgan_scanner --model FILE (.pt or .pt2) [--batch-size B] [--threads N] [--workers N]\n"
-    "                       [--device cpu|cuda] [--threshold T] [--flush-ms MS] (DIR | FILE... | -)\n"
+    "                       [--device cpu|cuda] [--threshold T] [--flush-ms MS] [--max-pixels N]\n"
+    "                       [--max-bytes N] (DIR | FILE... | -)\n"
     "\n"
     "Scores images with a model exported by `skipgan export` and prints one JSON line per image:\n"
     "  {\"path\", \"score\", \"normalised_score\", \"verdict\"}  or  {\"path\", \"error\"}\n"
@@ -17,21 +18,28 @@ const char* const kUsage =
     "(a full batch, or --flush-ms without a new path, scores what has arrived).\n"
     "--device: where the model runs, default the device it was exported for (`skipgan export --device`); a file\n"
     "exported for another device is refused.\n"
+    "--max-pixels (default 134217728), --max-bytes (decoded bytes, default 1073741824): an image over a cap is an\n"
+    "error line naming it, checked from its header before anything is allocated (the same caps as `skipgan score`).\n"
     "Exit codes: 0 every image scored, 1 some images could not be scored, 2 usage or model error.\n";
 
 namespace {
 
-int to_int(const std::string& flag, const std::string& v, int min) {
+long long to_integer(const std::string& flag, const std::string& v, long long min, long long max) {
   size_t used = 0;
-  int n = 0;
+  long long n = 0;
   try {
-    n = std::stoi(v, &used);
+    n = std::stoll(v, &used);
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != v.size() || v.empty() || n < min)
-    throw UsageError(flag + " " + v + ": expected an integer >= " + std::to_string(min));
+  if (used != v.size() || v.empty() || n < min || n > max)
+    throw UsageError(flag + " " + v + ": expected an integer from " + std::to_string(min) + " to " +
+                     std::to_string(max));
   return n;
+}
+
+int to_int(const std::string& flag, const std::string& v, int min) {
+  return int(to_integer(flag, v, min, 1 << 30));
 }
 
 }  // namespace
@@ -53,6 +61,10 @@ std::optional<Options> parse_options(int argc, char** argv) {
       o.threads = to_int(a, value(), 1);
     } else if (a == "--workers") {
       o.workers = to_int(a, value(), 1);
+    } else if (a == "--max-pixels") {  // at most side x side: the per-side cap bounds it anyway
+      o.limits.max_pixels = to_integer(a, value(), 1, o.limits.max_side * o.limits.max_side);
+    } else if (a == "--max-bytes") {
+      o.limits.max_bytes = to_integer(a, value(), 1, int64_t(1) << 40);
     } else if (a == "--flush-ms") {
       o.flush_ms = to_int(a, value(), 1);
     } else if (a == "--device") {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "image_limits.h"
+
 namespace scanner {
 
 struct UsageError : std::runtime_error {
@@ -21,6 +23,7 @@ struct Options {
   std::optional<double> threshold;
   int flush_ms = 50;  // stdin mode: score a partial batch when no new image arrived for this long
   bool from_stdin = false;
+  ImageLimits limits;  // --max-pixels, --max-bytes
   std::vector<std::string> inputs;  // files and folders
 };
 

@@ -6,7 +6,8 @@
 
 namespace scanner {
 
-OrderedDecoder::OrderedDecoder(int workers, size_t window) : window_(window < 1 ? 1 : window) {
+OrderedDecoder::OrderedDecoder(int workers, size_t window, ImageLimits limits)
+    : window_(window < 1 ? 1 : window), limits_(limits) {
   for (int i = 0; i < (workers < 1 ? 1 : workers); ++i) threads_.emplace_back([this] { work(); });
 }
 
@@ -19,10 +20,10 @@ OrderedDecoder::~OrderedDecoder() {
   for (auto& t : threads_) t.join();
 }
 
-void OrderedDecoder::push(std::string path) {
+void OrderedDecoder::push(std::string path, std::string error) {
   std::unique_lock<std::mutex> lock(mutex_);
   changed_.wait(lock, [&] { return pushed_ - taken_ < window_ || stopping_; });
-  todo_.emplace_back(pushed_++, std::move(path));
+  todo_.push_back({pushed_++, std::move(path), std::move(error)});
   changed_.notify_all();
 }
 
@@ -45,7 +46,7 @@ OrderedDecoder::Status OrderedDecoder::next(Decoded& out, std::chrono::milliseco
 
 void OrderedDecoder::work() {
   for (;;) {
-    std::pair<size_t, std::string> job;
+    Job job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       changed_.wait(lock, [&] { return !todo_.empty() || stopping_; });
@@ -53,15 +54,17 @@ void OrderedDecoder::work() {
       job = std::move(todo_.front());
       todo_.pop_front();
     }
-    Decoded d{job.second, {}, {}};
-    try {
-      d.image = decode_image(job.second);
-    } catch (const std::exception& e) {
-      d.error = e.what();
+    Decoded d{job.path, {}, job.error};
+    if (d.error.empty()) {
+      try {
+        d.image = decode_image(job.path, limits_);
+      } catch (const std::exception& e) {  // DecodeError, or std::bad_alloc below the caps: this image's error
+        d.error = e.what();
+      }
     }
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      done_.emplace(job.first, std::move(d));
+      done_.emplace(job.index, std::move(d));
     }
     changed_.notify_all();
   }

@@ -14,6 +14,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "image_limits.h"
+
 namespace scanner {
 
 struct Decoded {
@@ -24,13 +26,16 @@ struct Decoded {
 
 class OrderedDecoder {
  public:
-  // `window`: most images decoded but not yet taken (bounds memory while decoding runs ahead).
-  OrderedDecoder(int workers, size_t window);
+  // `window`: most images decoded but not yet taken (bounds memory while decoding runs ahead); `limits`: what
+  // one image may cost (the rest is an error, never an allocation).
+  OrderedDecoder(int workers, size_t window, ImageLimits limits = {});
   ~OrderedDecoder();
   OrderedDecoder(const OrderedDecoder&) = delete;
   OrderedDecoder& operator=(const OrderedDecoder&) = delete;
 
-  void push(std::string path);  // blocks while `window` images are in flight
+  // Blocks while `window` images are in flight. A non-empty `error` (a stdin line that is no path) is handed out
+  // as that item's error, in its place, without decoding.
+  void push(std::string path, std::string error = {});
   void close();                 // no more paths will come
 
   enum class Status { item, timeout, finished };
@@ -43,9 +48,14 @@ class OrderedDecoder {
 
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<std::pair<size_t, std::string>> todo_;
+  struct Job {
+    size_t index;
+    std::string path, error;
+  };
+  std::deque<Job> todo_;
   std::map<size_t, Decoded> done_;
   size_t pushed_ = 0, taken_ = 0, window_;
+  const ImageLimits limits_;
   bool closed_ = false, stopping_ = false;
   std::vector<std::thread> threads_;
 };

@@ -10,33 +10,8 @@
 namespace scanner {
 namespace {
 
-constexpr const char* kKey = "skipgan";         // the metadata's name in every export (skipgan/export/metadata.py)
-constexpr const char* kFormat = "skipgan-export";
-constexpr int kFormatVersion = 1;
-
-nlohmann::json parse_metadata(const std::string& path, const std::string& text) {
-  nlohmann::json meta = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (meta.is_discarded() || !meta.is_object() || meta.value("format", "") != kFormat)
-    throw ModelError(path + ": not a skipgan export (no skipgan metadata); make one with `skipgan export`");
-  if (meta.value("format_version", -1) != kFormatVersion)
-    throw ModelError(path + ": export format version " + meta.value("format_version", nlohmann::json()).dump() +
-                     " is not supported (this scanner reads version " + std::to_string(kFormatVersion) +
-                     "); re-export with a matching skipgan");
-  return meta;
-}
-
-// The device contract (skipgan/export/metadata.py check_device): an export runs on the device it was exported
-// for, and a mismatch is one clear error before anything is loaded onto a device. Returns the device to run on:
-// the export's own when --device is not given.
-std::string checked_device(const std::string& path, const nlohmann::json& meta, const std::string& device,
-                           const std::string& what) {
-  const std::string exported = meta.value("device", "cpu");
-  if (!device.empty() && device != exported)
-    throw ModelError(path + ": this " + what + " was exported for " + exported + " (skipgan export --device " +
-                     exported + "), so it cannot run on --device " + device + "; re-export it with `skipgan export "
-                     "--device " + device + "`");
-  return exported;
-}
+constexpr size_t kMaxMetadataBytes = size_t(16) << 20;
+constexpr const char* kKey = "skipgan";  // the metadata's name in every export (skipgan/export/metadata.py)
 
 // The metadata of a TorchScript export, read from the archive without loading the module (so before any device
 // is touched).
@@ -44,6 +19,10 @@ std::string torchscript_metadata(const std::string& path) {
   caffe2::serialize::PyTorchStreamReader reader(path);
   const std::string record = std::string("extra/") + kKey + ".json";
   if (!reader.hasRecord(record)) return "";
+  // skipgan writes a few KiB; a hostile archive could claim gigabytes for this record
+  if (reader.getRecordSize(record) > kMaxMetadataBytes)
+    throw ModelError(path + ": export metadata of " + std::to_string(reader.getRecordSize(record)) +
+                     " bytes is over the cap of " + std::to_string(kMaxMetadataBytes) + "; not a skipgan export");
   auto [data, size] = reader.getRecord(record);
   return std::string(static_cast<const char*>(data.get()), size);
 }

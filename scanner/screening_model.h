@@ -10,12 +10,9 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
-namespace scanner {
+#include "export_metadata.h"  // ModelError, parse_metadata, checked_device
 
-// The model file cannot be used (missing, not an export, wrong version): a usage error, exit code 2.
-struct ModelError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+namespace scanner {
 
 struct Outputs {
   at::Tensor scores, normalised, verdicts;  // [B] fp32, fp32, bool (CPU)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -61,15 +62,24 @@ def test_score_prints_one_json_line_per_image(trained, tmp_path, capsys):
         assert line["verdict"] in ("normal", "abnormal")
 
 
-def test_score_corrupt_image(trained, tmp_path, capsys):
-    write_png(tmp_path / "good.png", 10)
-    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    assert main(["score", str(trained / "model.safetensors"), str(tmp_path / "bad.png"), "--device", "cpu"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "bad.png" in err and "--skip-bad" in err
-    assert main(["score", str(trained / "model.safetensors"), str(tmp_path), "--skip-bad", "--device", "cpu"]) == 0
+def test_score_corrupt_image_is_an_error_line_and_the_rest_is_scored(trained, tmp_path, capsys):
+    """The scanner's contract: the bad image's line says why, the others are scored, exit 1; --strict stops."""
+    write_png(tmp_path / "a_good.png", 10)
+    (tmp_path / "b_bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    write_png(tmp_path / "c_good.png", 11)
+    model = str(trained / "model.safetensors")
+    assert main(["score", model, str(tmp_path), "--device", "cpu"]) == 1
     cap = capsys.readouterr()
-    assert len(cap.out.splitlines()) == 1 and "skipped 1" in cap.err
+    lines = [json.loads(line) for line in cap.out.splitlines()]
+    assert [Path(line["path"]).name for line in lines] == ["a_good.png", "b_bad.png", "c_good.png"]
+    assert set(lines[1]) == {"path", "error"} and "cannot decode" in lines[1]["error"]
+    assert "score" in lines[0] and "score" in lines[2]
+    assert "Traceback" not in cap.err and "1 could not be scored" in cap.err
+    assert main(["score", model, str(tmp_path), "--device", "cpu", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "b_bad.png" in err
+    # --skip-bad, the old way to go on, still parses (the default does it now)
+    assert main(["score", model, str(tmp_path), "--device", "cpu", "--skip-bad"]) == 1
 
 
 def test_resume_finished_run_is_a_no_op_retrain(trained, capsys):

@@ -232,16 +232,16 @@ def test_distributed_scoring_equals_single_process_line_for_line(reference, tmp_
     # Line for line needs the same kernels in both runs: a measured plan depends on the threads a process has (one
     # process: all cores; under torchrun: a share), and another kernel rounds the last digit otherwise (the tuned
     # runs below agree to 1e-5). The fixed plan is the same everywhere.
-    strict = [model, str(tmp_path / "imgs"), "--device", "cpu", "--batch-size", "4", "--plan", "fixed"]
-    common = [*strict, "--skip-bad"]
-    assert main(["score", *common]) == 0  # one process, stdout: as before
+    common = [model, str(tmp_path / "imgs"), "--device", "cpu", "--batch-size", "4", "--plan", "fixed"]
+    strict = [*common, "--strict"]
+    assert main(["score", *common]) == 1  # one process, stdout: the corrupt image's error line, exit 1
     single_stdout = capsys.readouterr().out
-    assert main(["score", *common, "--out", str(tmp_path / "single.jsonl")]) == 0  # one process, --out
+    assert main(["score", *common, "--out", str(tmp_path / "single.jsonl")]) == 1  # one process, --out
     tuned = [c for c in common if c not in ("--plan", "fixed")]
-    assert main(["score", *tuned, "--out", str(tmp_path / "single_tuned.jsonl")]) == 0
+    assert main(["score", *tuned, "--out", str(tmp_path / "single_tuned.jsonl")]) == 1
     r = run(torchrun("-m", "skipgan.cli", "score", *tuned, "--out", str(tmp_path / "dist_tuned.jsonl")),
             env=env_with())
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     got, want = ([json.loads(line) for line in (tmp_path / f).read_text().splitlines()]
                  for f in ("dist_tuned.jsonl", "single_tuned.jsonl"))
     assert [g["path"] for g in got] == [w["path"] for w in want]
@@ -250,19 +250,20 @@ def test_distributed_scoring_equals_single_process_line_for_line(reference, tmp_
     (tmp_path / "dist_tuned.jsonl").unlink()
     (tmp_path / "single_tuned.jsonl").unlink()
     r = run(torchrun("-m", "skipgan.cli", "score", *common, "--out", str(tmp_path / "dist.jsonl")), env=env_with())
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     single = (tmp_path / "single.jsonl").read_text()
     assert single == single_stdout
     assert (tmp_path / "dist.jsonl").read_text().splitlines() == single.splitlines()
-    assert len(single.splitlines()) == len(paths) - 1
-    assert "scored 10 image(s)" in r.stderr and "skipped 1 corrupt image(s)" in r.stderr and r.stdout == ""
+    assert len(single.splitlines()) == len(paths)
+    assert '"error"' in single.splitlines()[9] and "im09.png" in single.splitlines()[9]
+    assert "scored 10 image(s)" in r.stderr and "1 could not be scored" in r.stderr and r.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dist.jsonl", "imgs", "single.jsonl"]  # no temp files
-    # Without --skip-bad the corrupt image, met by rank 1 alone, ends the job: one line from rank 0, exit 2.
+    # With --strict the corrupt image, met by rank 1 alone, ends the job: one line from rank 0, exit 2.
     r = run(torchrun("-m", "skipgan.cli", "score", *strict, "--out", str(tmp_path / "bad.jsonl")),
             env=env_with())
     assert r.returncode != 0
     errors = [line for line in r.stderr.splitlines() if line.startswith("skipgan: error:")]
-    assert len(errors) == 1 and "im09.png" in errors[0] and "--skip-bad" in errors[0]
+    assert len(errors) == 1 and "im09.png" in errors[0]
     assert "exitcode  : 2" in r.stderr
     assert not (tmp_path / "bad.jsonl").exists()
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from ..anomaly_map import MAP_OF, PAPER_AGGREGATION, image_scores, model_maps
-from ..data.images import CorruptImageError
+from ..data.limits import DEFAULT_LIMITS, ImageLimits
 from ..data.stream import batches, decode_stream
-from ..errors import InputError
+from ..errors import BadImageError, InputError
 from ..fileio import write_text_atomic
 from ..modelfile import load_model, scoring_choice
 from ..scoring import calibration_values, verdicts
@@ -37,7 +37,16 @@ def add_score_parser(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 8)")
-    p.add_argument("--skip-bad", action="store_true", help="skip corrupt images instead of stopping")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first image that cannot be scored (exit 2) instead of writing its error line "
+                        "and scoring the rest (exit 1)")
+    # The old flag: bad images no longer stop a run, so it is accepted and does nothing (scripts keep working).
+    p.add_argument("--skip-bad", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_LIMITS.max_pixels,
+                   help="an image with more pixels is an error line, refused from its header before decoding "
+                        f"(default {DEFAULT_LIMITS.max_pixels}; the scanner's cap too)")
+    p.add_argument("--max-bytes", type=int, default=DEFAULT_LIMITS.max_bytes,
+                   help=f"the same for decoded bytes (samples x bytes per sample; default {DEFAULT_LIMITS.max_bytes})")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="write the JSON lines to FILE (atomically, when all are done) instead of stdout; under "
                         "torchrun rank 0 writes the lines of every process, in input order")
@@ -54,8 +63,9 @@ def add_score_parser(sub) -> None:
 
 def cmd_score(a: argparse.Namespace) -> int:
     """One JSON line per image: {path, score, normalised_score, verdict}, or {path, error} for an image that
-    could not be scored (a non-finite score is an error, never a silent "normal"). Exit 0 when every image
-    was scored, 1 when some were not, 2 for a usage or model error."""
+    could not be scored (corrupt, over a cap, values out of range; a non-finite score is an error too, never a
+    silent "normal"), as the C++ scanner writes them. Exit 0 when every image was scored, 1 when some were not,
+    2 for a usage or model error (or, with --strict, at the first bad image)."""
     return run_command(score_command, a)
 
 
@@ -67,6 +77,10 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
         raise InputError(f"--workers {a.workers}: must be at least 1")
     if a.out is not None and Path(a.out).is_dir():
         raise InputError(f"--out {a.out}: is a folder; pass the path of the JSON-lines file to write")
+    for flag, value in (("--max-pixels", a.max_pixels), ("--max-bytes", a.max_bytes)):
+        if value < 1:
+            raise InputError(f"{flag} {value}: must be at least 1")
+    limits = ImageLimits(max_pixels=a.max_pixels, max_bytes=a.max_bytes)
     if a.raw_maps and not a.maps:
         raise InputError(f"--raw-maps {a.raw_maps}: needs --maps DIR (the folder to write the maps into)")
     if a.maps is not None:
@@ -88,53 +102,60 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
     lines: list[str] = []
     emit = lines.append if keep else (lambda text: print(text, flush=True))
     share = d.shard(len(paths), unit=a.batch_size)  # whole batches: each batch as in a single-process run
-    t0, scored, failed, skipped, error = time.perf_counter(), 0, 0, 0, None
+    t0, scored, failed, error = time.perf_counter(), 0, 0, None
     stream = decode_stream(paths[share.start : share.stop], arch["isize"], arch["nc"], workers=a.workers,
-                           prefetch=4 * a.batch_size)
+                           prefetch=4 * a.batch_size, limits=limits)
+    def score_lines(good: list) -> list[dict]:
+        """The JSON lines of the decoded images of one batch, scored together (a non-finite score is an error
+        line, never a silent "normal")."""
+        res = scorer(torch.stack([t for _, t in good]), error_map=want_maps).to("cpu")
+        amaps = model_maps(res, how, settings) if a.maps is not None else None
+        s = image_scores(res, how, settings, amaps)
+        z, abnormal = (t.tolist() for t in verdicts(torch.from_numpy(s), *calibration))
+        out = []
+        for j, ((path, _), v) in enumerate(zip(good, s.tolist())):
+            if not math.isfinite(v):
+                out.append({"path": str(path), "error": f"non-finite score ({v}): the image holds NaN/Inf values or "
+                                                         "overflowed the model; it was not scored"})
+                continue
+            line = {"path": str(path), "score": v, "normalised_score": z[j],
+                    "verdict": "abnormal" if abnormal[j] else "normal"}
+            if amaps is not None:
+                line["map"] = write_map(Path(a.maps), names[path], path, amaps[j], settings.for_map(MAP_OF[how]),
+                                        a.raw_maps)
+            out.append(line)
+        return out
+
     try:
         for batch in batches(stream, a.batch_size):
-            good = []
+            bad = [item for _, item in batch if isinstance(item, BadImageError)]
+            if bad and a.strict:
+                raise bad[0]
+            # The scanner's contract: a bad image is its own error line, in input order, and the rest is scored
+            # (the batch's good images together, as they would be without it).
+            good = [(path, item) for path, item in batch if not isinstance(item, BadImageError)]
+            scored_lines = iter(score_lines(good) if good else [])
             for path, item in batch:
-                if isinstance(item, CorruptImageError):
-                    if not a.skip_bad:
-                        raise item
-                    skipped += 1
-                else:
-                    good.append((path, item))
-            if not good:
-                continue
-            res = scorer(torch.stack([t for _, t in good]), error_map=want_maps)
-            res = res.to("cpu")
-            amaps = model_maps(res, how, settings) if a.maps is not None else None
-            s = image_scores(res, how, settings, amaps)
-            z, abnormal = (t.tolist() for t in verdicts(torch.from_numpy(s), *calibration))
-            for j, ((path, _), v) in enumerate(zip(good, s.tolist())):
-                if not math.isfinite(v):
+                line = {"path": str(path), "error": item.reason} if isinstance(item, BadImageError) \
+                    else next(scored_lines)
+                if "error" in line:
                     failed += 1
-                    line = {"path": str(path), "error": f"non-finite score ({v}): the image holds NaN/Inf values or "
-                                                        "overflowed the model; it was not scored"}
                 else:
                     scored += 1
-                    line = {"path": str(path), "score": v, "normalised_score": z[j],
-                            "verdict": "abnormal" if abnormal[j] else "normal"}
-                    if amaps is not None:
-                        line["map"] = write_map(Path(a.maps), names[path], path, amaps[j],
-                                                settings.for_map(MAP_OF[how]), a.raw_maps)
                 emit(json.dumps(line))
     except InputError as e:
         if not d.enabled:
             raise
         error = str(e)  # met by this process alone: gathered, so that rank 0 reports it
     if d.enabled:
-        reports = d.all_gather_json({"lines": lines, "scored": scored, "failed": failed, "skipped": skipped,
-                                     "error": error})
+        reports = d.all_gather_json({"lines": lines, "scored": scored, "failed": failed, "error": error})
         errors = [r["error"] for r in reports if r["error"]]
         if errors:  # reported once, by rank 0
             if d.is_main:
                 raise InputError(errors[0])
             return 2
         lines = [line for r in reports for line in r["lines"]]
-        scored, failed, skipped = (sum(r[k] for r in reports) for k in ("scored", "failed", "skipped"))
+        scored, failed = (sum(r[k] for r in reports) for k in ("scored", "failed"))
         if not d.is_main:
             return 1 if failed else 0
     if a.out is not None:
@@ -144,8 +165,6 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
             print(line)
         sys.stdout.flush()
     dt = time.perf_counter() - t0
-    if skipped:
-        print(f"skipped {skipped} corrupt image(s)", file=sys.stderr)
     procs = f", {d.world_size} processes" if d.enabled else ""
     print(f"scored {scored} image(s) in {dt:.2f} s ({scored / dt if dt > 0 else 0:.1f} images/s, engine "
           f"{a.engine}, {a.dtype}{procs}){f'; {failed} could not be scored' if failed else ''}"

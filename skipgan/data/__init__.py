@@ -13,11 +13,15 @@ from skipgan.data.images import (
     read_image,
     to_tensor,
 )
+from skipgan.data.limits import DEFAULT_LIMITS, ImageLimits, ImageTooLargeError
 
 __all__ = [
     "ACCEPTED_SPECS",
     "IMAGE_EXTENSIONS",
     "CorruptImageError",
+    "DEFAULT_LIMITS",
+    "ImageLimits",
+    "ImageTooLargeError",
     "Splits",
     "batch_to_tensor",
     "digits_split_indices",

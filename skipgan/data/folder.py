@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from skipgan.data.images import IMAGE_EXTENSIONS, CorruptImageError, read_image, to_tensor
-from skipgan.errors import InputError
+from skipgan.data.images import IMAGE_EXTENSIONS, read_image, to_tensor
+from skipgan.errors import BadImageError, InputError
 
 ACCEPTED_LAYOUTS = (
     "train/normal + test/normal + test/abnormal; "
@@ -78,12 +78,13 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def _decode(path: Path, isize: int, channels: int | None):
+    """(native channels, tensor, (H, W)), or the BadImageError of this file (returned: the caller skips it with
+    --skip-bad, or raises it in file order)."""
     try:
         arr = read_image(path)
-    except CorruptImageError as exc:
+        return arr.shape[0], to_tensor(arr, isize, channels, name=str(path)), tuple(arr.shape[1:])
+    except BadImageError as exc:
         return exc
-    native = arr.shape[0]
-    return native, to_tensor(arr, isize, channels, name=str(path)), tuple(arr.shape[1:])
 
 
 def load_images(
@@ -106,7 +107,7 @@ def load_images(
         try:
             results = pool.map(lambda p: _decode(p, isize, channels), files)
             for i, (path, res) in enumerate(zip(files, results)):
-                if isinstance(res, CorruptImageError):
+                if isinstance(res, BadImageError):
                     if skip_bad:
                         skipped += 1
                         continue

@@ -25,7 +25,9 @@ Rules (decisions written down here so the behaviour is predictable):
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import warnings
 import zlib
 from pathlib import Path
@@ -34,7 +36,8 @@ import numpy as np
 import torch
 
 from skipgan import preprocess
-from skipgan.errors import InputError
+from skipgan.data.limits import DEFAULT_LIMITS, DEFLATE_MAX_RATIO, ImageLimits, ImageTooLargeError  # noqa: F401
+from skipgan.errors import BadImageError, InputError
 from skipgan.isize import check_isize
 from skipgan.preprocess import LUMA_601  # noqa: F401  (re-exported: part of this module's public face)
 
@@ -45,15 +48,12 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 RESIZE_CHUNK = 512
 
 
-class CorruptImageError(InputError):
-    """The file exists but cannot be decoded (truncated, corrupt, not an image). `--skip-bad` skips these."""
+class CorruptImageError(BadImageError):
+    """The file exists but cannot be decoded (truncated, corrupt, not an image)."""
 
     def __init__(self, path: str | os.PathLike, detail: str | None = None):
-        self.path = str(path)
-        msg = f"{path}: cannot decode image (truncated or corrupt); remove it or pass --skip-bad"
-        if detail:
-            msg += f" [{detail}]"
-        super().__init__(msg)
+        reason = "cannot decode image (truncated or corrupt); remove it or pass --skip-bad"
+        super().__init__(path, f"{reason} [{detail}]" if detail else reason)
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -65,23 +65,28 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode an image file into a (C, H, W) array of its native dtype (uint8, uint16 or float32).
 
-    Raises `InputError` if the file is missing or of an unsupported kind, and `CorruptImageError` (a subclass
-    of `InputError`) if it cannot be decoded.
+    Raises `BadImageError` naming the file for anything wrong with this one file: missing, of an unsupported
+    kind, over a cap of `limits` (`ImageTooLargeError`, checked from the header before decoding), or undecodable
+    (`CorruptImageError`).
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such image file; check the path")
+        raise BadImageError(path, "no such image file; check the path")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
-        raise InputError(f"{path}: unsupported image type '{suffix}'; use one of {' '.join(IMAGE_EXTENSIONS)}")
+        raise BadImageError(path, f"unsupported image type '{suffix}'; use one of {' '.join(IMAGE_EXTENSIONS)}")
+    limits.check_file(path, path.stat().st_size)
     if suffix in TIFF_EXTENSIONS:
-        arr = _read_tiff(path)
+        arr = _read_tiff(path, limits)
     else:
-        arr = _read_pillow(path)
-    return _native_dtype(arr, path)
+        arr = _read_pillow(path, limits)
+    arr = _native_dtype(arr, path)
+    # What was decoded, held to the same rules as the header (a damaged file can decode to another shape, or none)
+    limits.check(path, arr.shape[2], arr.shape[1], arr.shape[0], arr.dtype.itemsize)
+    return arr
 
 
 # ----------------------------------------------------------------------------------------------- Pillow
@@ -96,19 +101,113 @@ def _png_header(path: Path) -> tuple[int, int] | None:
     return head[24], head[25]
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+# PNG colour type -> samples per pixel in the file (IHDR)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _pillow_samples(mode: str) -> tuple[int, int]:
+    """(channels, bytes per sample) that _pillow_to_array makes of a Pillow mode: what decoding will hold."""
+    if mode.startswith("I;16"):
+        return 1, 2
+    if mode in ("I", "F"):
+        return 1, 4
+    if mode in ("1", "L", "LA", "La"):  # alpha dropped
+        return 1, 1
+    return 3, 1  # P, PA, RGB, RGBA, CMYK, YCbCr, ...: RGB
+
+
+_PNM_NUMBER = re.compile(rb"(?:\s|#[^\n]*\n?)*(\d{1,18})")
+
+
+def _read_binary_pnm(path: Path) -> np.ndarray | None:
+    """Binary PGM/PPM (P5/P6, maxval 255 or 65535) read here, as the scanner reads it (scanner/image_decode.cpp):
+    all 16 bits of 16-bit colour too (Pillow reduces a 16-bit PPM to 8 bits). None for any other file (Pillow
+    reads it; the caps were checked by _check_header_first)."""
+    data = path.read_bytes()
+    if data[:2] not in (b"P5", b"P6") or len(data) < 3 or not data[2:3].isspace():
+        return None
+    fields, pos = [], 2
+    for _ in range(3):
+        m = _PNM_NUMBER.match(data, pos)
+        if not m:
+            raise CorruptImageError(path, "truncated or corrupt PGM/PPM header")
+        fields.append(int(m.group(1)))
+        pos = m.end()
+    width, height, maxval = fields
+    if maxval not in (255, 65535):
+        return None
+    if pos >= len(data) or not data[pos:pos + 1].isspace():
+        raise CorruptImageError(path, "truncated or corrupt PGM/PPM header")
+    channels = 3 if data[:2] == b"P6" else 1
+    dtype = np.dtype(">u2" if maxval == 65535 else np.uint8)
+    need = width * height * channels * dtype.itemsize
+    if len(data) - pos - 1 < need:
+        raise CorruptImageError(path, "truncated PGM/PPM: fewer pixels than the header says")
+    arr = np.frombuffer(data, dtype, width * height * channels, pos + 1).reshape(height, width, channels)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=dtype.newbyteorder("="))  # big endian in the file
+
+
+def _check_header_first(path: Path, limits: ImageLimits) -> None:
+    """PNG and PGM/PPM sides from the header bytes, checked before Pillow opens the file: Pillow's own bomb check
+    would otherwise answer first (in other words than the scanner's), for the formats the scanner also reads."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if len(head) >= 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        depth, color = head[24], head[25]
+        channels = 3 if color & 2 or color == 3 else 1  # RGB, RGBA, palette -> 3; grey, grey+alpha -> 1
+        limits.check(path, width, height, channels, 2 if depth == 16 and channels == 1 else 1)
+    elif head[:2] in (b"P5", b"P6"):
+        fields, pos = [], 2
+        for _ in range(3):
+            m = _PNM_NUMBER.match(head, pos)
+            if not m:
+                return  # Pillow reports the corrupt header
+            fields.append(int(m.group(1)))
+            pos = m.end()
+        width, height, maxval = fields
+        limits.check(path, width, height, 3 if head[:2] == b"P6" else 1, 2 if maxval > 255 else 1)
+
+
+def _check_pillow_size(im, path: Path, limits: ImageLimits) -> None:
+    """The caps (and, for PNG, what the file's bytes can hold) from the header Pillow has read, before `load()`
+    allocates the pixels: the same checks as scanner/image_decode.cpp."""
+    width, height = im.size
+    limits.check(path, width, height, *_pillow_samples(im.mode))
+    header = _png_header(path)
+    if header is not None:
+        depth, color = header
+        row_bytes = (width * _PNG_CHANNELS.get(color, 4) * depth + 7) // 8
+        size = path.stat().st_size
+        if height * (row_bytes + 1) > size * DEFLATE_MAX_RATIO + 4096:
+            raise CorruptImageError(path, f"truncated PNG: {size} bytes cannot hold {width} x {height} pixels")
+
+
+def _read_pillow(path: Path, limits: ImageLimits) -> np.ndarray:
     from PIL import Image, ImageFile
 
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone else switched it on: we still want truncation caught
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated images would pass silently")
+    # Pillow's own decompression-bomb guard, from the same number (it warns above it and refuses above twice it;
+    # _check_pillow_size refuses above it first)
+    Image.MAX_IMAGE_PIXELS = limits.max_pixels
+    # Between once and twice that Pillow only warns, on stderr; _check_pillow_size refuses such an image anyway,
+    # as this file's one error
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    _check_header_first(path, limits)
+    raw = _read_binary_pnm(path)
+    if raw is not None:
+        return raw
     try:
         with Image.open(path) as im:
+            _check_pillow_size(im, path, limits)
             im.load()  # force the full decode so that truncation is caught here
             arr = _pillow_to_array(im)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{path}: image is too large to decode safely ({_one_line(exc)})") from None
+        raise ImageTooLargeError(path, f"image is over the cap of --max-pixels {limits.max_pixels} "
+                                       f"({_one_line(exc)})") from None
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError) as exc:
         # OSError covers PIL.UnidentifiedImageError and "image file is truncated".
         raise CorruptImageError(path, _one_line(exc)) from None
@@ -132,9 +231,8 @@ def _pillow_to_array(im) -> np.ndarray:
     if mode == "I":  # 32-bit signed ints; 16-bit PNGs open like this in some Pillow versions
         arr = np.asarray(im)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise InputError(
-                f"{im.filename}: 32-bit integer image with values outside 0..65535; save it as 8/16-bit or float TIFF"
-            )
+            raise BadImageError(im.filename, "32-bit integer image with values outside 0..65535; save it as 8/16-bit "
+                                             "or float TIFF")
         return arr.astype(np.uint16)[None]
     if mode == "F":
         return np.asarray(im, dtype=np.float32)[None]
@@ -158,8 +256,33 @@ def _pillow_to_array(im) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- TIFF
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+# Most that any TIFF compression (deflate 1032:1, LZW, PackBits, ...) expands one strip's bytes by: with the
+# strips' byte counts it bounds what a file can hold before tifffile allocates its output.
+TIFF_MAX_RATIO = 4096
+
+
+def _check_tiff_size(series, path: Path, limits: ImageLimits) -> None:
+    """The caps, and what the strips' bytes can hold, from the tags alone, before tifffile allocates the image
+    (it sets aside the whole output before decoding the first strip)."""
+    page = series.keyframe
+    width, height = int(page.imagewidth), int(page.imagelength)
+    pixels = max(width * height, 1)
+    elements = int(np.prod(series.shape, dtype=np.int64)) if series.shape else 0
+    limits.check(path, width, height, max(elements // pixels, 1), series.dtype.itemsize if series.dtype else 1)
+    size = path.stat().st_size
+    held = sum(min(int(n), size) for p in series.pages if p is not None for n in getattr(p, "databytecounts", ()))
+    ratio = 1 if page.compression == 1 else TIFF_MAX_RATIO
+    need = elements * (series.dtype.itemsize if series.dtype else 1)
+    if need > held * ratio + 4096:
+        raise CorruptImageError(path, f"truncated TIFF: strips of {held} bytes cannot hold {width} x {height} pixels")
+
+
+def _read_tiff(path: Path, limits: ImageLimits) -> np.ndarray:
     import tifffile
+
+    # tifffile logs its doubts about a damaged file on stderr as well as raising; what is wrong reaches the user
+    # once, as this file's error
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
     try:
         with tifffile.TiffFile(path) as tf:
@@ -167,6 +290,7 @@ def _read_tiff(path: Path) -> np.ndarray:
                 raise CorruptImageError(path, "no image data")
             series = tf.series[0]
             axes = series.axes
+            _check_tiff_size(series, path, limits)
             arr = series.asarray()
     except InputError:
         raise
@@ -184,15 +308,15 @@ def _tiff_to_chw(arr: np.ndarray, axes: str, path: Path) -> np.ndarray:
         axes = "?" * arr.ndim
     keep = [i for i, n in enumerate(arr.shape) if n != 1]
     if len(keep) < 2:
-        raise InputError(f"{path}: TIFF image of shape {arr.shape} is not 2-D; expected (H, W), (H, W, C) or (C, H, W)")
+        raise BadImageError(path, f"TIFF image of shape {arr.shape} is not 2-D; expected (H, W), (H, W, C) or (C, H, W)")
     if len(keep) < arr.ndim:
         axes = "".join(axes[i] for i in keep)
         arr = arr.reshape([arr.shape[i] for i in keep])
     if arr.ndim == 2:
         return arr[None]
     if arr.ndim != 3:
-        raise InputError(
-            f"{path}: TIFF image of shape {arr.shape} has too many dimensions; expected (H, W), (H, W, C) or (C, H, W)"
+        raise BadImageError(
+            path, f"TIFF image of shape {arr.shape} has too many dimensions; expected (H, W), (H, W, C) or (C, H, W)"
         )
     if axes.count("S") == 1:  # the file says where the samples are
         c_axis = axes.index("S")
@@ -201,12 +325,12 @@ def _tiff_to_chw(arr: np.ndarray, axes: str, path: Path) -> np.ndarray:
     elif arr.shape[-1] <= 8:
         c_axis = 2
     else:
-        raise InputError(
-            f"{path}: cannot tell the channel axis of TIFF shape {arr.shape} (a stack of pages?); store it as "
+        raise BadImageError(
+            path, f"cannot tell the channel axis of TIFF shape {arr.shape} (a stack of pages?); store it as "
             "(H, W, C) or (C, H, W) with C <= 8, or as one page with several samples per pixel"
         )
     if c_axis == 1:
-        raise InputError(f"{path}: TIFF layout '{axes}' with samples in the middle axis is not supported")
+        raise BadImageError(path, f"TIFF layout '{axes}' with samples in the middle axis is not supported")
     return arr if c_axis == 0 else np.moveaxis(arr, 2, 0)
 
 
@@ -222,10 +346,10 @@ def _native_dtype(arr: np.ndarray, path: Path) -> np.ndarray:
     elif dt.kind == "f":
         out = arr.astype(np.float32, copy=False)
     elif dt.kind in "iu" and dt.itemsize == 1:  # int8
-        raise InputError(f"{path}: signed 8-bit samples are not supported; save as unsigned 8/16-bit or float")
+        raise BadImageError(path, "signed 8-bit samples are not supported; save as unsigned 8/16-bit or float")
     else:
-        raise InputError(
-            f"{path}: unsupported sample type {dt} ({dt.itemsize * 8}-bit); save as unsigned 8/16-bit or float in [0, 1]"
+        raise BadImageError(
+            path, f"unsupported sample type {dt} ({dt.itemsize * 8}-bit); save as unsigned 8/16-bit or float in [0, 1]"
         )
     return np.ascontiguousarray(out)
 
@@ -250,9 +374,8 @@ def model_input(samples: torch.Tensor, isize: int, channels: int | None, name: s
     try:
         return preprocess.to_model_input(samples, isize, samples.shape[1] if channels is None else channels)
     except ValueError:
-        who = f"{name}: " if name else ""
-        raise InputError(
-            f"{who}image has {samples.shape[1]} channels but --channels {channels} was given; only 1 -> N (repeat) "
+        raise _image_error(
+            name, f"image has {samples.shape[1]} channels but --channels {channels} was given; only 1 -> N (repeat) "
             "and 3 -> 1 (luminance) are converted: pick a matching --channels"
         ) from None
 
@@ -310,16 +433,21 @@ def to_tensor(
     return batch_to_tensor(arr[None], isize, channels, name=name)[0]
 
 
+def _image_error(name: str | None, reason: str) -> InputError:
+    """A BadImageError for the image `name` (one image's problem: scoring reports it and goes on), or a plain
+    InputError when no image is named (an array given from Python)."""
+    return BadImageError(name, reason) if name else InputError(reason)
+
+
 def _check_float_range(x: torch.Tensor, name: str | None) -> torch.Tensor:
-    who = f"{name}: " if name else ""
     if x.numel() == 0:
         return x
     if not torch.isfinite(x).all():
-        raise InputError(f"{who}float image contains NaN or infinity; fix or remove the image")
+        raise _image_error(name, "float image contains NaN or infinity; fix or remove the image")
     lo, hi = float(x.min()), float(x.max())
     tol = 1e-3
     if lo < -tol or hi > 1.0 + tol:
-        raise InputError(
-            f"{who}float image values span [{lo:.4g}, {hi:.4g}] but must lie in [0, 1]; rescale it or save it as 8/16-bit"
+        raise _image_error(
+            name, f"float image values span [{lo:.4g}, {hi:.4g}] but must lie in [0, 1]; rescale it or save it as 8/16-bit"
         )
     return x.clamp(0.0, 1.0)

@@ -15,38 +15,43 @@ from typing import Iterable, Iterator
 
 import torch
 
-from .images import CorruptImageError, read_image, to_tensor
+from ..errors import BadImageError
+from .images import read_image, to_tensor
+from .limits import DEFAULT_LIMITS, ImageLimits
 
 
 def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 1)))
 
 
-def decode_one(path: Path, isize: int, channels: int | None) -> torch.Tensor | CorruptImageError:
-    """The preprocessing of one file (decode -> resize -> [-1, 1]); an undecodable file is returned, not raised,
-    so the caller decides whether to skip it. Every other problem (a wrong channel count) raises."""
+def decode_one(path: Path, isize: int, channels: int | None, limits: ImageLimits = DEFAULT_LIMITS
+               ) -> torch.Tensor | BadImageError:
+    """The preprocessing of one file (decode -> resize -> [-1, 1]). Whatever is wrong with this one file (corrupt,
+    over a cap, values out of range, channels the model cannot take) is returned, not raised, so the caller
+    decides: an error line and go on (`skipgan score`), or stop (`--strict`)."""
     try:
-        return to_tensor(read_image(path), isize, channels=channels, name=str(path))
-    except CorruptImageError as e:
+        return to_tensor(read_image(path, limits), isize, channels=channels, name=str(path))
+    except BadImageError as e:
         return e
 
 
 def decode_stream(paths: Iterable[Path], isize: int, channels: int | None, *, workers: int | None = None,
-                  prefetch: int = 256) -> Iterator[tuple[Path, torch.Tensor | CorruptImageError]]:
-    """(path, image tensor [C, isize, isize] or the CorruptImageError) for every path, in order."""
+                  prefetch: int = 256, limits: ImageLimits = DEFAULT_LIMITS
+                  ) -> Iterator[tuple[Path, torch.Tensor | BadImageError]]:
+    """(path, image tensor [C, isize, isize] or its BadImageError) for every path, in order."""
     workers = workers or default_workers()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skipgan-decode") as pool:
         pending: collections.deque = collections.deque()
         it = iter(paths)
         for p in it:
-            pending.append((p, pool.submit(decode_one, p, isize, channels)))
+            pending.append((p, pool.submit(decode_one, p, isize, channels, limits)))
             if len(pending) >= prefetch:
                 break
         while pending:
             p, fut = pending.popleft()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(decode_one, nxt, isize, channels)))
+                pending.append((nxt, pool.submit(decode_one, nxt, isize, channels, limits)))
             try:
                 yield p, fut.result()
             except BaseException:
@@ -55,8 +60,8 @@ def decode_stream(paths: Iterable[Path], isize: int, channels: int | None, *, wo
                 raise
 
 
-def batches(stream: Iterable[tuple[Path, torch.Tensor | CorruptImageError]], size: int
-            ) -> Iterator[list[tuple[Path, torch.Tensor | CorruptImageError]]]:
+def batches(stream: Iterable[tuple[Path, torch.Tensor | BadImageError]], size: int
+            ) -> Iterator[list[tuple[Path, torch.Tensor | BadImageError]]]:
     batch: list = []
     for item in stream:
         batch.append(item)
