@@ -106,6 +106,8 @@ def test_resume_finished_run_is_a_no_op_retrain(trained, capsys):
         (["train", "--resume", "/no/such/run", *TINY], "/no/such/run"),
         (["evaluate", "/no/model.safetensors"], "/no/model.safetensors"),
         (["score", "/no/model.safetensors", "x.png"], "/no/model.safetensors"),
+        (["score", "/no/model.safetensors", "x.png", "--max-pixels", "0"], "--max-pixels 0: must be at least 1"),
+        (["score", "/no/model.safetensors", "x.png", "--max-bytes", "-5"], "--max-bytes -5: must be at least 1"),
         (["train", *TINY, "--device", "tpu"], "--device tpu"),
         (["train", "--score-margin", "8", *TINY], "--score-margin 8: must be in [0, 8)"),
         (["train", "--noise-std", "0", "--score-draws", "4", *TINY], "--score-draws 4: must be 0 unless noise_std > 0"),

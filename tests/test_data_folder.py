@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from skipgan.data import load_splits
-from skipgan.errors import InputError
+from skipgan.errors import BadImageError, InputError
 
 try:
     from data_fixtures import gray8, make_folder_dataset, rgb8, truncate, write_pil, write_png, write_tiff
@@ -153,6 +153,18 @@ def test_corrupt_image_raises_then_skip_bad_counts(tmp_path):
     assert s.test_labels.tolist() == [0, 0, 1]
     assert not any("abnormal/img000" in n for n in s.test_names)
     assert "2 skipped" in s.description
+
+
+def test_skip_bad_skips_every_kind_of_bad_image(tmp_path):
+    """Not only corrupt files: float values outside [0, 1], an image over a cap, a PGM whose header lies."""
+    root = make_folder_dataset(tmp_path / "d", "skipgan", n_train=5, n_test=2, n_abn=2, size=(32, 32))
+    write_tiff(root / "train/normal/z_float.tif", np.full((32, 32), 5.0, np.float32))
+    (root / "train/normal/z_huge.pgm").write_bytes(b"P5\n60000 60000\n255\n" + bytes(10))
+    (root / "train/normal/z_short.pgm").write_bytes(b"P5\n32 32\n255\n" + bytes(10))
+    with pytest.raises(BadImageError, match="z_float.tif: float image values span"):
+        load_splits(f"folder:{root}", isize=32)
+    s = load_splits(f"folder:{root}", isize=32, skip_bad=True)
+    assert s.skipped == 3 and s.train.shape[0] == 5
 
 
 def test_skip_bad_whole_folder_unreadable(tmp_path):

@@ -141,6 +141,7 @@ def test_skipgan_score_over_hostile_files(tmp_path):
     assert r.returncode == 1, err[-2000:]
     err_lines = err.splitlines()
     peak_mb = int(err_lines[-1].split("=")[1]) / 1024
+    print(f"skipgan score over {len(paths)} hostile files: peak RSS {peak_mb:.0f} MB")
     assert peak_mb < SCORE_RSS_LIMIT_MB, f"skipgan score peaked at {peak_mb:.0f} MB"
     assert "Traceback" not in err
     # stderr: the summary line (and the decoding libraries' own notes), no error of skipgan's: those are lines

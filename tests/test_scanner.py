@@ -190,6 +190,8 @@ def test_threshold_override(scanner, rgb_setup):
     (["--model", "{m}", "--batch-size", "0", "{d}"], "--batch-size"),
     (["--model", "{m}", "--device", "tpu", "{d}"], "--device"),
     (["--model", "{m}", "--bogus", "{d}"], "--bogus"),
+    (["--model", "{m}", "--max-pixels", "0", "{d}"], "--max-pixels 0"),
+    (["--model", "{m}", "--max-bytes", "1e9", "{d}"], "--max-bytes 1e9"),
     (["--model", "{m}", "{d}/nothing_here"], "nothing_here"),
 ])
 def test_usage_and_model_errors_exit_2(scanner, rgb_setup, tmp_path, args, message):
