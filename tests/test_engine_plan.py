@@ -5,11 +5,12 @@ import json
 import os
 import pytest
 import torch
+import torch.nn.functional as F
 
 from skipgan import ops
 from skipgan.engine import Screener
 from skipgan.engine import plan as P
-from skipgan.engine.layers import available_kernels, candidate_forms
+from skipgan.engine.layers import candidate_forms, form_kernels, make_layer
 
 try:
     from model_fixtures import images, make
@@ -89,10 +90,9 @@ def test_every_forced_choice_scores_as_the_tuned_and_fixed_plans(cache):
     want = tuned.score(x)
     fixed = Screener.from_model(m, max_batch=5, plan="fixed").score(x)
     torch.testing.assert_close(fixed.score, want.score, rtol=1e-5, atol=0)
-    kernels = available_kernels(torch.float32, "cpu")
     for spec in tuned._specs:
         for form in candidate_forms(spec.layer, spec.size, spec.fold):
-            for kernel in kernels:
+            for kernel in form_kernels(form, torch.float32, "cpu"):
                 forced = dict(tuned.plan.choices, **{spec.name: (form, kernel)})
                 s = Screener.from_model(m, max_batch=5, plan=forced)
                 assert s.plan.source == "forced" and s.plan.choices[spec.name] == (form, kernel)
@@ -174,8 +174,6 @@ def test_score_verbose_prints_the_plan_and_plan_flag(tmp_path, cache, capsys):
     (True, 2, 3, 2, 1, 0)])
 def test_dense_matrix_is_the_layers_response_to_the_unit_basis(transposed, size, c_in, c_out, stride, padding):
     """The dense form's matrix, placed tap by tap, is the layer applied to every unit input (its definition)."""
-    import torch.nn.functional as F
-
     from skipgan.engine.fold import FoldedConv
     from skipgan.engine.layers import dense_matrix
 
@@ -203,3 +201,45 @@ def test_bf16_is_refused_where_onednn_is_restricted_below_its_bf16_instructions(
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert "neither AVX512-BF16 nor AMX" in bf16_restriction()
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN not in this torch build")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_plan_of_direct_convolutions_scores_as_the_fixed_plan(cache, dtype):
+    """Every layer that can (all but the folding last one) on oneDNN's direct convolution, at once."""
+    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("no bf16 on this CPU")
+    m = make(64, 3, probes=2, width=8)
+    x = images(3, 3, 64)
+    fixed = Screener.from_model(m, max_batch=3, plan="fixed", dtype=dtype)
+    forced = {s.name: ("conv", "onednn") if "conv" in candidate_forms(s.layer, s.size, s.fold) else c
+              for s, c in zip(fixed._specs, fixed.plan.choices.values())}
+    assert sum(c[0] == "conv" for c in forced.values()) == len(forced) - 1
+    got = Screener.from_model(m, max_batch=3, plan=forced, dtype=dtype).score(x[:2])  # a partial batch too
+    want = fixed.score(x[:2])
+    tol = dict(rtol=1e-5, atol=0) if dtype == torch.float32 else dict(rtol=2e-2, atol=1e-3)
+    torch.testing.assert_close(got.score, want.score, **tol)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN not in this torch build")
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("size, batch", [(8, 1), (6, 3)])
+def test_direct_conv_layer_equals_the_convolution(transposed, size, batch):
+    """The direct form of one layer (shift and LeakyReLU through the native epilogue) against F.conv2d /
+    F.conv_transpose2d; odd channel counts, batch 1, a partial batch."""
+    from skipgan.engine.fold import FoldedConv
+    torch.manual_seed(0)
+    c_in, c_out = 5, 7
+    w = torch.randn(c_in, c_out, 4, 4) if transposed else torch.randn(c_out, c_in, 4, 4)
+    fc = FoldedConv(weight=w, shift=torch.randn(c_out), stride=2, padding=1, transposed=transposed)
+    layer = make_layer(fc, size, batch + 1, torch.float32, "cpu", "conv", "onednn")
+    x = torch.randn(batch, c_in, size, size)
+    ref = (F.conv_transpose2d(x, w, fc.shift, 2, 1) if transposed else F.conv2d(x, w, fc.shift, 2, 1))
+    ref = F.leaky_relu(ref, 0.2)
+    b = 0 if transposed else 1
+    src = torch.zeros(batch, size + 2 * b, size + 2 * b, c_in)
+    src[:, b:b + size, b:b + size] = x.permute(0, 2, 3, 1)
+    o = fc.out_size(size)
+    out = torch.empty(batch, o, o, c_out).permute(0, 3, 1, 2)
+    layer(src, torch.empty(1), torch.empty(1), ops.ACTIVATIONS["leaky_relu"], 0.2, out)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)

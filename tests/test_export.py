@@ -130,11 +130,11 @@ def test_pipeline_scores_equal_the_engine(mode, kw, scripted):
     torch.testing.assert_close(emap, want.error_map, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("kernel", ["onednn", "mm"])
-@pytest.mark.parametrize("form", ["dense", "taps"])
+@pytest.mark.parametrize("kernel, form", [("onednn", "dense"), ("mm", "dense"), ("onednn", "taps"), ("mm", "taps"),
+                                          ("onednn", "conv")])
 def test_gemm_pipeline_takes_each_plan_choice_and_scores_as_the_engine(kernel, form):
-    """The GEMM form's per-layer choice from the engine's plan (dense or tap matrix, oneDNN or torch.mm), forced on
-    every layer that has it, scripted: the engine's scores."""
+    """The GEMM form's per-layer choice from the engine's plan (dense or tap matrix, oneDNN or torch.mm, or the
+    direct convolution), forced on every layer that has it, scripted: the engine's scores."""
     from skipgan.engine.layers import candidate_forms
     from skipgan.engine.plan import network_specs
 
@@ -144,8 +144,8 @@ def test_gemm_pipeline_takes_each_plan_choice_and_scores_as_the_engine(kernel, f
     choices = {s.name: (form if form in candidate_forms(s.layer, s.size, s.fold) else "taps", kernel)
                for s in network_specs(net, 8, 8)}
     pipe = script(ScreeningPipeline(net, chosen, CAL, mode=GEMM, plan=choices).eval())
-    assert pipe.encoder[0].onednn == (kernel == "onednn")
-    assert pipe.feature.dense == (form == "dense")
+    assert pipe.encoder[0].onednn == (kernel == "onednn" and form != "conv")
+    assert pipe.feature.dense == (form == "dense") and pipe.encoder[0].direct == (form == "conv")
     with torch.no_grad():
         s, _, _ = pipe(images)
     want = Screener.from_model(model, max_batch=4).score(to_model_input(images, 32, 1))

@@ -33,11 +33,12 @@ import torch
 
 from .. import ops
 from .fold import FoldedConv, FoldedNetwork
-from .layers import available_kernels, candidate_forms, default_kernel, fixed_form, make_layer, needs_border
+from .layers import (available_kernels, candidate_forms, default_kernel, fixed_form, form_kernels, make_layer,
+                     needs_border)
 
 PLANS = ("tuned", "fixed")
 PLAN_ENV, CACHE_ENV = "SKIPGAN_PLAN", "SKIPGAN_PLAN_CACHE"
-FORMAT = 1  # bump when the meaning of a cached plan changes: older files are then ignored
+FORMAT = 2  # 2: the direct-convolution form. Bump when the meaning of a cached plan changes: older files are then ignored
 # Seconds of timing for one Screener (packing weights included). The budget: <= 2 s at isize 32, <= 10 s
 # at isize 128; the budget scales with the work of one pass, and a layer the budget does not reach keeps the fixed
 # choice.
@@ -201,11 +202,10 @@ def cache_path(key: dict[str, Any]) -> Path:
 def _valid_choices(choices: Any, specs: list[LayerSpec], dtype, device) -> bool:
     if not isinstance(choices, dict) or set(choices) != {s.name for s in specs}:
         return False
-    kernels = available_kernels(dtype, device)
     for s in specs:
         c = choices[s.name]
         if not (isinstance(c, list) and len(c) == 2 and c[0] in candidate_forms(s.layer, s.size, s.fold)
-                and c[1] in kernels):
+                and c[1] in form_kernels(c[0], dtype, device)):
             return False
     return True
 
@@ -292,10 +292,11 @@ def tune(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, budge
     kernels = available_kernels(dtype, device)
     for spec in sorted(specs, key=lambda s: -s.macs()):
         fixed = (fixed_form(spec.layer, spec.size, spec.rows, spec.fold), default_kernel(dtype, device))
-        forms = candidate_forms(spec.layer, spec.size, spec.fold)
-        if len(forms) * len(kernels) == 1 or not within():
+        forms = [f for f in candidate_forms(spec.layer, spec.size, spec.fold) if form_kernels(f, dtype, device)]
+        pairs = sum(len(form_kernels(f, dtype, device)) for f in forms)
+        if pairs == 1 or not within():
             choices[spec.name] = fixed
-            if len(forms) * len(kernels) > 1:
+            if pairs > 1:
                 untimed.append(spec.name)
             continue
         best: tuple[float, tuple[str, str], Any] | None = None
@@ -320,7 +321,8 @@ def tune(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, budge
                 trial(fixed[0], kernel)
         for form in forms:
             if form != fixed[0] and within():
-                trial(form, best[1][1])
+                fk = form_kernels(form, dtype, device)  # the direct conv has its own library
+                trial(form, best[1][1] if best[1][1] in fk else fk[0])
         choices[spec.name] = best[1]
         if timed.rows == spec.rows:
             built[spec.name] = best[2]

@@ -76,6 +76,7 @@ class FoldedLayer(_ActivationCodes):
     standard: Final[bool]
     dense: Final[bool]
     onednn: Final[bool]
+    direct: Final[bool]
     tf32: Final[bool]
     c_out: Final[int]
     out: Final[int]
@@ -92,10 +93,15 @@ class FoldedLayer(_ActivationCodes):
         self.vendor, self.standard, self.c_out = mode == VENDOR, mode == STANDARD, fc.c_out
         self.out = fc.out_size(size)  # every input is resized to isize first, so each layer's sizes are fixed
         self.dense = mode == GEMM and (choice[0] == "dense" if choice is not None else dense_ok(fc, size))
-        self.onednn = mode == GEMM and choice is not None and choice[1] == "onednn"
+        # the plan's direct-convolution form: ATen's convolution on channels_last (oneDNN's, its weight reordered
+        # per call: a graph cannot hold a prepacked one), then the same epilogue
+        self.direct = mode == GEMM and choice is not None and choice[0] == "conv"
+        self.onednn = mode == GEMM and choice is not None and choice[1] == "onednn" and not self.direct
         self.tf32 = False  # VENDOR: cuDNN may use TF32 for fp32 (ScreeningPipeline sets it; default true fp32)
         shift = fc.shift if fc.shift is not None else torch.zeros(fc.c_out)
-        if mode == GEMM:
+        if self.direct:
+            self.register_buffer("weight", fc.weight.to(dtype).contiguous())
+        elif mode == GEMM:
             matrix = dense_matrix(fc, size) if self.dense else col2im_matrix(fc) if fc.transposed else im2col_matrix(fc)
             self.register_buffer("weight", (matrix.t() if self.onednn else matrix).to(dtype).contiguous())
         else:  # VENDOR: in the layout its convolution uses (channels_last activations), not reordered per call
@@ -126,6 +132,10 @@ class FoldedLayer(_ActivationCodes):
         """The layer's matrix product on x (channels_last [N, C, H, W]): the NCHW-logical view of its NHWC result
         (convs, dense) or the [N, H, W, k, k, C_out] tap contributions (transposed convs, for the fold)."""
         n, o = x.shape[0], self.out
+        if self.direct:
+            if self.transposed:
+                return F.conv_transpose2d(x, self.weight, None, self.stride, self.padding)
+            return F.conv2d(x, self.weight, None, self.stride, self.padding)
         xh = x.permute(0, 2, 3, 1)  # NHWC (contiguous for channels_last x)
         if self.dense:
             y = self._mm(xh.reshape(n, -1))
@@ -156,7 +166,7 @@ class FoldedLayer(_ActivationCodes):
             torch.ops.skipgan.conv_bn_act_out(x, self.weight, None, self.shift, [self.stride, self.stride],
                                               [self.padding, self.padding], self.transposed, act, slope, out, act2,
                                               out2, self.tf32)
-        elif self.transposed and not self.dense:
+        elif self.transposed and not self.dense and not self.direct:
             k, s, p = self.kernel, self.stride, self.padding
             torch.ops.skipgan.col2im_bias_act_out(self._gemm(x), [k, k], [s, s], [p, p], None, self.shift, act,
                                                   slope, out, act2, out2, None)
