@@ -1,10 +1,13 @@
 """Where the engine's time goes, layer by layer: each layer of the plan timed alone on its real shape.
 
     python benchmarks/profile_layers.py --isize 128 --probes 8 --batch 1 [--dtype fp32] [--plan tuned|fixed]
+    python benchmarks/profile_layers.py --isize 32 --probes 0 --batch 1 --ops     # where a whole pass goes, by op
 
 Uses the plan's own timing harness (skipgan/engine/plan.py `_time_layer`: minimum of a few calls after a warm-up) on
 a random default model; prints the whole call, the sum of the layers and the layers by time with their choices.
 Run it under ONEDNN_MAX_CPU_ISA / MKL_ENABLE_INSTRUCTIONS / ATEN_CPU_CAPABILITY to see another ISA level.
+--ops instead profiles whole passes (torch.profiler, 100 calls): self time per op and call counts per pass, i.e. the
+products against the copies, epilogues, views and Python around them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--plan", default=None)
+    p.add_argument("--ops", action="store_true", help="profile whole passes by op instead of timing each layer")
     a = p.parse_args()
     model = bench.make_model(a.isize, probes=a.probes)
     x = bench.make_input(model, a.batch, torch.device("cpu"))
@@ -36,6 +40,8 @@ def main() -> None:
     t0 = time.perf_counter()
     s.score(x)
     whole = time.perf_counter() - t0
+    if a.ops:
+        return profile_ops(s, x)
     objs = {**{f"enc{j}": l for j, l in enumerate(s.enc)}, **{f"dec{j}": l for j, l in enumerate(s.dec)},
             **{f"pyr{i}": l for i, l in enumerate(s.pyr)}, "feat": s.feat}
     with torch.no_grad():
@@ -45,6 +51,23 @@ def main() -> None:
     print(f"whole call {whole * 1e3:.1f} ms; sum of the layers {total:.1f} ms")
     for name, v in sorted(ms.items(), key=lambda kv: -kv[1]):
         print(f"  {name:5s} {v:8.2f} ms {100 * v / total:5.1f} %  {'/'.join(s.plan.choices[name])}")
+
+
+def profile_ops(s: Screener, x: torch.Tensor, calls: int = 100) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        s.score(x)
+    per_call = (time.perf_counter() - t0) / calls
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            s.score(x)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events) / calls / 1e3
+    print(f"{per_call * 1e3:.3f} ms per call unprofiled; ops' self time {total:.3f} ms per call (profiled)")
+    for e in events[:16]:
+        print(f"  {e.key[:48]:48s} {e.count / calls:6.1f} calls  {e.self_cpu_time_total / calls / 1e3:7.3f} ms")
 
 
 if __name__ == "__main__":
