@@ -37,7 +37,6 @@ from .cpu import bf16_restriction
 from .fold import FoldedNetwork, fold_for_scoring
 from .layers import Col2imConvT, make_layer, nchw, needs_border
 from .plan import Plan, network_specs, plan_mode
-from .program import Program
 from .plan import choose as choose_plan
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -124,11 +123,8 @@ class Screener:
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, max_batch: int = 64,
                  threads: int | None = None, backend: str | None = None, tile: int | None = None,
-                 cuda_graphs: bool = True, knn=None, plan: str | dict | None = None, tf32: bool = False,
-                 replay: bool = True):
-        """tf32: let cuDNN run the fp32 convolutions on TF32 tensor cores (CUDA only; default: true fp32).
-        cuda_graphs (CUDA) / replay (CPU): run each batch size's pass as recorded the first time (engine/program.py
-        on the CPU), without the Python around its ops."""
+                 cuda_graphs: bool = True, knn=None, plan: str | dict | None = None, tf32: bool = False):
+        """tf32: let cuDNN run the fp32 convolutions on TF32 tensor cores (CUDA only; default: true fp32)."""
         if not ops.AVAILABLE:
             raise RuntimeError(f"the fused engine needs the native ops: {ops.build_info().get('error')}")
         self.device = torch.device(device)
@@ -158,8 +154,6 @@ class Screener:
         self.tile_images = self.T // max(1, self.K)  # images per generator tile
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
-        self.replay = replay and self.device.type == "cpu"
-        self._programs: dict[int, Program] = {}  # batch size -> its recorded pass (CPU)
         self.plan_mode = plan_mode(plan)  # checked before any work
         self.plan: Plan | None = None  # the gemm backend's layer plan (engine/plan.py), set by _build
         self._build()
@@ -352,8 +346,6 @@ class Screener:
         emap = torch.empty(n, S, S, device=self.device) if want_map else None
         if self.cuda_graphs and not want_map:
             self._replay(n)
-        elif self.replay and not want_map:
-            self._replay_cpu(n)
         else:
             self._run(n, emap)
         rec = self._bordered_interior(b.d_in[n : 2 * n], S).float().clone(memory_format=torch.contiguous_format) \
@@ -364,19 +356,6 @@ class Screener:
                                  self._bordered_interior(b.d_in[:n], S)) \
             if want_map and self.knn is not None else None
         return Scores(b.scores[:n].clone(), b.parts[:n, 0].clone(), b.parts[:n, 1].clone(), rec, emap, kmap)
-
-    # a few batch sizes at most: a stream of full batches and its last partial one
-    MAX_PROGRAMS = 4
-
-    def _replay_cpu(self, n: int) -> None:
-        """CPU: the first pass of batch size n runs recorded; later ones replay its ops (inputs already in d_in)."""
-        program = self._programs.get(n)
-        if program is None:
-            if len(self._programs) >= self.MAX_PROGRAMS:
-                self._programs.pop(next(iter(self._programs)))
-            self._programs[n] = Program.record(lambda: self._run(n, None))
-        else:
-            program.replay()
 
     def _replay(self, n: int) -> None:
         """CUDA: capture the pipeline for batch size n once, then replay it (inputs already in d_in)."""
