@@ -47,6 +47,24 @@ def test_tuned_plan_is_measured_then_read_from_the_cache(cache, monkeypatch):
     assert second.plan.seconds == 0
 
 
+def test_retune_measures_again_and_rewrites_the_cache(cache, monkeypatch):
+    """A plan measured while another job loaded the machine would stay cached: --plan retune replaces it."""
+    m = make(32, 1, probes=2, width=8)
+    first = Screener.from_model(m, max_batch=4)
+    path = cache / next(cache.glob("plan-*.json")).name
+    stored = json.loads(path.read_text())
+    stored["choices"] = {k: ["taps", "mm" if "mm" in form_kernels("taps", torch.float32, "cpu") else
+                             form_kernels("taps", torch.float32, "cpu")[0]] for k in stored["choices"]}
+    path.write_text(json.dumps(stored))  # what a busy machine might have cached
+    assert Screener.from_model(m, max_batch=4).plan.source == "cache"
+    again = Screener.from_model(m, max_batch=4, plan="retune")
+    assert again.plan.source == "measured"
+    assert json.loads(path.read_text())["choices"] == {k: list(v) for k, v in again.plan.choices.items()}
+    monkeypatch.setenv("SKIPGAN_PLAN", "retune")
+    assert Screener.from_model(m, max_batch=4).plan.source == "measured"
+    assert first.plan.choices.keys() == again.plan.choices.keys()
+
+
 def test_cache_key_covers_what_changes_the_answer(cache, monkeypatch):
     m = make(32, 1, probes=2, width=8)
     specs = Screener.from_model(m, max_batch=4, plan="fixed")._specs

@@ -49,7 +49,8 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threads", default=None, help="intra-op threads for every runtime (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     p.add_argument("--plan", choices=PLANS, default=None,
-                   help="the engine's layer plan: tuned (default, or $SKIPGAN_PLAN) or fixed (engine/plan.py)")
+                   help="the engine's layer plan: tuned (default, or $SKIPGAN_PLAN), retune (measure again, rewrite "
+                        "the cache) or fixed (engine/plan.py)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the rows and the machine info here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_bench)

@@ -36,7 +36,9 @@ from .fold import FoldedConv, FoldedNetwork
 from .layers import (available_kernels, candidate_forms, default_kernel, fixed_form, form_kernels, make_layer,
                      needs_border)
 
-PLANS = ("tuned", "fixed")
+# tuned: measured once per machine, then read from the cache; retune: measured again now and the cache rewritten (a
+# plan measured while another job loaded the machine stays cached otherwise); fixed: the built-in rules
+PLANS = ("tuned", "retune", "fixed")
 PLAN_ENV, CACHE_ENV = "SKIPGAN_PLAN", "SKIPGAN_PLAN_CACHE"
 FORMAT = 2  # 2: the direct-convolution form. Bump when the meaning of a cached plan changes: older files are then ignored
 # Seconds of timing for one Screener (packing weights included). The budget: <= 2 s at isize 32, <= 10 s
@@ -350,7 +352,7 @@ def choose(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, mod
         return Plan(mode, {s.name: (fixed_form(s.layer, s.size, s.rows, s.fold), default_kernel(dtype, device))
                            for s in specs}, "fixed"), {}
     key = plan_key(specs, dtype, device, threads or torch.get_num_threads())
-    cached = load_cached(key, specs, dtype, device) if use_cache else None
+    cached = load_cached(key, specs, dtype, device) if use_cache and mode == "tuned" else None
     if cached is not None:
         return Plan(mode, cached, "cache", path=str(cache_path(key))), {}
     plan, built = tune(specs, dtype, device, budget if budget is not None else budget_for(specs[0].size))
