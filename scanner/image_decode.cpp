@@ -166,7 +166,7 @@ DecodedImage decode_pnm(const uint8_t* data, size_t size, const ImageLimits& lim
   limits.check(w, ht, im.channels, sample_bytes(im.type));  // throws before the allocation
   const size_t need = size_t(w * ht * im.channels * sample_bytes(im.type));
 #ifdef SKIPGAN_FUZZ_PLANTED_BUG
-  // Deliberately wrong (scanner/fuzz/README.md): proves that CI's fuzz run catches an off-by-one here.
+  // Deliberately wrong (docs/hostile-input.md): proves that CI's fuzz run catches an off-by-one here.
   if (size - h.pos + 1 < need) throw DecodeError("truncated PGM/PPM: fewer pixels than the header says");
 #else
   if (size - h.pos < need) throw DecodeError("truncated PGM/PPM: fewer pixels than the header says");
