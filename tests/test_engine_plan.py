@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from skipgan import ops
 from skipgan.engine import Screener
 from skipgan.engine import plan as P
+from skipgan.engine.cpu import bf16_fast, bf16_restriction
 from skipgan.engine.layers import candidate_forms, form_kernels, make_layer
 
 try:
@@ -225,8 +226,8 @@ def test_bf16_is_refused_where_onednn_is_restricted_below_its_bf16_instructions(
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_plan_of_direct_convolutions_scores_as_the_fixed_plan(cache, dtype):
     """Every layer that can (all but the folding last one) on oneDNN's direct convolution, at once."""
-    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        pytest.skip("no bf16 on this CPU")
+    if dtype == torch.bfloat16 and not bf16_fast():
+        pytest.skip(f"no fast bf16: {bf16_restriction()}")
     m = make(64, 3, probes=2, width=8)
     x = images(3, 3, 64)
     fixed = Screener.from_model(m, max_batch=3, plan="fixed", dtype=dtype)
