@@ -29,6 +29,17 @@ def png_bytes(im: Image.Image, **kw) -> bytes:
     return buf.getvalue()
 
 
+def text_chunks():
+    """tEXt, zTXt and iTXt chunks (the scanner skips every ancillary chunk unread; Pillow reads them)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "skipgan make_corpus")
+    info.add_text("Comment", "a compressed comment " * 4, zip=True)
+    info.add_itxt("Title", "titre", lang="fr", tkey="Title")
+    return info
+
+
 def png_raw(width: int, height: int, depth: int, color: int, rows: bytes) -> bytes:
     """A PNG written chunk by chunk: 16-bit colour, which Pillow does not write."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -65,6 +76,7 @@ def decode_seeds(rng: np.random.Generator) -> dict[str, bytes]:
         "la8.png": png_bytes(Image.fromarray(np.dstack([g8, g8]), mode="LA")),
         "palette.png": png_bytes(pal),
         "palette_trns.png": png_bytes(pal, transparency=0),
+        "gray8_text_chunks.png": png_bytes(Image.fromarray(g8), pnginfo=text_chunks(), dpi=(300, 300)),
         "rgb16.png": png_raw(W, H, 16, 2, b"".join(b"\0" + rgb16[y].astype(">u2").tobytes() for y in range(H))),
         "gray8.pgm": pnm("P5", g8, 255),
         "gray16_comment.pgm": pnm("P5", g16, 65535, comment=True),
