@@ -2,7 +2,8 @@
 
     error map  e = per-pixel squared error |x − x̂|², mean over channels (skipgan.scoring.error_map; the engine
                writes it in the scoring pass: Screener.score(x, error_map=True))
-    smoothed   s = Gaussian(e, sigma)            (scipy.ndimage.gaussian_filter per image, reflect at the border)
+    smoothed   s = Gaussian(e, sigma)            (smooth_maps: a separable Gaussian convolution per image, half-sample
+                                                  reflection at the border; scipy.ndimage.gaussian_filter's numbers)
     anomaly map a = (s − μ) / σ                  μ, σ: mean and std of s over the validation normals' pixels
                                                   (interior, margin left out), stored in the model file
 
@@ -86,17 +87,50 @@ class MapSettings:
         raise ValueError(f"map kind={kind!r}: expected 'error' or 'knn'")
 
 
-def smooth(error_maps: Any, sigma: float) -> np.ndarray:
-    """[N, H, W] -> float32 [N, H, W]: each map Gaussian-smoothed (no smoothing across images)."""
-    from scipy.ndimage import gaussian_filter
+# The smoothing's kernel: a sampled Gaussian cut at GAUSS_TRUNCATE standard deviations (scipy.ndimage's default, so
+# maps and the calibrations stored in model files are unchanged), normalised to sum 1.
+GAUSS_TRUNCATE = 4.0
 
-    e = error_maps.detach().cpu().float().numpy() if isinstance(error_maps, torch.Tensor) else np.asarray(error_maps,
-                                                                                                        np.float32)
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """float64 [2r + 1] with r = int(GAUSS_TRUNCATE·sigma + 0.5): the one smoothing kernel."""
+    radius = int(GAUSS_TRUNCATE * float(sigma) + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (x / float(sigma)) ** 2)
+    return k / k.sum()
+
+
+def reflect_index(n: int, radius: int, device=None) -> torch.Tensor:
+    """Indices of a length-n axis padded by `radius` on each side by half-sample symmetry (d c b a | a b c d | d c
+    b a): the border rule of the smoothing, valid for any radius (a kernel wider than the map reflects again)."""
+    i = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """[N, H, W] float -> [N, H, W] float32: each map smoothed by a separable Gaussian (gaussian_kernel, border by
+    reflect_index), one map never leaking into another. A torch convolution, so the engine's path and any graph
+    that smooths (the exports) run the same operation; equal to scipy.ndimage.gaussian_filter(mode="reflect",
+    truncate=4) to float32 rounding (tests/test_anomaly_maps.py)."""
+    x = maps.float()
+    if sigma == 0:
+        return x.clone()
+    k = gaussian_kernel(sigma).to(device=x.device, dtype=torch.float32)
+    r = (k.numel() - 1) // 2
+    n, h, w = x.shape
+    x = x[:, reflect_index(h, r, x.device)][:, :, reflect_index(w, r, x.device)]
+    x = F.conv2d(x[:, None], k.view(1, 1, -1, 1))  # along H
+    x = F.conv2d(x, k.view(1, 1, 1, -1))  # along W
+    return x[:, 0].float()
+
+
+def smooth(error_maps: Any, sigma: float) -> np.ndarray:
+    """[N, H, W] -> float32 [N, H, W]: each map Gaussian-smoothed (smooth_maps; no smoothing across images)."""
+    e = error_maps.detach().cpu() if isinstance(error_maps, torch.Tensor) else torch.from_numpy(
+        np.asarray(error_maps, np.float32))
     if e.ndim != 3:
         raise ValueError(f"error maps must be [N, H, W], got shape {tuple(e.shape)}")
-    if sigma == 0:
-        return e.astype(np.float32, copy=True)
-    return gaussian_filter(e.astype(np.float32), sigma=(0.0, sigma, sigma), mode="reflect").astype(np.float32)
+    return smooth_maps(e, sigma).numpy()
 
 
 def anomaly_maps(error_maps: Any, settings: MapSettings) -> np.ndarray:

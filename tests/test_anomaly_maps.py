@@ -9,7 +9,8 @@ from PIL import Image
 
 from data_fixtures import write_masked_set
 from model_fixtures import TINY_TRAIN, train_run
-from skipgan.anomaly_map import MapSettings, aggregate, all_maps, anomaly_maps, image_scores, smooth, upsample
+from skipgan.anomaly_map import (MapSettings, aggregate, all_maps, anomaly_maps, image_scores, smooth, smooth_maps,
+                                  upsample)
 from skipgan.cli import main
 from skipgan.errors import InputError
 from skipgan.modelfile import check_paper_aggregation, load_model, scoring_choice
@@ -18,6 +19,20 @@ from skipgan.train.calibrate import calibrate_maps
 
 
 # ------------------------------------------------------------------------------------------------ the maps
+@pytest.mark.parametrize("shape", [(3, 32, 32), (2, 5, 7), (1, 1, 9), (1, 3, 3), (2, 64, 48)])
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0, 3.3, 8.0])
+def test_smoothing_is_scipys_gaussian_filter(shape, sigma):
+    """The one smoothing (a torch convolution, which the exports can run too) gives scipy.ndimage.gaussian_filter's
+    numbers (mode reflect, truncate 4: the maps and calibrations of existing model files), kernels wider than the
+    map included."""
+    from scipy.ndimage import gaussian_filter
+
+    e = np.random.default_rng(0).random(shape, dtype=np.float32) * 3
+    want = gaussian_filter(e, sigma=(0, sigma, sigma), mode="reflect")
+    np.testing.assert_allclose(smooth(e, sigma), want, rtol=2e-6, atol=2e-6)
+    torch.testing.assert_close(smooth_maps(torch.from_numpy(e), sigma), torch.from_numpy(want), rtol=2e-6, atol=2e-6)
+
+
 def test_smoothing_keeps_images_apart_and_mass():
     e = np.zeros((2, 16, 16), np.float32)
     e[0, 8, 8] = 1.0
