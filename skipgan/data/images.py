@@ -78,11 +78,12 @@ def read_image(path: str | os.PathLike, limits: ImageLimits = DEFAULT_LIMITS) ->
     suffix = path.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         raise BadImageError(path, f"unsupported image type '{suffix}'; use one of {' '.join(IMAGE_EXTENSIONS)}")
-    limits.check_file(path, path.stat().st_size)
+    size = path.stat().st_size
+    limits.check_file(path, size)
     if suffix in TIFF_EXTENSIONS:
-        arr = _read_tiff(path, limits)
+        arr = _read_tiff(path, limits, size)
     else:
-        arr = _read_pillow(path, limits)
+        arr = _read_pillow(path, limits, size)
     arr = _native_dtype(arr, path)
     # What was decoded, held to the same rules as the header (a damaged file can decode to another shape, or none)
     limits.check(path, arr.shape[2], arr.shape[1], arr.shape[0], arr.dtype.itemsize)
@@ -92,17 +93,28 @@ def read_image(path: str | os.PathLike, limits: ImageLimits = DEFAULT_LIMITS) ->
 # ----------------------------------------------------------------------------------------------- Pillow
 
 
-def _png_header(path: Path) -> tuple[int, int] | None:
-    """(bit depth, colour type) from a PNG's IHDR, or None if the file does not look like a PNG."""
-    with open(path, "rb") as f:
-        head = f.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
-    return head[24], head[25]
-
-
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> samples per pixel in the file (IHDR)
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_ihdr(head: bytes) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) from the first 26 bytes of a PNG, or None if they are not a PNG's."""
+    if len(head) < 26 or head[:8] != _PNG_MAGIC or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24], head[25]
+
+
+def _check_png_header(path: Path, ihdr: tuple[int, int, int, int], size: int, limits: ImageLimits) -> None:
+    """Before Pillow opens the file (its own bomb check would answer first, in other words than the scanner's): the
+    caps, with the samples the decoders make of it (RGB, RGBA, palette -> 3; grey, grey+alpha -> 1), and what the
+    file's bytes can hold (deflate expands at most DEFLATE_MAX_RATIO:1): the checks of scanner/image_decode.cpp."""
+    width, height, depth, color = ihdr
+    channels = 3 if color & 2 or color == 3 else 1
+    limits.check(path, width, height, channels, 2 if depth == 16 and channels == 1 else 1)
+    row_bytes = (width * _PNG_CHANNELS.get(color, 4) * depth + 7) // 8
+    if height * (row_bytes + 1) > size * DEFLATE_MAX_RATIO + 4096:
+        raise CorruptImageError(path, f"truncated PNG: {size} bytes cannot hold {width} x {height} pixels")
 
 
 def _pillow_samples(mode: str) -> tuple[int, int]:
@@ -119,12 +131,13 @@ def _pillow_samples(mode: str) -> tuple[int, int]:
 _PNM_NUMBER = re.compile(rb"(?:\s|#[^\n]*\n?)*(\d{1,18})")
 
 
-def _read_binary_pnm(path: Path) -> np.ndarray | None:
+def _read_binary_pnm(path: Path, limits: ImageLimits) -> np.ndarray | None:
     """Binary PGM/PPM (P5/P6, maxval 255 or 65535) read here, as the scanner reads it (scanner/image_decode.cpp):
-    all 16 bits of 16-bit colour too (Pillow reduces a 16-bit PPM to 8 bits). None for any other file (Pillow
-    reads it; the caps were checked by _check_header_first)."""
+    all 16 bits of 16-bit colour too (Pillow reduces a 16-bit PPM to 8 bits). The caps are checked from the header
+    before the samples are taken (the file itself is within the file cap). None for another PNM (Pillow reads it,
+    its header checked here first)."""
     data = path.read_bytes()
-    if data[:2] not in (b"P5", b"P6") or len(data) < 3 or not data[2:3].isspace():
+    if len(data) < 3 or not data[2:3].isspace():
         return None
     fields, pos = [], 2
     for _ in range(3):
@@ -134,11 +147,12 @@ def _read_binary_pnm(path: Path) -> np.ndarray | None:
         fields.append(int(m.group(1)))
         pos = m.end()
     width, height, maxval = fields
+    channels = 3 if data[:2] == b"P6" else 1
+    limits.check(path, width, height, channels, 2 if maxval > 255 else 1)
     if maxval not in (255, 65535):
         return None
     if pos >= len(data) or not data[pos:pos + 1].isspace():
         raise CorruptImageError(path, "truncated or corrupt PGM/PPM header")
-    channels = 3 if data[:2] == b"P6" else 1
     dtype = np.dtype(">u2" if maxval == 65535 else np.uint8)
     need = width * height * channels * dtype.itemsize
     if len(data) - pos - 1 < need:
@@ -147,60 +161,28 @@ def _read_binary_pnm(path: Path) -> np.ndarray | None:
     return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=dtype.newbyteorder("="))  # big endian in the file
 
 
-def _check_header_first(path: Path, limits: ImageLimits) -> None:
-    """PNG and PGM/PPM sides from the header bytes, checked before Pillow opens the file: Pillow's own bomb check
-    would otherwise answer first (in other words than the scanner's), for the formats the scanner also reads."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if len(head) >= 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-        depth, color = head[24], head[25]
-        channels = 3 if color & 2 or color == 3 else 1  # RGB, RGBA, palette -> 3; grey, grey+alpha -> 1
-        limits.check(path, width, height, channels, 2 if depth == 16 and channels == 1 else 1)
-    elif head[:2] in (b"P5", b"P6"):
-        fields, pos = [], 2
-        for _ in range(3):
-            m = _PNM_NUMBER.match(head, pos)
-            if not m:
-                return  # Pillow reports the corrupt header
-            fields.append(int(m.group(1)))
-            pos = m.end()
-        width, height, maxval = fields
-        limits.check(path, width, height, 3 if head[:2] == b"P6" else 1, 2 if maxval > 255 else 1)
-
-
-def _check_pillow_size(im, path: Path, limits: ImageLimits) -> None:
-    """The caps (and, for PNG, what the file's bytes can hold) from the header Pillow has read, before `load()`
-    allocates the pixels: the same checks as scanner/image_decode.cpp."""
-    width, height = im.size
-    limits.check(path, width, height, *_pillow_samples(im.mode))
-    header = _png_header(path)
-    if header is not None:
-        depth, color = header
-        row_bytes = (width * _PNG_CHANNELS.get(color, 4) * depth + 7) // 8
-        size = path.stat().st_size
-        if height * (row_bytes + 1) > size * DEFLATE_MAX_RATIO + 4096:
-            raise CorruptImageError(path, f"truncated PNG: {size} bytes cannot hold {width} x {height} pixels")
-
-
-def _read_pillow(path: Path, limits: ImageLimits) -> np.ndarray:
+def _read_pillow(path: Path, limits: ImageLimits, size: int) -> np.ndarray:
     from PIL import Image, ImageFile
 
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone else switched it on: we still want truncation caught
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated images would pass silently")
-    # Pillow's own decompression-bomb guard, from the same number (it warns above it and refuses above twice it;
-    # _check_pillow_size refuses above it first)
+    # Pillow's own decompression-bomb guard, from the same number (for the formats checked only once open)
     Image.MAX_IMAGE_PIXELS = limits.max_pixels
-    # Between once and twice that Pillow only warns, on stderr; _check_pillow_size refuses such an image anyway,
-    # as this file's one error
+    # Between once and twice that Pillow only warns, on stderr; the caps refuse such an image anyway, as this
+    # file's one error. (Set on every call: a caller's warnings.catch_warnings() would drop a filter set once.)
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    _check_header_first(path, limits)
-    raw = _read_binary_pnm(path)
-    if raw is not None:
-        return raw
+    with open(path, "rb") as f:
+        head = f.read(26)
+    ihdr = _png_ihdr(head)
+    if ihdr is not None:
+        _check_png_header(path, ihdr, size, limits)
+    elif head[:2] in (b"P5", b"P6"):
+        raw = _read_binary_pnm(path, limits)
+        if raw is not None:
+            return raw
     try:
         with Image.open(path) as im:
-            _check_pillow_size(im, path, limits)
+            limits.check(path, *im.size, *_pillow_samples(im.mode))  # before load() allocates the pixels
             im.load()  # force the full decode so that truncation is caught here
             arr = _pillow_to_array(im)
     except InputError:
@@ -211,14 +193,12 @@ def _read_pillow(path: Path, limits: ImageLimits) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError) as exc:
         # OSError covers PIL.UnidentifiedImageError and "image file is truncated".
         raise CorruptImageError(path, _one_line(exc)) from None
-    if path.suffix.lower() == ".png":
-        header = _png_header(path)
-        if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
-            warnings.warn(
-                f"{path}: 16-bit colour PNG is decoded at 8 bits by Pillow; save it as a 16-bit TIFF to keep "
-                "full precision",
-                stacklevel=3,
-            )
+    if ihdr is not None and ihdr[2] == 16 and ihdr[3] in (2, 4, 6):
+        warnings.warn(
+            f"{path}: 16-bit colour PNG is decoded at 8 bits by Pillow; save it as a 16-bit TIFF to keep "
+            "full precision",
+            stacklevel=3,
+        )
     return arr
 
 
@@ -261,23 +241,21 @@ def _pillow_to_array(im) -> np.ndarray:
 TIFF_MAX_RATIO = 4096
 
 
-def _check_tiff_size(series, path: Path, limits: ImageLimits) -> None:
+def _check_tiff_size(series, path: Path, limits: ImageLimits, size: int) -> None:
     """The caps, and what the strips' bytes can hold, from the tags alone, before tifffile allocates the image
     (it sets aside the whole output before decoding the first strip)."""
     page = series.keyframe
     width, height = int(page.imagewidth), int(page.imagelength)
-    pixels = max(width * height, 1)
     elements = int(np.prod(series.shape, dtype=np.int64)) if series.shape else 0
-    limits.check(path, width, height, max(elements // pixels, 1), series.dtype.itemsize if series.dtype else 1)
-    size = path.stat().st_size
+    itemsize = series.dtype.itemsize if series.dtype else 1
+    limits.check(path, width, height, max(elements // max(width * height, 1), 1), itemsize)
     held = sum(min(int(n), size) for p in series.pages if p is not None for n in getattr(p, "databytecounts", ()))
     ratio = 1 if page.compression == 1 else TIFF_MAX_RATIO
-    need = elements * (series.dtype.itemsize if series.dtype else 1)
-    if need > held * ratio + 4096:
+    if elements * itemsize > held * ratio + 4096:
         raise CorruptImageError(path, f"truncated TIFF: strips of {held} bytes cannot hold {width} x {height} pixels")
 
 
-def _read_tiff(path: Path, limits: ImageLimits) -> np.ndarray:
+def _read_tiff(path: Path, limits: ImageLimits, size: int) -> np.ndarray:
     import tifffile
 
     # tifffile logs its doubts about a damaged file on stderr as well as raising; what is wrong reaches the user
@@ -290,7 +268,7 @@ def _read_tiff(path: Path, limits: ImageLimits) -> np.ndarray:
                 raise CorruptImageError(path, "no image data")
             series = tf.series[0]
             axes = series.axes
-            _check_tiff_size(series, path, limits)
+            _check_tiff_size(series, path, limits, size)
             arr = series.asarray()
     except InputError:
         raise
