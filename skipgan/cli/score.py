@@ -24,7 +24,7 @@ from ..errors import BadImageError, InputError
 from ..fileio import write_text_atomic
 from ..modelfile import load_model, scoring_choice
 from ..scoring import calibration_values, verdicts
-from .flags import collect_image_paths
+from .flags import as_input_error, collect_image_paths
 from .runner import add_dist_flags, run_command
 from .score_maps import map_names, write_map
 from .scorer import add_scorer_flags, make_scorer
@@ -77,10 +77,10 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
         raise InputError(f"--workers {a.workers}: must be at least 1")
     if a.out is not None and Path(a.out).is_dir():
         raise InputError(f"--out {a.out}: is a folder; pass the path of the JSON-lines file to write")
-    for flag, value in (("--max-pixels", a.max_pixels), ("--max-bytes", a.max_bytes)):
-        if value < 1:
-            raise InputError(f"{flag} {value}: must be at least 1")
-    limits = ImageLimits(max_pixels=a.max_pixels, max_bytes=a.max_bytes)
+    try:
+        limits = ImageLimits(max_pixels=a.max_pixels, max_bytes=a.max_bytes)
+    except ValueError as e:
+        raise as_input_error(e) from None
     if a.raw_maps and not a.maps:
         raise InputError(f"--raw-maps {a.raw_maps}: needs --maps DIR (the folder to write the maps into)")
     if a.maps is not None:

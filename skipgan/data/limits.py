@@ -30,8 +30,9 @@ class ImageLimits:
 
     def __post_init__(self):
         for name in ("max_side", "max_pixels", "max_bytes"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"ImageLimits.{name} must be a positive integer, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:  # the settings' form: cli/flags.as_input_error names the flag
+                raise ValueError(f"{name}={value!r}: must be at least 1")
 
     @property
     def max_file_bytes(self) -> int:
