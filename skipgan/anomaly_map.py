@@ -121,7 +121,7 @@ def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     x = x[:, reflect_index(h, r, x.device)][:, :, reflect_index(w, r, x.device)]
     x = F.conv2d(x[:, None], k.view(1, 1, -1, 1))  # along H
     x = F.conv2d(x, k.view(1, 1, 1, -1))  # along W
-    return x[:, 0].float()
+    return x[:, 0]
 
 
 def smooth(error_maps: Any, sigma: float) -> np.ndarray:

@@ -333,13 +333,13 @@ class DirectConv:
 
     No im2col copy and no fold pass: on large maps (isize 128: 64x64 and 32x32) the tap forms' gathering of every
     stride-2 window (4x the input) and folding of 16 taps per output pixel is memory traffic that a direct
-    convolution does not make (1.14-1.29x faster on those layers at batch 1, fp32, on a Zen 5). Convs read the
-    zero-bordered input buffer with padding 0 (the border is already there); transposed convs read the dense input.
-    oneDNN only ("onednn" kernel), CPU, fp32 and bf16; the last generator layer (its fold mixes the probes) keeps
-    the tap form."""
+    convolution does not make. It wins on most large maps and loses on some small ones, so the plan measures it per
+    layer (the timings are stored with the cached plan). Convs read the zero-bordered input buffer with padding 0
+    (the border is already there); transposed convs read the dense input. oneDNN only (form_kernels), CPU, fp32
+    and bf16; the last generator layer (its fold mixes the probes) keeps the tap form."""
 
     def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, kernel: str | None = None):
-        if (kernel or "onednn") != "onednn" or "onednn" not in available_kernels(dtype, device):
+        if (kernel or "onednn") not in form_kernels("conv", dtype, device):
             raise ValueError(f"form 'conv' runs on oneDNN only (kernel {kernel!r}, {dtype} on {device})")
         self.kernel, self.transposed = "onednn", layer.transposed
         self.s, self.p = layer.stride, layer.padding
