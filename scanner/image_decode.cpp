@@ -16,8 +16,6 @@
 namespace scanner {
 namespace {
 
-int64_t sample_bytes(SampleType t) { return t == SampleType::u8 ? 1 : t == SampleType::u16 ? 2 : 4; }
-
 // Interleaved [H, W, C] samples -> planar [C, H, W]: the layout every caller (tensors, the Python reader) uses.
 void to_planar(DecodedImage& im) {
   if (im.channels == 1) return;

@@ -18,6 +18,8 @@ namespace scanner {
 
 enum class SampleType { u8, u16, f32 };
 
+inline int64_t sample_bytes(SampleType t) { return t == SampleType::u8 ? 1 : t == SampleType::u16 ? 2 : 4; }
+
 struct DecodedImage {
   std::vector<uint8_t> samples;  // [C, H, W] planar, native byte order
   int64_t channels = 0, height = 0, width = 0;

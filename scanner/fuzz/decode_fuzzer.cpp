@@ -12,8 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_bytes = int64_t(64) << 20;
   try {
     const scanner::DecodedImage im = scanner::decode_bytes(data, size, limits);
-    const int64_t sample = im.type == scanner::SampleType::u8 ? 1 : im.type == scanner::SampleType::u16 ? 2 : 4;
-    if (im.samples.size() != size_t(im.channels * im.height * im.width * sample)) __builtin_trap();
+    if (im.samples.size() != size_t(im.channels * im.height * im.width * scanner::sample_bytes(im.type)))
+      __builtin_trap();
   } catch (const scanner::DecodeError&) {
   }
   return 0;
