@@ -49,7 +49,31 @@ nlohmann::json parse_metadata(const std::string& path, const std::string& text) 
       throw ModelError(path + ": export metadata field 'input' is not an object; re-export with `skipgan export`");
     string_field(path, meta["input"], "dtype", "uint8");
   }
+  if (meta.contains("outputs")) {
+    const auto& outputs = meta["outputs"];
+    if (!outputs.is_array() || !std::all_of(outputs.begin(), outputs.end(), [](const auto& v) { return v.is_string(); }))
+      throw ModelError(path + ": export metadata field 'outputs' is not a list of names; re-export with `skipgan export`");
+  }
+  map_threshold(path, meta);
   return meta;
+}
+
+std::optional<float> map_threshold(const std::string& path, const nlohmann::json& meta) {
+  const auto it = meta.find("anomaly_map");
+  if (it == meta.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object())
+    throw ModelError(path + ": export metadata field 'anomaly_map' is not an object; re-export with `skipgan export`");
+  const auto t = it->find("threshold");
+  if (t == it->end() || t->is_null()) return std::nullopt;
+  if (!t->is_number())
+    throw ModelError(path + ": export metadata field 'anomaly_map.threshold' is not a number; re-export with "
+                     "`skipgan export`");
+  return t->get<float>();
+}
+
+bool returns_anomaly_map(const nlohmann::json& meta) {
+  const auto it = meta.find("outputs");
+  return it != meta.end() && it->is_array() && it->size() > 3 && (*it)[3] == "anomaly_map";
 }
 
 std::string checked_device(const std::string& path, const nlohmann::json& meta, const std::string& device,

@@ -2,6 +2,7 @@
 // .pt2's metadata): untrusted bytes until parsed here. No libtorch, so scanner/fuzz/ runs exactly this code.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -23,5 +24,12 @@ nlohmann::json parse_metadata(const std::string& path, const std::string& text);
 // the export's own when `device` (--device) is empty.
 std::string checked_device(const std::string& path, const nlohmann::json& meta, const std::string& device,
                            const std::string& what);
+
+// The anomaly map's contour threshold (metadata "anomaly_map"."threshold", σ units) where regions start; nullopt
+// for exports from before it or of models without a calibrated map.
+std::optional<float> map_threshold(const std::string& path, const nlohmann::json& meta);
+
+// Whether the graph returns the anomaly map as its fourth output (metadata "outputs", `skipgan export --maps`).
+bool returns_anomaly_map(const nlohmann::json& meta);
 
 }  // namespace scanner

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "options.h"
 #include "ordered_decoder.h"
 #include "path_lines.h"
+#include "regions.h"
 #include "screening_model.h"
 
 namespace {
@@ -54,15 +56,22 @@ std::string reason(const std::exception& e) {
   return nl == std::string::npos ? text : text.substr(nl + 1);
 }
 
-void score_batch(scanner::ScreeningModel& model, const scanner::Options& o, std::vector<Decoded>& batch,
-                 Counts& counts) {
+// The regions' contour threshold when the flagged images' lines list regions (--max-regions > 0, a file that returns
+// maps and a calibrated map threshold), else nullopt.
+std::optional<float> regions_threshold(const scanner::ScreeningModel& model, const scanner::Options& o) {
+  if (o.max_regions <= 0 || !model.has_maps()) return std::nullopt;
+  return scanner::map_threshold(o.model, model.metadata());
+}
+
+void score_batch(scanner::ScreeningModel& model, const scanner::Options& o, std::optional<float> region_threshold,
+                 std::vector<Decoded>& batch, Counts& counts) {
   if (batch.empty()) return;
   std::vector<at::Tensor> images;
   for (const auto& d : batch) images.push_back(d.image);
   scanner::Outputs out;
   try {
     c10::InferenceMode guard;
-    out = model.run(at::stack(images));
+    out = model.run(at::stack(images), region_threshold.has_value());
   } catch (const std::exception& e) {  // the model refused this batch (e.g. channels): every image in it says why
     for (const auto& d : batch) print_error(d.path, "cannot score: " + reason(e), counts);
     batch.clear();
@@ -79,8 +88,15 @@ void score_batch(scanner::ScreeningModel& model, const scanner::Options& o, std:
     }
     // z and v: the graph's outputs, skipgan.scoring.verdicts traced into the export; --threshold applies its rule
     const bool abnormal = o.threshold ? s[i] > *o.threshold : v[i];
-    print_line({{"path", batch[i].path}, {"score", double(s[i])}, {"normalised_score", double(z[i])},
-                {"verdict", abnormal ? "abnormal" : "normal"}});
+    nlohmann::json line = {{"path", batch[i].path}, {"score", double(s[i])}, {"normalised_score", double(z[i])},
+                           {"verdict", abnormal ? "abnormal" : "normal"}};
+    if (abnormal && region_threshold && out.maps.defined()) {  // where, in the image's own pixels
+      const at::Tensor m = out.maps[int64_t(i)];
+      const auto& image = batch[i].image;  // [C, H, W] as decoded: the export resizes inside
+      line["regions"] = scanner::regions_json(scanner::find_regions(
+          m.data_ptr<float>(), m.size(0), m.size(1), *region_threshold, image.size(1), image.size(2), o.max_regions));
+    }
+    print_line(line);
     ++counts.scored;
   }
   batch.clear();
@@ -92,6 +108,7 @@ bool same_shape(const at::Tensor& a, const at::Tensor& b) {
 
 int run(const scanner::Options& o) {
   auto model = scanner::ScreeningModel::load(o.model, o.device);
+  const std::optional<float> region_threshold = regions_threshold(*model, o);
   if (o.threads) at::set_num_threads(o.threads);
   const int workers = o.workers ? o.workers : int(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
   std::vector<std::string> paths;
@@ -116,20 +133,21 @@ int run(const scanner::Options& o) {
     Decoded d;
     const auto status = decoder.next(d, wait);
     if (status == scanner::OrderedDecoder::Status::timeout) {
-      score_batch(*model, o, batch, counts);
+      score_batch(*model, o, region_threshold, batch, counts);
       continue;
     }
     if (status == scanner::OrderedDecoder::Status::finished) break;
     if (!d.error.empty()) {
-      score_batch(*model, o, batch, counts);  // keep input order
+      score_batch(*model, o, region_threshold, batch, counts);  // keep input order
       print_error(d.path, d.error, counts);
       continue;
     }
-    if (!batch.empty() && !same_shape(batch.front().image, d.image)) score_batch(*model, o, batch, counts);
+    if (!batch.empty() && !same_shape(batch.front().image, d.image))
+      score_batch(*model, o, region_threshold, batch, counts);
     batch.push_back(std::move(d));
-    if (int(batch.size()) == o.batch_size) score_batch(*model, o, batch, counts);
+    if (int(batch.size()) == o.batch_size) score_batch(*model, o, region_threshold, batch, counts);
   }
-  score_batch(*model, o, batch, counts);
+  score_batch(*model, o, region_threshold, batch, counts);
   feeder.join();
 
   const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -10,7 +10,7 @@ namespace scanner {
 const char* const kUsage =
     "usage: skipgan_scanner --model FILE (.pt or .pt2) [--batch-size B] [--threads N] [--workers N]\n"
     "                       [--device cpu|cuda] [--threshold T] [--flush-ms MS] [--max-pixels N]\n"
-    "                       [--max-bytes N] (DIR | FILE... | -)\n"
+    "                       [--max-bytes N] [--max-regions N] (DIR | FILE... | -)\n"
     "\n"
     "Scores images with a model exported by `skipgan export` and prints one JSON line per image:\n"
     "  {\"path\", \"score\", \"normalised_score\", \"verdict\"}  or  {\"path\", \"error\"}\n"
@@ -20,6 +20,9 @@ const char* const kUsage =
     "exported for another device is refused.\n"
     "--max-pixels (default 134217728), --max-bytes (decoded bytes, default 1073741824): an image over a cap is an\n"
     "error line naming it, checked from its header before anything is allocated (the same caps as `skipgan score`).\n"
+    "--max-regions N (default 10; 0: none): a flagged image's line lists up to N regions of its anomaly map above\n"
+    "the calibrated threshold, largest peak first: {\"bbox\": [x, y, w, h] in the image's pixels, \"area\", \"peak\",\n"
+    "\"mean\"} (σ units), as `skipgan score` does; a .pt2 needs `skipgan export --maps` for them.\n"
     "Exit codes: 0 every image scored, 1 some images could not be scored, 2 usage or model error.\n";
 
 namespace {
@@ -65,6 +68,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
       o.limits.max_pixels = to_integer(a, value(), 1, o.limits.max_side * o.limits.max_side);
     } else if (a == "--max-bytes") {
       o.limits.max_bytes = to_integer(a, value(), 1, int64_t(1) << 40);
+    } else if (a == "--max-regions") {
+      o.max_regions = int(to_integer(a, value(), 0, 1 << 30));
     } else if (a == "--flush-ms") {
       o.flush_ms = to_int(a, value(), 1);
     } else if (a == "--device") {

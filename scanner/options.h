@@ -21,6 +21,7 @@ struct Options {
   int workers = 0;  // decoding threads; 0 = min(4, hardware threads)
   std::string device;  // "", "cpu" or "cuda"
   std::optional<double> threshold;
+  int max_regions = 10;  // regions listed per flagged image (0: none); skipgan/regions.py DEFAULT_MAX_REGIONS
   int flush_ms = 50;  // stdin mode: score a partial batch when no new image arrived for this long
   bool from_stdin = false;
   ImageLimits limits;  // --max-pixels, --max-bytes

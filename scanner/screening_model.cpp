@@ -12,6 +12,8 @@ namespace {
 
 constexpr size_t kMaxMetadataBytes = size_t(16) << 20;
 constexpr const char* kKey = "skipgan";  // the metadata's name in every export (skipgan/export/metadata.py)
+// A TorchScript export's method returning the anomaly map as a fourth output (skipgan/export/pipeline.py)
+constexpr const char* kMapMethod = "score_with_anomaly_map";
 
 // The metadata of a TorchScript export, read from the archive without loading the module (so before any device
 // is touched).
@@ -27,9 +29,11 @@ std::string torchscript_metadata(const std::string& path) {
   return std::string(static_cast<const char*>(data.get()), size);
 }
 
-Outputs to_outputs(const std::vector<at::Tensor>& t) {
+Outputs to_outputs(const std::vector<at::Tensor>& t, bool with_maps) {
   if (t.size() < 3) throw std::runtime_error("the model returned " + std::to_string(t.size()) + " outputs, not 3");
-  return {t[0].to(at::kCPU, at::kFloat), t[1].to(at::kCPU, at::kFloat), t[2].to(at::kCPU, at::kBool)};
+  Outputs o{t[0].to(at::kCPU, at::kFloat), t[1].to(at::kCPU, at::kFloat), t[2].to(at::kCPU, at::kBool), {}};
+  if (with_maps && t.size() > 3) o.maps = t[3].to(at::kCPU, at::kFloat).contiguous();
+  return o;
 }
 
 class TorchScriptModel final : public ScreeningModel {
@@ -37,12 +41,16 @@ class TorchScriptModel final : public ScreeningModel {
   TorchScriptModel(torch::jit::Module module, nlohmann::json meta, c10::Device device)
       : ScreeningModel(std::move(meta), device), module_(std::move(module)) {}
 
-  Outputs run(const at::Tensor& images) override {
-    const auto tuple = module_.forward({images.to(device_)}).toTuple();
+  Outputs run(const at::Tensor& images, bool with_maps) override {
+    with_maps = with_maps && has_maps();
+    std::vector<c10::IValue> args{images.to(device_)};
+    const auto tuple = (with_maps ? module_.get_method(kMapMethod)(args) : module_.forward(args)).toTuple();
     std::vector<at::Tensor> out;
     for (const auto& v : tuple->elements()) out.push_back(v.toTensor());
-    return to_outputs(out);
+    return to_outputs(out, with_maps);
   }
+
+  bool has_maps() const override { return module_.find_method(kMapMethod).has_value(); }
 
  private:
   torch::jit::Module module_;
@@ -54,7 +62,7 @@ class AotiModel final : public ScreeningModel {
             c10::Device device)
       : ScreeningModel(std::move(meta), device), loader_(std::move(loader)) {}
 
-  Outputs run(const at::Tensor& images) override {
+  Outputs run(const at::Tensor& images, bool with_maps) override {
     // The graph fixed the channel count and sample type at export: say so instead of a shape-guard message.
     const auto& in = metadata_["input"];
     const std::string want = in.value("dtype", "uint8");
@@ -68,8 +76,10 @@ class AotiModel final : public ScreeningModel {
     if (images.size(1) != channels)
       throw std::runtime_error("image has " + std::to_string(images.size(1)) + " channels but the model takes " +
                                std::to_string(channels));
-    return to_outputs(loader_->run({images.to(device_).contiguous()}));
+    return to_outputs(loader_->run({images.to(device_).contiguous()}), with_maps && has_maps());
   }
+
+  bool has_maps() const override { return returns_anomaly_map(metadata_); }
 
  private:
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;

@@ -16,13 +16,18 @@ namespace scanner {
 
 struct Outputs {
   at::Tensor scores, normalised, verdicts;  // [B] fp32, fp32, bool (CPU)
+  at::Tensor maps;  // [B, isize, isize] fp32 anomaly maps in σ units (CPU), when asked for and the file has them
 };
 
 class ScreeningModel {
  public:
   virtual ~ScreeningModel() = default;
   // images [B, C, H, W] as decoded (uint8 / uint16 / float32), on any device. Throws on a batch the model refuses.
-  virtual Outputs run(const at::Tensor& images) = 0;
+  // with_maps: also the anomaly maps (only where has_maps()).
+  virtual Outputs run(const at::Tensor& images, bool with_maps = false) = 0;
+  // Whether the file can return anomaly maps: a TorchScript export always (score_with_anomaly_map), an AOTInductor
+  // package when exported with --maps.
+  virtual bool has_maps() const = 0;
   const nlohmann::json& metadata() const { return metadata_; }
   c10::Device device() const { return device_; }
 

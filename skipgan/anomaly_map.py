@@ -107,21 +107,43 @@ def reflect_index(n: int, radius: int, device=None) -> torch.Tensor:
     return torch.where(i >= n, 2 * n - 1 - i, i)
 
 
+def smooth_with(maps: torch.Tensor, kernel: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """The smoothing itself, in the form graphs hold: fp32 maps [N, H, W], the kernel fp32 [2r + 1] and the border
+    rule as index tensors (reflect_index(H, r), reflect_index(W, r)) precomputed. TorchScript- and torch.export-able:
+    smooth_maps calls it, and so does every export (skipgan/export/maps.py), so all paths run one operation."""
+    k = kernel.shape[0]
+    x = maps[:, rows][:, :, cols]
+    x = F.conv2d(x[:, None], kernel.view(1, 1, k, 1))  # along H
+    x = F.conv2d(x, kernel.view(1, 1, 1, k))  # along W
+    return x[:, 0]
+
+
 def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """[N, H, W] float -> [N, H, W] float32: each map smoothed by a separable Gaussian (gaussian_kernel, border by
-    reflect_index), one map never leaking into another. A torch convolution, so the engine's path and any graph
-    that smooths (the exports) run the same operation; equal to scipy.ndimage.gaussian_filter(mode="reflect",
-    truncate=4) to float32 rounding (tests/test_anomaly_maps.py)."""
+    reflect_index), one map never leaking into another (smooth_with). Equal to scipy.ndimage.gaussian_filter(
+    mode="reflect", truncate=4) to float32 rounding (tests/test_anomaly_maps.py)."""
     x = maps.float()
     if sigma == 0:
         return x.clone()
     k = gaussian_kernel(sigma).to(device=x.device, dtype=torch.float32)
     r = (k.numel() - 1) // 2
-    n, h, w = x.shape
-    x = x[:, reflect_index(h, r, x.device)][:, :, reflect_index(w, r, x.device)]
-    x = F.conv2d(x[:, None], k.view(1, 1, -1, 1))  # along H
-    x = F.conv2d(x, k.view(1, 1, 1, -1))  # along W
-    return x[:, 0]
+    return smooth_with(x, k, reflect_index(x.shape[1], r, x.device), reflect_index(x.shape[2], r, x.device))
+
+
+def topk_count(pixels: int, percent: float) -> int:
+    """How many of `pixels` interior pixels the topk aggregation averages (at least one)."""
+    return max(1, int(round(pixels * percent / 100.0)))
+
+
+def aggregate_maps(maps: torch.Tensor, margin: int, k: int) -> torch.Tensor:
+    """Image scores [N] from anomaly maps [N, H, W], interior only (a `margin`-pixel border left out): the largest
+    value (k = 0: 'max' and 'knn') or the mean of the k largest ('topk', k = topk_count). In the maps' dtype.
+    Scriptable and exportable: aggregate calls it, and so does every export."""
+    h, w = maps.shape[1], maps.shape[2]
+    inner = maps[:, margin : h - margin, margin : w - margin].flatten(1)
+    if k == 0:
+        return inner.amax(1)
+    return inner.topk(k, dim=1).values.mean(1)
 
 
 def smooth(error_maps: Any, sigma: float) -> np.ndarray:
@@ -140,13 +162,13 @@ def anomaly_maps(error_maps: Any, settings: MapSettings) -> np.ndarray:
 
 def aggregate(maps: np.ndarray, how: str, settings: MapSettings) -> np.ndarray:
     """Image scores [N] float64 from anomaly maps [N, H, W] (interior only) by 'max' or 'topk' ('knn': the max of
-    the knn map, so pass the knn maps)."""
-    inner = interior(torch.from_numpy(np.ascontiguousarray(maps)), settings.margin).flatten(1)
+    the knn map, so pass the knn maps): aggregate_maps in float64."""
+    m = torch.from_numpy(np.ascontiguousarray(maps)).double()
     if how in ("max", "knn"):
-        return inner.amax(1).double().numpy()
+        return aggregate_maps(m, settings.margin, 0).numpy()
     if how == "topk":
-        k = max(1, int(round(inner.shape[1] * settings.topk_percent / 100.0)))
-        return inner.topk(k, dim=1).values.double().mean(1).numpy()
+        inner = (m.shape[1] - 2 * settings.margin) * (m.shape[2] - 2 * settings.margin)
+        return aggregate_maps(m, settings.margin, topk_count(inner, settings.topk_percent)).numpy()
     raise ValueError(f"aggregation={how!r}: map aggregations are 'max', 'topk' and 'knn'")
 
 

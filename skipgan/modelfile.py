@@ -104,12 +104,3 @@ def scoring_choice(meta: dict[str, Any], aggregation: str | None, path: str | os
                          "aggregation existed, or without a knn memory); "
                          f"retrain, or score with --aggregation {model_aggregation(meta)}")
     return how, cals[how], MapSettings.from_meta(meta)
-
-
-def check_paper_aggregation(meta: dict[str, Any], what: str | os.PathLike = "model") -> None:
-    """InputError unless the model scores by the paper's mean: exports (skipgan.export) compute that score only."""
-    how = model_aggregation(meta)
-    if how != PAPER_AGGREGATION:
-        raise InputError(f"{what}: scores by the '{how}' aggregation, but exported files compute the paper's "
-                         f"'{PAPER_AGGREGATION}' score only; export that with --aggregation {PAPER_AGGREGATION} (its "
-                         f"calibration is stored too), or retrain with --aggregation {PAPER_AGGREGATION}")

@@ -13,7 +13,7 @@ from skipgan.anomaly_map import (MapSettings, aggregate, all_maps, anomaly_maps,
                                   upsample)
 from skipgan.cli import main
 from skipgan.errors import InputError
-from skipgan.modelfile import check_paper_aggregation, load_model, scoring_choice
+from skipgan.modelfile import load_model, scoring_choice
 from skipgan.scoring import Scores
 from skipgan.train.calibrate import calibrate_maps
 
@@ -98,7 +98,6 @@ def test_old_model_files_score_by_the_mean():
     assert how == "mean" and cal["threshold"] == 1.0 and st.margin == 2 and st.threshold is None
     with pytest.raises(InputError, match="--aggregation max: m.safetensors holds no calibration for it"):
         scoring_choice(meta, "max", "m.safetensors")
-    check_paper_aggregation(meta)  # no error
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -188,19 +187,27 @@ def test_raw_maps_needs_maps(run, capsys):
     assert "--raw-maps npy: needs --maps DIR" in capsys.readouterr().err
 
 
-def test_export_refuses_a_model_not_scored_by_the_mean(run, tmp_path, capsys):
-    from skipgan.export import export_model
+def test_export_computes_the_models_own_aggregation(run, tmp_path, capsys):
+    """A model trained with 'max' exports as it is (no --aggregation mean): the file's scores and verdicts are
+    `skipgan score`'s on the same images, and its anomaly map is the one --maps draws."""
+    from skipgan.data.images import read_image
+    from skipgan.export import read_metadata, run_exported
 
     data, out = run
-    model, meta = load_model(out / "model.safetensors")
-    with pytest.raises(InputError, match="scores by the 'max' aggregation, but exported files compute the paper's"):
-        export_model(model, meta, "torchscript", tmp_path / "m.pt")
-    assert main(["export", str(out / "model.safetensors"), "--format", "torchscript", "--out",
-                 str(tmp_path / "m.pt")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "model.safetensors: scores by the 'max' aggregation" in err
-    assert "export that with --aggregation mean" in err
-    assert not (tmp_path / "m.pt").exists()
+    pt = tmp_path / "m.pt"
+    assert main(["export", str(out / "model.safetensors"), "--format", "torchscript", "--out", str(pt)]) == 0
+    assert "score 'max'" in capsys.readouterr().err
+    meta = read_metadata(pt)
+    assert meta["aggregation"] == "max" and meta["anomaly_map"]["kind"] == "error"
+    paths = sorted((data / "test").rglob("*.png"))[:6]
+    assert main(["score", str(out / "model.safetensors"), *map(str, paths), "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    images = torch.stack([torch.from_numpy(np.require(read_image(p), requirements="W")) for p in paths])
+    s, z, v, amap = run_exported("torchscript", pt, images, torchscript_map="anomaly")
+    want = torch.tensor([line["score"] for line in lines], dtype=torch.float32)
+    torch.testing.assert_close(s, want, rtol=1e-4, atol=1e-5)
+    assert [("abnormal" if x else "normal") for x in v.tolist()] == [line["verdict"] for line in lines]
+    assert amap.shape == (len(paths), 32, 32) and float(amap.amax((1, 2)).sub(s).abs().max()) < 1e-4 * float(s.abs().max())
 
 
 def test_export_aggregation_mean_exports_the_paper_score_with_its_own_calibration(run, tmp_path, capsys):
@@ -227,3 +234,29 @@ def test_raw_maps_png16_round_trip(run, tmp_path, capsys):
         got = (np.asarray(im).astype(np.float64) - 32768) / 1000.0
     assert got.shape == want.shape == (40, 40)
     np.testing.assert_allclose(got, np.clip(want, -32.768, 32.767), atol=0.0006)
+
+
+def test_score_lists_regions_of_flagged_images_only(run, capsys):
+    """A trained model's flagged lines carry `regions` (find_regions of the map its score reads, in the image's own
+    pixels, largest peak first, at most --max-regions); normal lines none; --max-regions 0 none at all."""
+    data, out = run
+    paths = sorted((data / "test").rglob("*.png"))
+    assert main(["score", str(out / "model.safetensors"), *map(str, paths), "--device", "cpu",
+                 "--max-regions", "3"]) in (0, 1)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    flagged = [line for line in lines if line.get("verdict") == "abnormal"]
+    assert flagged
+    for line in lines:
+        assert ("regions" in line) == (line.get("verdict") == "abnormal")
+    for line in flagged:
+        peaks = [r["peak"] for r in line["regions"]]
+        assert 1 <= len(peaks) <= 3 and peaks == sorted(peaks, reverse=True)
+        for r in line["regions"]:
+            x, y, w, h = r["bbox"]
+            assert 0 <= x < x + w <= 40 and 0 <= y < y + h <= 40 and 0 < r["area"] <= w * h
+            assert r["mean"] <= r["peak"]
+    assert main(["score", str(out / "model.safetensors"), *map(str, paths), "--device", "cpu",
+                 "--max-regions", "0"]) in (0, 1)
+    assert not any("regions" in json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert main(["score", str(out / "model.safetensors"), str(paths[0]), "--max-regions", "-1"]) == 2
+    assert "--max-regions -1: must be 0" in capsys.readouterr().err

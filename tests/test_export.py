@@ -60,6 +60,27 @@ def rgb(tmp_path_factory):
     return model_file(tmp_path_factory.mktemp("rgb"), nc=3, probes=0)
 
 
+# map settings of a trained model (calibrated numbers of the right kind; any values do for equality)
+MAP_SETTINGS = {"sigma": 2.0, "topk_percent": 2.0, "mean": 0.01, "std": 0.02, "threshold": 3.0, "knn_mean": 0.5,
+                "knn_std": 0.3, "knn_threshold": 2.0}
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A model with a knn memory (texture and intensity parts), a calibration per aggregation and map settings, as
+    `skipgan train` writes one: 1 channel, 2 probes, a border margin."""
+    from skipgan.model.patch_knn import KnnSettings, PatchKnn
+    from skipgan.modelfile import scoring_metadata
+
+    model = make(nc=1, probes=2, margin=1)
+    x = samples(12, 1, 32, 32, torch.float32, seed=3) * 2 - 1
+    model.knn = PatchKnn.fit(model, x, KnnSettings(memory_size=300, intensity_memory=500))
+    cals = {how: {**CAL, "threshold": 0.5 + i} for i, how in enumerate(("mean", "max", "topk", "knn"))}
+    path = tmp_path_factory.mktemp("scored") / "m.safetensors"
+    save_model(path, model, CAL, scoring_metadata("mean", cals, MAP_SETTINGS))
+    return path
+
+
 def samples(n, c, h, w, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
     if dtype == torch.float32:
@@ -297,7 +318,62 @@ def test_onnx_fp16_graph_is_valid_and_fp16_typed(rgb, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ TensorRT's parser
-@pytest.mark.parametrize("setup, extra", [("gray", ["--error-map"]), ("rgb", ["--dtype", "fp16"])])
+# ------------------------------------------------------------------------------------------ the model's own score
+@pytest.mark.parametrize("fmt", ["torchscript", "aoti", "onnx"])
+@pytest.mark.parametrize("how", ["mean", "max", "topk", "knn"])
+def test_every_aggregation_and_its_map_in_every_format_equal_skipgan_score(scored, fmt, how, tmp_path):
+    """Each aggregation × TorchScript / AOTInductor / ONNX (in ONNX Runtime): the file computes the model's score
+    (max, topk: the smoothed, normalised error map; knn: the knn map's search against the memories carried in the
+    file), its calibrated verdict and, with --maps, the anomaly map, equal to what `skipgan score` computes from the
+    fp32 engine within 1e-4."""
+    from skipgan.anomaly_map import image_scores, model_maps
+    from skipgan.modelfile import scoring_choice
+
+    if fmt == "onnx":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+    out = export(scored, fmt, tmp_path / f"m{ {'torchscript': '.pt', 'aoti': '.pt2', 'onnx': '.onnx'}[fmt]}",
+                 "--aggregation", how, "--maps", "--max-batch", "4")
+    meta = read_metadata(out)
+    assert meta["aggregation"] == how and meta["outputs"][3] == "anomaly_map"
+    assert meta["anomaly_map"]["kind"] == ("knn" if how == "knn" else "error")
+    images = samples(3, 1, 45, 37, torch.uint8, seed=7)
+    s, z, v, amap = run_exported(fmt, out, images, torchscript_map="anomaly")
+    model, mmeta = load_model(scored)
+    _, cal, settings = scoring_choice(mmeta, how, scored)
+    res = engine_scores(scored, images)
+    want_maps = torch.from_numpy(model_maps(res, how, settings))
+    want = torch.from_numpy(image_scores(res, how, settings, want_maps.numpy())).float()
+    torch.testing.assert_close(s, want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(amap, want_maps, rtol=1e-4, atol=1e-4)
+    zw, vw = verdicts(want, *calibration_values(cal))
+    torch.testing.assert_close(z, zw, rtol=1e-4, atol=1e-4)
+    assert torch.equal(v, vw)
+
+
+def test_torchscript_knn_search_in_blocks_equals_the_unblocked_graph(scored):
+    """TorchScript searches the memories in query blocks, torch.export's graphs in one: the same distances."""
+    from skipgan.export.pipeline import build_pipeline
+    from skipgan.modelfile import scoring_choice
+
+    model, meta = load_model(scored)
+    _, cal, settings = scoring_choice(meta, "knn", scored)
+    images = samples(5, 1, 32, 32, torch.uint8, seed=2)
+    got = [script(build_pipeline(model, cal, native=True, aggregation="knn", map_settings=settings,
+                                 query_block=q)).score_with_anomaly_map(images) for q in (7, 0)]
+    torch.testing.assert_close(got[0][3], got[1][3], rtol=0, atol=1e-6)
+
+
+def test_maps_and_error_map_together_are_refused(scored, tmp_path, capsys):
+    assert main(["export", str(scored), "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--maps",
+                 "--error-map"]) == 2
+    assert "--maps and --error-map: choose one" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("setup, extra", [("gray", ["--error-map"]), ("rgb", ["--dtype", "fp16"]),
+                                          ("scored", ["--maps", "--aggregation", "knn"]),
+                                          ("scored", ["--maps", "--aggregation", "topk"])])
 def test_onnx_graph_is_what_tensorrts_parser_accepts(setup, extra, tmp_path, request):
     """The graph TensorRT builds from (the --format onnx export) holds no operator, attribute or input that
     onnx-tensorrt's checks refuse (skipgan.export.tensorrt.parser_refusals, from the parser's source): no
@@ -307,7 +383,8 @@ def test_onnx_graph_is_what_tensorrts_parser_accepts(setup, extra, tmp_path, req
     out = export(request.getfixturevalue(setup), "onnx", tmp_path / "m.onnx", "--no-verify", *extra)
     proto = onnx.load(str(out))
     assert parser_refusals(proto) == []
-    assert "Resize" not in {n.op_type for n in proto.graph.node}
+    if "knn" not in extra:  # the knn map's bilinear upsampling is a Resize, not antialiased: the parser takes it
+        assert "Resize" not in {n.op_type for n in proto.graph.node}
 
     class Antialiased(torch.nn.Module):
         def forward(self, x):

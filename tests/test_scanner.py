@@ -264,3 +264,69 @@ def test_readme_cpp_example_scores_one_image(cmake_build, gray_setup):
     _, want = skipgan_score(folder.parent / "nc1.safetensors", image)
     score = float(r.stdout.split("score ")[1].split(",")[0])
     assert score == pytest.approx(want[0]["score"], rel=1e-4) and want[0]["verdict"] in r.stdout
+
+
+# ------------------------------------------------------------------------------------------ regions
+def regions_model(root: Path, how: str, folder: Path) -> Path:
+    """A 1-channel model scoring by `how` whose calibration flags about half of `folder`'s images and whose map
+    threshold lies at the 90th percentile of their maps: flagged images with regions of various sizes."""
+    from skipgan.anomaly_map import MapSettings, image_scores, model_maps
+    from skipgan.data.images import read_image, to_tensor
+    from skipgan.engine import Screener
+    from skipgan.model.patch_knn import KnnSettings, PatchKnn
+    from skipgan.modelfile import scoring_metadata
+
+    model = make(nc=1, probes=2, margin=1)
+    normals = torch.rand(10, 1, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    model.knn = PatchKnn.fit(model, normals, KnnSettings(memory_size=300, intensity_memory=400))
+    x = torch.stack([to_tensor(read_image(p), 32, channels=1) for p in sorted(folder.iterdir())])
+    res = Screener.from_model(model, max_batch=8).score(x, error_map=True)
+    base = {"sigma": 1.0, "topk_percent": 1.0, "mean": 0.0, "std": 1.0, "knn_mean": 0.0, "knn_std": 1.0}
+    maps = model_maps(res, how, MapSettings(**base, margin=1))
+    scale = float(np.quantile(maps, 0.9))
+    amap = {**base, "threshold": scale, "knn_threshold": scale}
+    scores = image_scores(res, how, MapSettings(**amap, margin=1), maps)
+    cal = {**CAL, "threshold": float(np.median(scores)), "val_stats": {"mean": 0.0, "std": 1.0, "n": 10}}
+    path = root / f"{how}.safetensors"
+    save_model(path, model, cal, scoring_metadata(how, {how: cal}, amap))
+    return path
+
+
+@pytest.mark.parametrize("how", ["max", "knn"])
+@pytest.mark.parametrize("fmt", ["torchscript", "aoti"])
+def test_regions_equal_skipgan_score(scanner, gray_setup, tmp_path, how, fmt):
+    """A flagged image's line lists the same regions in the scanner as in `skipgan score` (boxes in the image's own
+    pixels, areas, peaks, means), unflagged lines none; --max-regions caps both, 0 turns them off. A .pt2 has maps
+    only when exported with --maps."""
+    _, _, folder = gray_setup
+    if fmt == "aoti":  # one sample type and channel count per package: the 8-bit gray images
+        folder8 = tmp_path / "images8"
+        folder8.mkdir()
+        for name in ("a_png8.png", "c_tif8.tif", "g_png8_same.png"):
+            (folder8 / name).write_bytes((folder / name).read_bytes())
+        folder = folder8
+    model = regions_model(tmp_path, how, folder)
+    loaded, meta = load_model(model)
+    out = tmp_path / ("m.pt" if fmt == "torchscript" else "m.pt2")
+    export_model(loaded, meta, fmt, out, max_batch=8, maps=fmt == "aoti")
+    for cap in ("10", "2"):
+        rc, got, err = run_scanner(scanner, "--model", out, "--batch-size", "3", "--max-regions", cap, folder)
+        assert rc == 0, err
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            assert main(["score", str(model), str(folder), "--device", "cpu", "--max-regions", cap]) == 0
+        want = [json.loads(line) for line in buf.getvalue().splitlines()]
+        assert [g["verdict"] for g in got] == [w["verdict"] for w in want]
+        flagged = [w for w in want if w["verdict"] == "abnormal"]
+        assert flagged
+        for g, w in zip(got, want):
+            assert ("regions" in g) == ("regions" in w) == (w["verdict"] == "abnormal"), w["path"]
+            if "regions" not in w:
+                continue
+            assert 1 <= len(w["regions"]) <= int(cap)
+            assert [r["bbox"] for r in g["regions"]] == [r["bbox"] for r in w["regions"]], w["path"]
+            assert [r["area"] for r in g["regions"]] == [r["area"] for r in w["regions"]], w["path"]
+            for key in ("peak", "mean"):
+                assert [r[key] for r in g["regions"]] == pytest.approx([r[key] for r in w["regions"]], rel=1e-4)
+    rc, got, _ = run_scanner(scanner, "--model", out, "--max-regions", "0", folder)
+    assert rc == 0 and not any("regions" in g for g in got)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..anomaly_map import PAPER_AGGREGATION
 from ..errors import InputError
 from ..export import FORMATS, INPUT_DTYPES, export_model
 from ..modelfile import load_model, scoring_choice
@@ -26,15 +25,16 @@ def add_export_parser(sub) -> None:
     p.add_argument("--max-batch", type=int, default=64, help="largest batch (AOTInductor, TensorRT profile)")
     p.add_argument("--probes", type=int, default=None, metavar="K",
                    help="the first K stored scoring probes (default: all; 0: the clean input)")
+    p.add_argument("--maps", action="store_true",
+                   help="also return the anomaly map the model's score reads [B, isize, isize] in σ units (the knn "
+                        "map for a knn model; TorchScript: always, via score_with_anomaly_map)")
     p.add_argument("--error-map", action="store_true",
-                   help="also return the per-pixel error map [B, isize, isize] (TorchScript: always, via "
+                   help="also return the raw per-pixel error map [B, isize, isize] instead (TorchScript: always, via "
                         "score_with_map)")
     p.add_argument("--input-dtype", default="uint8", choices=tuple(INPUT_DTYPES),
                    help="sample type the graph takes (AOTInductor, ONNX, TensorRT; TorchScript takes any)")
-    add_aggregation_flag(p, choices=(PAPER_AGGREGATION,),
-                         help="export the paper's mean score of a model trained with another aggregation, with the "
-                              "mean calibration stored beside the model's own (exported files compute that score "
-                              "only)")
+    add_aggregation_flag(p, help="export another of the model's stored aggregations instead of its own (the file "
+                                  "computes the model's own by default)")
     p.add_argument("--no-verify", action="store_true", help="skip scoring a few images with the result and the engine")
     t = p.add_argument_group("TensorRT")
     t.add_argument("--min-batch", type=int, default=1, help="optimisation profile: smallest batch")
@@ -72,10 +72,11 @@ def cmd_export(a: argparse.Namespace) -> int:
     if size:
         trt.update(height=size[0], width=size[1])
     report = export_model(model, meta, a.format, a.out, device=a.device, dtype=a.dtype, max_batch=a.max_batch,
-                          probes=a.probes, error_map=a.error_map, input_dtype=a.input_dtype,
+                          probes=a.probes, error_map=a.error_map, maps=a.maps, input_dtype=a.input_dtype,
                           verify=not a.no_verify, trt=trt, source=a.model)
     m, dev = report["metadata"], report["max_rel_dev"]
     checked = "not verified" if dev is None else f"scores within {dev:.2g} (relative) of the engine's"
     print(f"wrote {a.out}: {a.format}, {m['dtype']} on {m['device']}, isize {m['isize']}, {m['channels']} channel(s), "
-          f"{m['probes']} probe(s), threshold {m['threshold']:.6g}; {checked}", file=sys.stderr)
+          f"{m['probes']} probe(s), score '{m['aggregation']}', threshold {m['threshold']:.6g}; {checked}",
+          file=sys.stderr)
     return 0

@@ -64,12 +64,11 @@ def as_input_error(e: ValueError, *settings: type) -> InputError:
 
 
 # ------------------------------------------------------------------------------------------ --aggregation
-def add_aggregation_flag(parser, help: str, choices: Sequence[str] | None = None) -> None:
+def add_aggregation_flag(parser, help: str) -> None:
     """--aggregation for the commands that read a model file (score, evaluate, export): the same flag as the
-    TrainConfig field `skipgan train` derives it from (its name and choices), default None: the model's own.
-    `choices`: a subset (export computes the paper's score only)."""
+    TrainConfig field `skipgan train` derives it from (its name and choices), default None: the model's own."""
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == "aggregation")
-    parser.add_argument(flag_of(f), choices=tuple(choices or f.metadata["choices"]), default=None, help=help)
+    parser.add_argument(flag_of(f), choices=tuple(f.metadata["choices"]), default=None, help=help)
 
 
 # ------------------------------------------------------------------------------------------ devices, paths

@@ -1,4 +1,4 @@
-"""`skipgan score`: one JSON line per image, {path, score, normalised_score, verdict}.
+"""`skipgan score`: one JSON line per image, {path, score, normalised_score, verdict} (+ regions when flagged).
 
 Images are decoded on a pool of worker threads ahead of the scorer (skipgan.data.stream; the scorer: cli/scorer.py).
 Under torchrun `skipgan score` splits the input files into contiguous shares of whole batches, one per process;
@@ -23,6 +23,7 @@ from ..data.stream import batches, decode_stream
 from ..errors import BadImageError, InputError
 from ..fileio import write_text_atomic
 from ..modelfile import load_model, scoring_choice
+from ..regions import DEFAULT_MAX_REGIONS, find_regions
 from ..scoring import calibration_values, verdicts
 from .flags import as_input_error, collect_image_paths
 from .runner import add_dist_flags, run_command
@@ -53,6 +54,10 @@ def add_score_parser(sub) -> None:
     p.add_argument("--maps", metavar="DIR", default=None,
                    help="write per image DIR/<path>.map.png: the image with its anomaly map as a heatmap and the "
                         "map's contour at the calibrated threshold, at the image's own size")
+    p.add_argument("--max-regions", type=int, default=DEFAULT_MAX_REGIONS, metavar="N",
+                   help="a flagged image's line lists up to N regions of its anomaly map above the calibrated "
+                        "threshold, largest peak first: bbox [x, y, w, h] in the image's pixels, area, peak and "
+                        f"mean in σ units (default {DEFAULT_MAX_REGIONS}; 0: none, and a 'mean' model computes no map)")
     p.add_argument("--raw-maps", choices=("npy", "png16"), default=None,
                    help="with --maps: also the anomaly map at the image's size (σ units): DIR/<path>.map.npy "
                         "(float32), or DIR/<path>.raw.png (16-bit gray, value = round(1000·map) + 32768, clipped)")
@@ -81,6 +86,8 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
         limits = ImageLimits(max_pixels=a.max_pixels, max_bytes=a.max_bytes)
     except ValueError as e:
         raise as_input_error(e) from None
+    if a.max_regions < 0:
+        raise InputError(f"--max-regions {a.max_regions}: must be 0 (no regions) or more")
     if a.raw_maps and not a.maps:
         raise InputError(f"--raw-maps {a.raw_maps}: needs --maps DIR (the folder to write the maps into)")
     if a.maps is not None:
@@ -93,7 +100,10 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
     arch = meta["architecture"]
     how, cal, settings = scoring_choice(meta, a.aggregation, a.model)
     calibration = calibration_values(cal)
-    want_maps = a.maps is not None or how != PAPER_AGGREGATION
+    map_settings = settings.for_map(MAP_OF[how])
+    # regions need the map and its contour threshold (files from before maps were calibrated have none)
+    regions = a.max_regions > 0 and map_settings.threshold is not None
+    want_maps = a.maps is not None or how != PAPER_AGGREGATION or regions
     paths = collect_image_paths(a.paths)
     names = map_names(paths) if a.maps is not None else {}
     scorer = make_scorer(model, a, a.batch_size)
@@ -108,21 +118,23 @@ def score_command(a: argparse.Namespace, d, device: torch.device) -> int:
     def score_lines(good: list) -> list[dict]:
         """The JSON lines of the decoded images of one batch, scored together (a non-finite score is an error
         line, never a silent "normal")."""
-        res = scorer(torch.stack([t for _, t in good]), error_map=want_maps).to("cpu")
-        amaps = model_maps(res, how, settings) if a.maps is not None else None
+        res = scorer(torch.stack([d.tensor for _, d in good]), error_map=want_maps).to("cpu")
+        amaps = model_maps(res, how, settings) if a.maps is not None or regions else None
         s = image_scores(res, how, settings, amaps)
         z, abnormal = (t.tolist() for t in verdicts(torch.from_numpy(s), *calibration))
         out = []
-        for j, ((path, _), v) in enumerate(zip(good, s.tolist())):
+        for j, ((path, decoded), v) in enumerate(zip(good, s.tolist())):
             if not math.isfinite(v):
                 out.append({"path": str(path), "error": f"non-finite score ({v}): the image holds NaN/Inf values or "
                                                          "overflowed the model; it was not scored"})
                 continue
             line = {"path": str(path), "score": v, "normalised_score": z[j],
                     "verdict": "abnormal" if abnormal[j] else "normal"}
-            if amaps is not None:
-                line["map"] = write_map(Path(a.maps), names[path], path, amaps[j], settings.for_map(MAP_OF[how]),
-                                        a.raw_maps)
+            if regions and abnormal[j]:
+                line["regions"] = find_regions(amaps[j], map_settings.threshold, decoded.height, decoded.width,
+                                               a.max_regions)
+            if a.maps is not None:
+                line["map"] = write_map(Path(a.maps), names[path], path, amaps[j], map_settings, a.raw_maps)
             out.append(line)
         return out
 

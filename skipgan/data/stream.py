@@ -11,7 +11,7 @@ import collections
 import concurrent.futures
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import torch
 
@@ -24,21 +24,30 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 1)))
 
 
+class DecodedImage(NamedTuple):
+    """One decoded file: the model's input and the image's own size (regions are reported in its pixels)."""
+
+    tensor: torch.Tensor  # [C, isize, isize] in [-1, 1]
+    height: int
+    width: int
+
+
 def decode_one(path: Path, isize: int, channels: int | None, limits: ImageLimits = DEFAULT_LIMITS
-               ) -> torch.Tensor | BadImageError:
+               ) -> DecodedImage | BadImageError:
     """The preprocessing of one file (decode -> resize -> [-1, 1]). Whatever is wrong with this one file (corrupt,
     over a cap, values out of range, channels the model cannot take) is returned, not raised, so the caller
     decides: an error line and go on (`skipgan score`), or stop (`--strict`)."""
     try:
-        return to_tensor(read_image(path, limits), isize, channels=channels, name=str(path))
+        arr = read_image(path, limits)
+        return DecodedImage(to_tensor(arr, isize, channels=channels, name=str(path)), *arr.shape[-2:])
     except BadImageError as e:
         return e
 
 
 def decode_stream(paths: Iterable[Path], isize: int, channels: int | None, *, workers: int | None = None,
                   prefetch: int = 256, limits: ImageLimits = DEFAULT_LIMITS
-                  ) -> Iterator[tuple[Path, torch.Tensor | BadImageError]]:
-    """(path, image tensor [C, isize, isize] or its BadImageError) for every path, in order."""
+                  ) -> Iterator[tuple[Path, DecodedImage | BadImageError]]:
+    """(path, DecodedImage or its BadImageError) for every path, in order."""
     workers = workers or default_workers()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skipgan-decode") as pool:
         pending: collections.deque = collections.deque()
@@ -60,8 +69,8 @@ def decode_stream(paths: Iterable[Path], isize: int, channels: int | None, *, wo
                 raise
 
 
-def batches(stream: Iterable[tuple[Path, torch.Tensor | BadImageError]], size: int
-            ) -> Iterator[list[tuple[Path, torch.Tensor | BadImageError]]]:
+def batches(stream: Iterable[tuple[Path, DecodedImage | BadImageError]], size: int
+            ) -> Iterator[list[tuple[Path, DecodedImage | BadImageError]]]:
     batch: list = []
     for item in stream:
         batch.append(item)

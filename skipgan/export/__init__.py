@@ -19,12 +19,14 @@ from ..engine import Screener
 from ..engine.screener import DTYPES, PRECISIONS, TF32, check_dtype_supported, parse_precision
 from ..errors import InputError
 from ..model.corruption import select_probes
-from ..modelfile import check_paper_aggregation
+from ..model.patch_knn import QUERY_BLOCK
+from ..anomaly_map import MAP_OF, image_scores, model_maps
+from ..modelfile import scoring_choice
 from ..preprocess import to_model_input
 from .aoti import export_aoti, read_aoti_metadata
 from .metadata import check_device, export_metadata
 from .onnx import export_onnx, read_onnx_metadata
-from .pipeline import ScreeningPipeline, WithErrorMap, build_pipeline, gemm_plan
+from .pipeline import ScreeningPipeline, WithMap, build_pipeline, gemm_plan
 from .tensorrt import build_engine, require_tensorrt
 from .torchscript import export_torchscript, read_torchscript_metadata
 from .torchscript import load as load_torchscript
@@ -80,15 +82,19 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
 
 def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, *, device: str = "cpu",
                  dtype: str = "fp32", max_batch: int = 64, probes: int | None = None, error_map: bool = False,
-                 input_dtype: str = "uint8", verify: bool = True, trt: dict | None = None,
+                 maps: bool = False, input_dtype: str = "uint8", verify: bool = True, trt: dict | None = None,
                  source: str | os.PathLike = "the model") -> dict[str, Any]:
     """Write `out` (atomically) and return {"metadata": ..., "max_rel_dev": float or None (not verified)}.
 
-    model / meta: as skipgan.modelfile.load_model returns them. trt: TensorRT build options (min_batch, opt_batch,
-    height, width, workspace_mib). source: what errors about the model call it (the model file's path). Bad
-    arguments raise InputError naming the flag.
+    model / meta: as skipgan.modelfile.load_model returns them; the file computes the model's own aggregation
+    (meta["aggregation"]) with its calibration. maps: a fourth output, the anomaly map the aggregation reads (σ
+    units, isize × isize); error_map: the raw per-pixel error map instead (TorchScript files have both methods).
+    trt: TensorRT build options (min_batch, opt_batch, height, width, workspace_mib). source: what errors about the
+    model call it (the model file's path). Bad arguments raise InputError naming the flag.
     """
-    check_paper_aggregation(meta, source)  # exports compute the paper's score only
+    how, _, settings = scoring_choice(meta, None, source)
+    if maps and error_map:
+        raise InputError("--maps and --error-map: choose one fourth output (the anomaly map, or the raw error map)")
     _check(fmt, out, device, dtype, input_dtype, max_batch)
     try:
         select_probes(model.probe_scale, model.probe_shift, model.probe_weight, probes)
@@ -100,13 +106,18 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     plan = gemm_plan(model, dtype=DTYPES[dtype], probes=probes, max_batch=max_batch) \
         if fmt == "torchscript" and torch.device(device).type == "cpu" else None
     tensor_dtype, tf32 = parse_precision(dtype)  # tf32: fp32 tensors, TF32 convolutions (CUDA) / builder flag
+    # TorchScript runs the knn search in query blocks (a loop over a dynamic count); torch.export's graphs cannot
+    # hold that loop, so theirs is one block per memory block (the same distances, more memory at large batches)
     pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=tensor_dtype, probes=probes,
-                              device=device, tiled=fmt == "torchscript", plan=plan, tf32=tf32)
+                              device=device, tiled=fmt == "torchscript", plan=plan, tf32=tf32, aggregation=how,
+                              map_settings=settings, query_block=QUERY_BLOCK if fmt == "torchscript" else 0)
+    fourth = "anomaly" if maps else "error" if error_map else None
     # the wrapper too in eval mode: a graph exported from a module in training mode carries that flag (ONNX warns)
-    module = WithErrorMap(pipeline).eval() if error_map and fmt != "torchscript" else pipeline
+    module = WithMap(pipeline, fourth).eval() if fourth and fmt != "torchscript" else pipeline
     n_probes = int(pipeline.probe_weight.shape[0])
     metadata = export_metadata(meta, fmt=fmt, device=device, dtype=dtype, probes=n_probes, max_batch=max_batch,
-                               input_dtype="any" if fmt == "torchscript" else input_dtype, error_map=error_map)
+                               input_dtype="any" if fmt == "torchscript" else input_dtype, map_output=fourth,
+                               aggregation=how, map_settings=settings.for_map(MAP_OF[how]))
     if plan is not None:  # measured on the exporting machine: the file says so
         metadata["plan"] = plan.to_meta()
     S, nc = pipeline.isize, pipeline.nc
@@ -118,7 +129,7 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
             export_aoti(module, example, metadata, out, max_batch)
         else:
             onnx_path = out if fmt == "onnx" else f"{os.fspath(out)[: -len('.engine')]}.onnx"
-            export_onnx(module, example, metadata, onnx_path, max_batch, error_map)
+            export_onnx(module, example, metadata, onnx_path, max_batch, metadata["outputs"])
             if fmt == "tensorrt":
                 t = trt or {}
                 build_engine(onnx_path, out, metadata, channels=nc, height=t.get("height", S),
@@ -127,7 +138,7 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
                              workspace_mib=t.get("workspace_mib", 1024))
     dev = None
     if verify:
-        dev = verify_export(model, fmt, out, device, dtype, probes, input_dtype, nc, S)
+        dev = verify_export(model, meta, fmt, out, device, dtype, probes, input_dtype, nc, S, fourth, source)
     return {"metadata": metadata, "max_rel_dev": dev}
 
 
@@ -139,12 +150,17 @@ def _example(b: int, nc: int, h: int, w: int, input_dtype: str, device: str, see
     return torch.randint(0, hi, (b, nc, h, w), generator=g, dtype=torch.int64).to(INPUT_DTYPES[input_dtype]).to(device)
 
 
-def run_exported(fmt: str, path: str | os.PathLike, images: torch.Tensor, device: str = "cpu"):
+def run_exported(fmt: str, path: str | os.PathLike, images: torch.Tensor, device: str = "cpu",
+                 torchscript_map: str | None = None):
     """Score decoded images with an exported file through its own runtime; the outputs as a tuple of CPU tensors
     (None for TensorRT, whose runtime this does not drive, or ONNX without onnxruntime). A TorchScript or
-    AOTInductor file exported for another device than `device` is an InputError naming the export flag."""
+    AOTInductor file exported for another device than `device` is an InputError naming the export flag.
+    torchscript_map: "anomaly" or "error" calls a TorchScript file's method with that map as a fourth output."""
     if fmt == "torchscript":
-        out = load_torchscript(path, device)(images.to(device))
+        module = load_torchscript(path, device)
+        method = {None: module.forward, "anomaly": module.score_with_anomaly_map,
+                  "error": module.score_with_map}[torchscript_map]
+        out = method(images.to(device))
     elif fmt == "aoti":
         check_device(json.loads(read_aoti_metadata(path)), device, path)
         out = torch._inductor.aoti_load_package(str(path))(images.to(device))
@@ -160,20 +176,42 @@ def run_exported(fmt: str, path: str | os.PathLike, images: torch.Tensor, device
     return tuple(t.cpu() for t in out)
 
 
-def verify_export(model, fmt: str, out, device: str, dtype: str, probes: int | None, input_dtype: str, nc: int,
-                  isize: int) -> float | None:
+def reference_outputs(model, meta: dict[str, Any], images: torch.Tensor, *, device: str = "cpu",
+                      probes: int | None = None, source: str | os.PathLike = "the model"
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What an export of `model` must return for decoded `images`, by the fp32 engine and `skipgan score`'s path:
+    (the model's image scores [B], its anomaly maps [B, isize, isize] in σ units, raw error maps)."""
+    how, _, settings = scoring_choice(meta, None, source)
+    arch = meta["architecture"]
+    screener = Screener.from_model(model, device=device, dtype=torch.float32, max_batch=4, probes=probes)
+    res = screener.score(to_model_input(images, arch["isize"], arch["nc"]).to(device), error_map=True).to("cpu")
+    amaps = model_maps(res, how, settings)
+    return torch.from_numpy(image_scores(res, how, settings, amaps)).float(), torch.from_numpy(amaps), res.error_map
+
+
+def verify_export(model, meta: dict[str, Any], fmt: str, out, device: str, dtype: str, probes: int | None,
+                  input_dtype: str, nc: int, isize: int, fourth: str | None = None,
+                  source: str | os.PathLike = "the model") -> float | None:
     """Score a few synthetic images (odd sizes) with the exported file and with the fp32 engine; the largest
-    deviation relative to the largest score. Raises RuntimeError beyond TOLERANCE[dtype]."""
+    deviation relative to the largest score (and of the map, relative to its largest value, with a fourth output).
+    Raises RuntimeError beyond TOLERANCE[dtype]."""
     images = _example(3, nc, isize + 5, isize * 2 - 1, input_dtype, "cpu", seed=1)
-    got = run_exported(fmt, out, images, device)
+    if fmt == "torchscript":
+        fourth = fourth or "anomaly"  # a TorchScript file has both map methods: its anomaly map is checked too
+    got = run_exported(fmt, out, images, device, fourth if fmt == "torchscript" else None)
     if got is None:
         return None
-    screener = Screener.from_model(model, device=device, dtype=torch.float32, max_batch=4, probes=probes)
-    want = screener.score(to_model_input(images, isize, nc).to(device)).score.cpu()
-    dev = float((got[0].float() - want).abs().max() / want.abs().max().clamp_min(1e-12))
-    if not dev <= TOLERANCE[dtype]:
-        raise RuntimeError(f"{out}: the exported {fmt} model's scores deviate from the engine's by {dev:.3g} "
-                           f"(relative; tolerance {TOLERANCE[dtype]:g} for {dtype}); please report this")
+    scores, amaps, emaps = reference_outputs(model, meta, images, device=device, probes=probes, source=source)
+    pairs = [("scores", got[0], scores)]
+    if fourth is not None and len(got) > 3:
+        pairs.append(("maps", got[3], amaps if fourth == "anomaly" else emaps))
+    dev = 0.0
+    for what, g, want in pairs:
+        d = float((g.float() - want).abs().max() / want.abs().max().clamp_min(1e-12))
+        if not d <= TOLERANCE[dtype]:
+            raise RuntimeError(f"{out}: the exported {fmt} model's {what} deviate from the engine's by {d:.3g} "
+                               f"(relative; tolerance {TOLERANCE[dtype]:g} for {dtype}); please report this")
+        dev = max(dev, d)
     return dev
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..anomaly_map import MAP_OF
 from ..errors import InputError
 from ..modelfile import NORMALISATION
 
@@ -27,12 +28,14 @@ DEVICE_BOUND = ("torchscript", "aoti")
 # what each device's form is, for the refusal
 FORMS = {"cpu": "the CPU engine's GEMM form, whose col2im_bias_act_out has no CUDA kernel",
          "cuda": "cuDNN convolutions with CUDA epilogues, and the CUDA score"}
-ERROR_MAP_OUTPUT = "error_map"
+MAP_OUTPUTS = {"error": "error_map", "anomaly": "anomaly_map"}  # the fourth output's name, by kind
 
 
 def export_metadata(meta: dict[str, Any], *, fmt: str, device: str, dtype: str, probes: int, max_batch: int,
-                    input_dtype: str, error_map: bool) -> dict[str, Any]:
-    """meta: the model file's metadata (skipgan.modelfile). The calibration travels as stored."""
+                    input_dtype: str, map_output: str | None, aggregation: str, map_settings) -> dict[str, Any]:
+    """meta: the model file's metadata (skipgan.modelfile); its calibration (the aggregation's) travels as stored.
+    map_output: None, "anomaly" or "error" (the fourth output); map_settings: the MapSettings of the map the
+    aggregation reads (its contour threshold is where regions start)."""
     cal = meta["calibration"]
     return {
         "format": FORMAT,
@@ -54,7 +57,11 @@ def export_metadata(meta: dict[str, Any], *, fmt: str, device: str, dtype: str, 
         "max_batch": max_batch,
         "input": {"name": "images", "layout": "NCHW", "dtype": input_dtype, "size": "any H x W",
                   "values": "uint8 0..255, uint16 0..65535, float 0..1"},
-        "outputs": [*OUTPUTS, *((ERROR_MAP_OUTPUT,) if error_map else ())],
+        "aggregation": aggregation,
+        # the anomaly map (score_with_anomaly_map, or the fourth output of a graph exported with --maps)
+        "anomaly_map": {"kind": MAP_OF[aggregation], "size": [meta["architecture"]["isize"]] * 2, "units": "sigma",
+                        "threshold": map_settings.threshold, "sigma": map_settings.sigma},
+        "outputs": [*OUTPUTS, *((MAP_OUTPUTS[map_output],) if map_output else ())],
     }
 
 

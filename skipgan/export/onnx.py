@@ -17,16 +17,16 @@ import torch
 
 from ..fileio import atomic_path
 from .aoti import dynamic_shapes
-from .metadata import ERROR_MAP_OUTPUT, KEY, OUTPUTS, dumps
+from .metadata import KEY, dumps
 
 OPSET = 18
 
 
 def export_onnx(pipeline: torch.nn.Module, example: torch.Tensor, metadata: dict, out: str | os.PathLike,
-                max_batch: int, error_map: bool) -> None:
+                max_batch: int, names: list[str]) -> None:
+    """names: the outputs' names (metadata "outputs")."""
     import onnx
 
-    names = [*OUTPUTS, *((ERROR_MAP_OUTPUT,) if error_map else ())]
     # the exporter's registry warns about every torchvision op it cannot find; none is used here
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     program = torch.onnx.export(pipeline, (example,), dynamo=True, opset_version=OPSET,

@@ -25,6 +25,7 @@ plan adds on top — prepacked weights, preallocated buffers, tiling, CUDA graph
 skipgan.engine; `tests/test_export.py` checks every format's scores against the engine's.
 """
 
+import dataclasses
 from typing import Final, List, Optional, Union
 
 import torch
@@ -36,10 +37,13 @@ from ..engine.fold import FoldedConv, FoldedNetwork, fold_for_scoring
 from ..engine.layers import col2im_matrix, dense_matrix, dense_ok, im2col_matrix
 from ..engine.plan import Plan, network_specs
 from ..engine.plan import choose as choose_plan
+from ..anomaly_map import MapSettings
 from ..engine.screener import TILE_PIXELS, generator_rows
 from ..model.corruption import mix_probes, probe_inputs
+from ..model.patch_knn import QUERY_BLOCK, PatchKnn
 from ..preprocess import to_model_input
 from ..scoring import calibration_values, combine_scores, error_map, verdicts
+from .maps import MapHead
 
 
 class _ActivationCodes(nn.Module):
@@ -201,11 +205,14 @@ class ScreeningPipeline(_ActivationCodes):
 
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                  calibration: dict, *, dtype: torch.dtype = torch.float32, mode: int = GEMM, tiled: bool = True,
-                 plan: Optional[dict[str, tuple[str, str]]] = None, tf32: bool = False):
+                 plan: Optional[dict[str, tuple[str, str]]] = None, tf32: bool = False, aggregation: str = "mean",
+                 map_settings: MapSettings = MapSettings(), knn: Optional[PatchKnn] = None,
+                 query_block: int = QUERY_BLOCK):
         """plan: the GEMM form's choice per layer name (enc0.., dec0.., pyr0.., feat; engine/plan.py), None: the
         fixed rules. tf32: the VENDOR form's fp32 convolutions may run on TF32 tensor cores (default: true fp32).
         STANDARD graphs resize by matrix products (skipgan.preprocess: TensorRT's parser refuses antialiased
-        Resize)."""
+        Resize). aggregation / map_settings / knn: the image score the graph computes and its map (MapHead, the
+        model's own; `calibration` is that aggregation's); query_block: the knn search's (0 for torch.export)."""
         super().__init__()
         native = mode != STANDARD
         self.isize, self.nc, self.margin, self.native = net.isize, net.nc, net.margin, native
@@ -230,6 +237,7 @@ class ScreeningPipeline(_ActivationCodes):
         self.register_buffer("probe_scale", scale.to(dtype))
         self.register_buffer("probe_shift", shift.to(dtype))
         self.register_buffer("probe_weight", weight.to(dtype))
+        self.head = MapHead(aggregation, dataclasses.replace(map_settings, margin=net.margin), S, knn, query_block)
 
     def generator(self, g: torch.Tensor) -> torch.Tensor:
         """x̂ = tanh(...) of the folded UNet (see skipgan/model/unet.py for the activations' placement)."""
@@ -248,11 +256,15 @@ class ScreeningPipeline(_ActivationCodes):
             h = layer(h, self.TANH if i == n - 1 else self.RELU, self.slope)
         return h
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D's features [N, F], D's first pyramid level [N, ndf, isize/2, isize/2]: what the knn map reads)."""
         h = x
-        for layer in self.pyramid:
+        level0 = x
+        for i, layer in enumerate(self.pyramid):
             h = layer(h, self.LEAKY, self.slope)
-        return self.feature(h, self.NONE, self.slope).flatten(1)
+            if i == 0:
+                level0 = h
+        return self.feature(h, self.NONE, self.slope).flatten(1), level0
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = to_model_input(images, self.isize, self.nc, not self.native).to(self.compute_dtype)
@@ -270,18 +282,22 @@ class ScreeningPipeline(_ActivationCodes):
             y = torch.cat([self.generator(t) for t in torch.split(g, self.tile)], 0)
         return mix_probes(y, self.probe_weight, x.shape[0])
 
-    def _run(self, images: torch.Tensor, want_map: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scores fp32 [B], error map fp32 [B, isize, isize] or an empty tensor)."""
+    def _run(self, images: torch.Tensor, want: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the model's image scores fp32 [B], a map fp32 [B, isize, isize] or an empty tensor). want: 0 no map, 1
+        the raw per-pixel error map, 2 the anomaly map the aggregation reads (smoothed, in σ units: MapHead)."""
         x = self._prepare(images)
         x_hat = self._reconstruct(x)
         if self.native:
             x_hat = x_hat.contiguous(memory_format=torch.channels_last)
-        f_both = self.features(torch.cat([x, x_hat], 0))
+        f_both, level0 = self.features(torch.cat([x, x_hat], 0))
         b = x.shape[0]
         f, f_hat = f_both[:b], f_both[b:]
+        head = self.head
+        uses_map = want == 2 or not head.paper  # the score or the output reads the head's map
+        need_error = want == 1 or (uses_map and not head.reads_knn)
         emap = torch.empty(0)
         if self.native:
-            if want_map:
+            if need_error:
                 scores = torch.empty([b], dtype=torch.float32, device=x.device)
                 emap = torch.empty([b, self.isize, self.isize], dtype=torch.float32, device=x.device)
                 torch.ops.skipgan.anomaly_score_out(x, x_hat, f, f_hat, self.lam, scores, emap, self.margin, None)
@@ -289,50 +305,75 @@ class ScreeningPipeline(_ActivationCodes):
                 scores = torch.ops.skipgan.anomaly_score(x, x_hat, f, f_hat, self.lam, self.margin)
         else:
             scores = combine_scores(x, x_hat, f, f_hat, self.lam, self.margin)[0]
-            if want_map:
+            if need_error:
                 emap = error_map(x, x_hat)
-        return scores, emap
+        if not uses_map:
+            return scores, emap
+        amap = head.anomaly_map(emap, level0[:b], x)
+        if not head.paper:
+            scores = head.score(amap)
+        return scores, amap if want == 2 else emap
 
     def _outputs(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         normalised, abnormal = verdicts(scores, self.threshold, self.val_mean, self.val_std)  # as `skipgan score`
         return scores, normalised, abnormal
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(scores fp32 [B], normalised fp32 [B], verdicts bool [B]: True = abnormal)."""
-        scores, _ = self._run(images, False)
+        """(the model's image scores fp32 [B], normalised fp32 [B], verdicts bool [B]: True = abnormal)."""
+        scores, _ = self._run(images, 0)
         return self._outputs(scores)
 
     @torch.jit.export
     def score_with_map(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """forward's outputs and the per-pixel error map fp32 [B, isize, isize]."""
-        scores, emap = self._run(images, True)
+        """forward's outputs and the raw per-pixel error map fp32 [B, isize, isize]."""
+        scores, emap = self._run(images, 1)
         s, z, v = self._outputs(scores)
         return s, z, v, emap
 
+    @torch.jit.export
+    def score_with_anomaly_map(self, images: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """forward's outputs and the anomaly map fp32 [B, isize, isize] in σ units: the one the model's aggregation
+        reads (the knn map for 'knn', the error map's otherwise), smoothed and normalised as `skipgan score` has it
+        before upsampling."""
+        scores, amap = self._run(images, 2)
+        s, z, v = self._outputs(scores)
+        return s, z, v, amap
 
-class WithErrorMap(nn.Module):
-    """The pipeline with `score_with_map` as its forward: for graph formats (one entry point per file)."""
 
-    def __init__(self, pipeline: ScreeningPipeline):
+class WithMap(nn.Module):
+    """The pipeline with a map as a fourth output, for graph formats (one entry point per file): `kind` "error"
+    (score_with_map) or "anomaly" (score_with_anomaly_map)."""
+
+    anomaly: Final[bool]
+
+    def __init__(self, pipeline: ScreeningPipeline, kind: str):
         super().__init__()
-        self.pipeline = pipeline
+        self.pipeline, self.anomaly = pipeline, kind == "anomaly"
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.anomaly:
+            return self.pipeline.score_with_anomaly_map(images)
         return self.pipeline.score_with_map(images)
 
 
 def build_pipeline(model, calibration: dict, *, native: bool, dtype: torch.dtype = torch.float32,
                    probes: int | None = None, device: str | torch.device = "cpu", tiled: bool = True,
-                   plan: Plan | None = None, tf32: bool = False) -> ScreeningPipeline:
+                   plan: Plan | None = None, tf32: bool = False, aggregation: str = "mean",
+                   map_settings: MapSettings = MapSettings(), query_block: int = QUERY_BLOCK) -> ScreeningPipeline:
     """A trained SkipGANomaly folded exactly as the engine folds it (skipgan.engine.fold.fold_for_scoring), in eval
     mode on `device`. native: the skipgan ops, laid out as the engine runs them on that device (CPU: its GEMM form,
     each layer's form and library from `plan` (gemm_plan), else the fixed rules; CUDA: cuDNN convolutions + the
-    fused epilogue, its fp32 convolutions on TF32 tensor cores only with tf32); otherwise standard operators only."""
+    fused epilogue, its fp32 convolutions on TF32 tensor cores only with tf32); otherwise standard operators only.
+    aggregation / map_settings: the image score and map (the model's knn memory for 'knn'; `calibration` is that
+    aggregation's)."""
     net, chosen = fold_for_scoring(model, probes)
     mode = STANDARD if not native else GEMM if torch.device(device).type == "cpu" else VENDOR
     return ScreeningPipeline(net, chosen, calibration, dtype=dtype, mode=mode, tiled=tiled,
                              plan=plan.choices if plan is not None and mode == GEMM else None,
-                             tf32=tf32).eval().to(device)
+                             tf32=tf32, aggregation=aggregation, map_settings=map_settings,
+                             knn=model.knn if aggregation == "knn" else None,
+                             query_block=query_block).eval().to(device)
 
 
 def gemm_plan(model, *, dtype: torch.dtype, probes: int | None, max_batch: int, mode: str | None = None) -> Plan:

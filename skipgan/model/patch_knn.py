@@ -38,13 +38,13 @@ separates a mid-grey blob or a pasted texture from a regular pattern like brick 
 mean 0.961 / 0.949 / 0.871 -> 0.979 / 0.958 / 0.896 image / pixel AUROC / PRO).
 """
 
-from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Final, List, Optional
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .unet import LEAKY_SLOPE
 
@@ -107,14 +107,21 @@ def descriptors(level0: torch.Tensor, window: int, power: float = KnnSettings.po
                 border: str = KnnSettings.border) -> torch.Tensor:
     """First-level activations [N, C, h, w] (any float dtype and layout) -> fp32 texture descriptors [N, C, h', w']:
     h' = h - window + 1 for border 'valid', h for 'cut'."""
+    if border == "valid" and window > 1:
+        check_window(window, min(level0.shape[-2:]))
+    return energy_descriptors(level0, window, power, border == "valid", LEAKY_SLOPE)
+
+
+def energy_descriptors(level0: torch.Tensor, window: int, power: float, valid: bool, slope: float) -> torch.Tensor:
+    """descriptors without the argument checks, in the form graphs hold (TorchScript, torch.export: constants such
+    as D's LeakyReLU `slope` are arguments)."""
     a = level0.float()
-    energy = torch.where(a >= 0, a, a * (-1.0 / LEAKY_SLOPE))  # |pre-activation|
-    if power != 1:
+    energy = torch.where(a >= 0, a, a * (-1.0 / slope))  # |pre-activation|
+    if power != 1.0:
         energy = energy.pow(power)
     if window == 1:
         return energy.contiguous()
-    if border == "valid":
-        check_window(window, min(energy.shape[-2:]))
+    if valid:
         return F.avg_pool2d(energy, window, 1, 0)
     return F.avg_pool2d(energy, window, 1, window // 2, count_include_pad=False)
 
@@ -124,8 +131,8 @@ def pixel_patches(x: torch.Tensor) -> torch.Tensor:
     patch under each cell of D's first level (kernel 4, stride 2, padding 1), border cells left out (their patch
     reaches into the zero padding)."""
     x = x.float()[..., 1:-1, 1:-1]
-    n, (h, w) = x.shape[0], ((x.shape[-2] - 4) // 2 + 1, (x.shape[-1] - 4) // 2 + 1)
-    return F.unfold(x, 4, stride=2).view(n, -1, h, w)
+    h, w = (x.shape[-2] - 4) // 2 + 1, (x.shape[-1] - 4) // 2 + 1
+    return F.unfold(x, 4, stride=2).view(x.shape[0], -1, h, w)
 
 
 def _rows(desc: torch.Tensor) -> torch.Tensor:
@@ -160,41 +167,124 @@ def _to_grid(d: torch.Tensor, h: int, w: int) -> torch.Tensor:
     top, left = (h - d.shape[1]) // 2, (w - d.shape[2]) // 2
     if top == 0 and left == 0:
         return d
-    return F.pad(d[:, None], (left, w - d.shape[2] - left, top, h - d.shape[1] - top), mode="replicate")[:, 0]
+    return F.pad(d[:, None], [left, w - d.shape[2] - left, top, h - d.shape[1] - top], mode="replicate")[:, 0]
+
+
+def nearest_in_memory(b: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, rerank: int = RERANK,
+                      memory_block: int = MEMORY_BLOCK, part: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Queries [Q, C] fp32 -> the exact Euclidean distance of each to its nearest row of `mem` [M, C] [Q]
+    (mem_sq: the rows' squared norms). The memory is walked in `memory_block`-row blocks (a fixed count: graphs
+    unroll it), the `rerank` nearest by the GEMM re-ranked exactly; `part` [>= Q, >= memory_block], when given,
+    holds each block's partial distances (no allocation per block)."""
+    k = min(rerank, mem.shape[0])
+    cand_d: List[torch.Tensor] = []
+    cand_i: List[torch.Tensor] = []
+    for j in range(0, mem.shape[0], memory_block):
+        m = mem[j : j + memory_block]
+        if part is None:
+            d = torch.addmm(mem_sq[j : j + memory_block][None], b, m.T, alpha=-2.0)
+        else:
+            d = part[: b.shape[0], : m.shape[0]]
+            torch.addmm(mem_sq[j : j + memory_block][None], b, m.T, alpha=-2.0, out=d)
+        v, idx = d.topk(min(k, m.shape[0]), 1, largest=False, sorted=False)
+        cand_d.append(v)
+        cand_i.append(idx + j)
+    idx = torch.cat(cand_i, 1)
+    if idx.shape[1] > k:  # the k best of the blocks' candidates
+        idx = idx.gather(1, torch.cat(cand_d, 1).topk(k, 1, largest=False, sorted=False).indices)
+    return (mem[idx] - b[:, None, :]).pow(2).sum(2).amin(1).sqrt()
+
+
+def nearest_rows(q: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, query_block: int = QUERY_BLOCK,
+                 rerank: int = RERANK, memory_block: int = MEMORY_BLOCK) -> torch.Tensor:
+    """nearest_in_memory over queries [Q, C] in `query_block`-row blocks (> 0: the partial distances of one block
+    stay in cache), or all at once (0: graphs whose query count is symbolic, torch.export and ONNX)."""
+    if query_block <= 0:
+        return nearest_in_memory(q, mem, mem_sq, rerank, memory_block)
+    out = torch.empty(q.shape[0], device=q.device)
+    part = torch.empty(min(q.shape[0], query_block), min(mem.shape[0], memory_block), device=q.device)
+    for i in range(0, q.shape[0], query_block):
+        out[i : i + query_block] = nearest_in_memory(q[i : i + query_block], mem, mem_sq, rerank, memory_block, part)
+    return out
 
 
 @torch.no_grad()
 def nearest_distances(desc: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     """Descriptors [N, C, h, w] -> Euclidean distance of each to its nearest memory row [N, h, w] fp32.
 
-    The one distance definition of every path (eager model, engine, exports that call it). Two steps, because the
-    fast form is not a stable one: a GEMM gives |m|² − 2 q·m for every pair, which ranks the memory rows but
-    cancels badly where q lies close to a row (|q|² and |m|² are large, their difference is not), and different
-    GEMM kernels round it differently: on an AMD Zen 4 the engine's and the eager model's maps parted by 1.6 %
-    there. So the GEMM only picks the RERANK nearest candidates of each query, and the distance itself is summed
-    exactly as Σ (q − m)² over those candidates: it moves by at most |δq| when q moves by δq, whatever the kernel.
+    The one distance definition of every path (eager model, engine, exports: nearest_rows / nearest_in_memory).
+    Two steps, because the fast form is not a stable one: a GEMM gives |m|² − 2 q·m for every pair, which ranks the
+    memory rows but cancels badly where q lies close to a row (|q|² and |m|² are large, their difference is not),
+    and different GEMM kernels round it differently: on an AMD Zen 4 the engine's and the eager model's maps parted
+    by 1.6 % there. So the GEMM only picks the RERANK nearest candidates of each query, and the distance itself is
+    summed exactly as Σ (q − m)² over those candidates: it moves by at most |δq| when q moves by δq, whatever the
+    kernel (and however the blocks are cut).
     """
     n, c, h, w = desc.shape
-    q, mem = _rows(desc).float(), memory.float()
-    mem_sq = mem.pow(2).sum(1)
-    k = min(RERANK, len(mem))
-    out = torch.empty(len(q), device=q.device)
-    part = torch.empty(min(len(q), QUERY_BLOCK), min(len(mem), MEMORY_BLOCK), device=q.device)
-    for i in range(0, len(q), QUERY_BLOCK):
-        b = q[i : i + QUERY_BLOCK]
-        cand_d, cand_i = [], []
-        for j in range(0, len(mem), MEMORY_BLOCK):
-            m = mem[j : j + MEMORY_BLOCK]
-            d = part[: len(b), : len(m)]
-            torch.addmm(mem_sq[j : j + MEMORY_BLOCK][None], b, m.T, alpha=-2.0, out=d)
-            v, idx = d.topk(min(k, len(m)), 1, largest=False, sorted=False)
-            cand_d.append(v)
-            cand_i.append(idx + j)
-        idx = torch.cat(cand_i, 1)
-        if idx.shape[1] > k:  # the k best of the blocks' candidates
-            idx = idx.gather(1, torch.cat(cand_d, 1).topk(k, 1, largest=False, sorted=False).indices)
-        out[i : i + len(b)] = (mem[idx] - b[:, None, :]).pow(2).sum(2).amin(1).sqrt()
-    return out.view(n, h, w)
+    mem = memory.float()
+    return nearest_rows(_rows(desc).float(), mem, mem.pow(2).sum(1), QUERY_BLOCK).view(n, h, w)
+
+
+class KnnMap(nn.Module):
+    """A PatchKnn's map as a module: the memories as buffers, the settings as constants. What every path runs: the
+    eager model and the engine (PatchKnn.raw_maps) and the exports (skipgan/export/maps.py: TorchScript with
+    query blocks, torch.export / ONNX without, query_block = 0)."""
+
+    window: Final[int]
+    power: Final[float]
+    slope: Final[float]
+    rerank: Final[int]
+    memory_block: Final[int]
+    valid: Final[bool]
+    joined: Final[bool]
+    query_block: Final[int]
+    t_mean: Final[float]
+    t_std: Final[float]
+    i_mean: Final[float]
+    i_std: Final[float]
+
+    def __init__(self, knn: "PatchKnn", query_block: int = QUERY_BLOCK):
+        super().__init__()
+        st = knn.settings
+        self.window, self.power, self.valid = st.window, float(st.power), st.border == "valid"
+        self.query_block, self.rerank, self.memory_block, self.slope = query_block, RERANK, MEMORY_BLOCK, LEAKY_SLOPE
+        self.joined = knn.intensity is not None
+        (self.t_mean, self.t_std), (self.i_mean, self.i_std) = (
+            tuple(float(v) for v in knn.stats.get(k, (0.0, 1.0))) for k in ("texture", "intensity"))
+        intensity = knn.intensity if knn.intensity is not None else torch.zeros(0, 16)
+        for name, m in (("memory", knn.memory), ("intensity", intensity)):
+            self.register_buffer(name, m)
+            self.register_buffer(f"{name}_sq", m.pow(2).sum(1))
+
+    def _nearest(self, desc: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = desc.shape
+        q = desc.permute(0, 2, 3, 1).reshape(-1, c)
+        return nearest_rows(q, mem, mem_sq, self.query_block, self.rerank, self.memory_block).view(n, h, w)
+
+    def parts(self, level0: torch.Tensor, x: torch.Tensor) -> List[torch.Tensor]:
+        """[texture distances(, intensity distances)], each on its own grid of valid positions."""
+        out = [self._nearest(energy_descriptors(level0, self.window, self.power, self.valid, self.slope), self.memory,
+                             self.memory_sq)]
+        if self.joined:
+            out.append(self._nearest(pixel_patches(x), self.intensity, self.intensity_sq))
+        return out
+
+    def distances(self, level0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The distance map on D's grid [N, h, w] fp32 (see PatchKnn.distances)."""
+        h, w = level0.shape[-2], level0.shape[-1]
+        p = self.parts(level0, x)
+        texture = _to_grid(p[0], h, w)
+        if not self.joined:
+            return texture
+        intensity = _to_grid(p[1], h, w)
+        return torch.maximum((texture - self.t_mean) / self.t_std, (intensity - self.i_mean) / self.i_std)
+
+    def forward(self, level0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """First-level activations [N, C, isize/2, isize/2] and the images [N, nc, isize, isize] -> the raw knn map
+        [N, isize, isize] fp32 (upsampled bilinearly)."""
+        d = self.distances(level0, x)[:, None]
+        size = [x.shape[-2], x.shape[-1]]
+        return F.interpolate(d, size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 class PatchKnn:
@@ -216,7 +306,7 @@ class PatchKnn:
         self.intensity = intensity.float().contiguous() if intensity is not None else None
         self.stats = dict(stats or {})
         self.settings = settings
-        self._on: dict[tuple[str, torch.device], torch.Tensor] = {}
+        self._on: dict[tuple[torch.device, int], KnnMap] = {}
 
     @classmethod
     @torch.no_grad()
@@ -258,43 +348,45 @@ class PatchKnn:
             # a spread floor keeps a degenerate part (constant images) from dividing by zero
             knn.stats = {k: (float(v.mean()), max(float(v.std()) if v.numel() > 1 else 0.0, 1e-6))
                          for k, v in dists.items()}
+            knn._on.clear()  # the modules built for the calibration hold the placeholder statistics
             return knn
         finally:
             model.train(was_training)
 
-    def _memory(self, kind: str, device: torch.device) -> torch.Tensor:
-        if (kind, device) not in self._on:
-            self._on[kind, device] = (self.memory if kind == "texture" else self.intensity).to(device)
-        return self._on[kind, device]
+    def module(self, device: torch.device | str = "cpu", query_block: int = QUERY_BLOCK) -> KnnMap:
+        """This memory's KnnMap on `device` (built once per device and blocking, then reused)."""
+        key = (torch.device(device), query_block)
+        if key not in self._on:
+            self._on[key] = KnnMap(self, query_block).to(key[0])
+        return self._on[key]
 
-    def _part_distances(self, level0: torch.Tensor, x: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """{part: nearest-memory distances on its own grid of valid positions}."""
-        desc = descriptors(level0, self.settings.window, self.settings.power, self.settings.border)
-        if desc.shape[1] != self.memory.shape[1]:
+    def _check(self, level0: torch.Tensor, x: torch.Tensor | None) -> None:
+        """The inputs against the memories (one-line ValueErrors instead of a shape error deep in a GEMM)."""
+        if self.settings.border == "valid" and self.settings.window > 1:
+            check_window(self.settings.window, min(level0.shape[-2:]))
+        if level0.shape[1] != self.memory.shape[1]:
             raise ValueError(f"knn memory holds {self.memory.shape[1]}-channel descriptors, the discriminator "
-                             f"gives {desc.shape[1]}")
-        out = {"texture": nearest_distances(desc, self._memory("texture", desc.device))}
+                             f"gives {level0.shape[1]}")
         if self.intensity is not None:
             if x is None:
                 raise ValueError("this knn memory has an intensity part: pass the images too")
-            pix = pixel_patches(x)
-            if pix.shape[1] != self.intensity.shape[1]:
+            if 16 * x.shape[1] != self.intensity.shape[1]:
                 raise ValueError(f"knn intensity memory holds {self.intensity.shape[1]}-value patches, the images "
-                                 f"give {pix.shape[1]} ({pix.shape[1] // 16} channels)")
-            out["intensity"] = nearest_distances(pix, self._memory("intensity", pix.device))
-        return out
+                                 f"give {16 * x.shape[1]} ({x.shape[1]} channels)")
+
+    def _part_distances(self, level0: torch.Tensor, x: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """{part: nearest-memory distances on its own grid of valid positions}."""
+        self._check(level0, x)
+        parts = self.module(level0.device).parts(level0, x if x is not None else level0)
+        return dict(zip(("texture", "intensity"), parts))
 
     @torch.no_grad()
     def distances(self, level0: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """First-level activations [N, C, h, w] (and the images x [N, nc, 2h, 2w] with an intensity part) -> the
         distance map on D's grid [N, h, w] fp32: the texture distance alone, or with an intensity part the larger
-        of the two parts' distances, each in units of its own spread over normal images."""
-        h, w = level0.shape[-2:]
-        parts = {k: _to_grid(d, h, w) for k, d in self._part_distances(level0, x).items()}
-        if not self.stats:
-            return parts["texture"]
-        z = [(d - self.stats[k][0]) / self.stats[k][1] for k, d in parts.items()]
-        return torch.maximum(z[0], z[1])
+        of the two parts' distances, each in units of its own spread over normal images (KnnMap.distances)."""
+        self._check(level0, x)
+        return self.module(level0.device).distances(level0, x if x is not None else level0)
 
     def raw_maps(self, level0: torch.Tensor, isize: int, x: torch.Tensor | None = None) -> torch.Tensor:
         """First-level activations (and the images) -> raw knn maps [N, isize, isize] fp32 (upsampled bilinearly)."""
