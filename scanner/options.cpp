@@ -10,7 +10,8 @@ namespace scanner {
 const char* const kUsage =
     "usage: skipgan_scanner --model FILE (.pt or .pt2) [--batch-size B] [--threads N] [--workers N]\n"
     "                       [--device cpu|cuda] [--threshold T] [--flush-ms MS] [--max-pixels N]\n"
-    "                       [--max-bytes N] [--max-regions N] (DIR | FILE... | -)\n"
+    "                       [--max-bytes N] [--max-regions N] [--maps DIR [--raw-maps png16]\n"
+    "                       [--maps-for flagged|all]] (DIR | FILE... | -)\n"
     "\n"
     "Scores images with a model exported by `skipgan export` and prints one JSON line per image:\n"
     "  {\"path\", \"score\", \"normalised_score\", \"verdict\"}  or  {\"path\", \"error\"}\n"
@@ -23,6 +24,10 @@ const char* const kUsage =
     "--max-regions N (default 10; 0: none): a flagged image's line lists up to N regions of its anomaly map above\n"
     "the calibrated threshold, largest peak first: {\"bbox\": [x, y, w, h] in the image's pixels, \"area\", \"peak\",\n"
     "\"mean\"} (σ units), as `skipgan score` does; a .pt2 needs `skipgan export --maps` for them.\n"
+    "--maps DIR: per flagged image (all with --maps-for all) DIR/<path>.map.png, the image with its anomaly map\n"
+    "as a heatmap and the contour at the calibrated threshold, the same pixels as `skipgan score --maps`; with\n"
+    "--raw-maps png16 also DIR/<path>.raw.png (16-bit, value = round(1000·map) + 32768). <path>: relative to the\n"
+    "inputs' common folder (stdin: the absolute path). Written on worker threads; a line follows its files.\n"
     "Exit codes: 0 every image scored, 1 some images could not be scored, 2 usage or model error.\n";
 
 namespace {
@@ -70,6 +75,17 @@ std::optional<Options> parse_options(int argc, char** argv) {
       o.limits.max_bytes = to_integer(a, value(), 1, int64_t(1) << 40);
     } else if (a == "--max-regions") {
       o.max_regions = int(to_integer(a, value(), 0, 1 << 30));
+    } else if (a == "--maps") {
+      o.maps_dir = value();
+      if (o.maps_dir.empty()) throw UsageError("--maps: needs a folder");
+    } else if (a == "--raw-maps") {
+      const std::string v = value();
+      if (v != "png16") throw UsageError("--raw-maps " + v + ": expected png16");
+      o.raw_maps = true;
+    } else if (a == "--maps-for") {
+      const std::string v = value();
+      if (v != "flagged" && v != "all") throw UsageError("--maps-for " + v + ": expected flagged or all");
+      o.maps_for_all = v == "all";
     } else if (a == "--flush-ms") {
       o.flush_ms = to_int(a, value(), 1);
     } else if (a == "--device") {
@@ -92,6 +108,12 @@ std::optional<Options> parse_options(int argc, char** argv) {
       o.inputs.push_back(a);
     }
   }
+  if ((o.raw_maps || o.maps_for_all) && o.maps_dir.empty())
+    throw UsageError(std::string(o.raw_maps ? "--raw-maps" : "--maps-for") + ": needs --maps DIR (the folder to "
+                     "write the maps into)");
+  std::error_code ec;
+  if (!o.maps_dir.empty() && std::filesystem::exists(o.maps_dir, ec) && !std::filesystem::is_directory(o.maps_dir, ec))
+    throw UsageError("--maps " + o.maps_dir + ": is a file; pass a folder to write the maps into");
   if (o.model.empty()) throw UsageError("--model FILE is required (a .pt or .pt2 from `skipgan export`)");
   if (o.from_stdin && !o.inputs.empty()) throw UsageError("-: read paths from stdin OR pass files/folders, not both");
   if (!o.from_stdin && o.inputs.empty()) throw UsageError("no images: pass files, folders, or - to read paths from stdin");
@@ -117,6 +139,28 @@ std::vector<std::string> collect_paths(const std::vector<std::string>& inputs) {
     }
   }
   return paths;
+}
+
+std::filesystem::path common_parent(const std::vector<std::string>& paths) {
+  namespace fs = std::filesystem;
+  fs::path root;
+  bool first = true;
+  for (const auto& p : paths) {
+    const fs::path parent = fs::weakly_canonical(p).parent_path();
+    if (first) {
+      root = parent, first = false;
+      continue;
+    }
+    fs::path common;
+    for (auto a = root.begin(), b = parent.begin(); a != root.end() && b != parent.end() && *a == *b; ++a, ++b)
+      common /= *a;
+    root = common;
+  }
+  return root;
+}
+
+std::string map_name(const std::filesystem::path& root, const std::string& path) {
+  return std::filesystem::weakly_canonical(path).lexically_relative(root).string();
 }
 
 }  // namespace scanner

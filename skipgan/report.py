@@ -5,7 +5,8 @@ from worker threads). Every figure is rendered completely to PNG bytes in memory
 disk, and each file is then written through :func:`skipgan.fileio.atomic_path`: if plotting raises, no file is
 created or replaced; no temporary file is ever left behind.
 
-Low-level module: numpy, scikit-learn, matplotlib and :mod:`skipgan.metrics` / :mod:`skipgan.fileio` only.
+Low-level module: numpy, scikit-learn, matplotlib, Pillow and :mod:`skipgan.metrics` / :mod:`skipgan.fileio` /
+:mod:`skipgan.overlay` (the map overlays, drawn without matplotlib) only.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+import torch
+from PIL import Image
 
 from skipgan.fileio import atomic_path
+from skipgan.overlay import render_overlay
 from skipgan.metrics import _check_labels, _check_scores, _check_scores_labels, _check_threshold, _to_numpy
 from skipgan.metrics import evaluate_scores, sk_metrics
 
@@ -277,35 +281,18 @@ def plot_examples(
     _write_bytes_atomic(path, _render_png(fig))
 
 
-def _overlay_figure(image: np.ndarray, amap: np.ndarray, threshold: float | None, vmax: float) -> Figure:
-    h, w = amap.shape
-    if image.shape[1:] != amap.shape:
-        raise ValueError(f"image {tuple(image.shape)} and map {tuple(amap.shape)} differ in size")
-    x = np.clip(image.astype(np.float64), 0.0, 1.0)
-    shown, cmap = (np.transpose(x[:3], (1, 2, 0)), None) if x.shape[0] >= 3 else (x.mean(axis=0), "gray")
-    scale = max(1.0, 256.0 / max(h, w))  # small images are drawn bigger, so the contour stays visible
-    fig = _new_figure(w * scale / _DPI, h * scale / _DPI)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.imshow(amap, cmap="jet", alpha=0.45, vmin=0.0, vmax=vmax, interpolation="bilinear")
-    if threshold is not None and float(amap.max()) > threshold:
-        ax.contour(amap, levels=[threshold], colors="white", linewidths=1.2)
-    ax.set_axis_off()
-    return fig
-
-
 def plot_overlay(path: str | os.PathLike, image: Any, amap: Any, threshold: float | None = None,
                  vmax: float | None = None) -> None:
-    """Write a PNG at the image's own size (at least 256 pixels on its longer side): the image, the anomaly map as
-    a translucent heatmap (0 .. vmax; default 1.5 × threshold, or 6), and the map's contour at `threshold`.
+    """Write a PNG (atomically) of the image with its anomaly map as a heatmap and the map's contour at `threshold`:
+    skipgan.overlay.render_overlay, the definition the C++ scanner draws too.
 
-    image: [C, H, W] in [0, 1] (C = 1: gray; C ≥ 3: the first three as RGB; C = 2: the channel mean);
-    amap: [H, W] (skipgan.anomaly_map: σ units of normal reconstruction noise)."""
-    img, m = _to_numpy(image), _to_numpy(amap).astype(np.float64)
+    image: [C, H, W] in [0, 1]; amap: [H, W] at the image's size (skipgan.anomaly_map: σ units)."""
+    img, m = torch.as_tensor(_to_numpy(image), dtype=torch.float32), torch.as_tensor(_to_numpy(amap), dtype=torch.float32)
     if img.ndim != 3 or m.ndim != 2:
         raise ValueError(f"image must be [C, H, W] and the map [H, W], got {tuple(img.shape)} and {tuple(m.shape)}")
-    top = vmax if vmax is not None else (1.5 * threshold if threshold is not None and threshold > 0 else 6.0)
-    _write_bytes_atomic(path, _render_png(_overlay_figure(img, m, threshold, top)))
+    pixels = render_overlay(img, m, threshold, vmax).numpy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels, mode="RGB").save(tmp, format="PNG")
 
 
 def _json_default(obj: Any) -> Any:

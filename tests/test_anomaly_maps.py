@@ -164,7 +164,7 @@ def test_score_maps_writes_overlays_at_image_size(run, tmp_path, capsys):
         p = line["map"]
         assert p.endswith(".png.map.png")
         with Image.open(p) as im:
-            assert im.size == (256, 256)  # 40x40 drawn at least 256 wide
+            assert im.size == (280, 280)  # 40x40 drawn at least 256 wide: an integer factor, 7
         raw = np.load(p[: -len(".png")] + ".npy")
         assert raw.shape == (40, 40) and raw.dtype == np.float32
     assert (maps / "abnormal" / "a0.png.map.png").exists() and (maps / "normal" / "t0.png.map.png").exists()

@@ -330,3 +330,67 @@ def test_regions_equal_skipgan_score(scanner, gray_setup, tmp_path, how, fmt):
                 assert [r[key] for r in g["regions"]] == pytest.approx([r[key] for r in w["regions"]], rel=1e-4)
     rc, got, _ = run_scanner(scanner, "--model", out, "--max-regions", "0", folder)
     assert rc == 0 and not any("regions" in g for g in got)
+
+
+@pytest.mark.parametrize("how", ["max", "knn"])
+def test_scanner_maps_are_skipgan_scores_pixels(scanner, gray_setup, tmp_path, how):
+    """--maps DIR writes, for flagged images (all with --maps-for all), the overlay and --raw-maps png16 the 16-bit
+    map that `skipgan score --maps` writes, under the same relative names, pixel for pixel (one step where the
+    export's map and the engine's part by float rounding across a quantisation step); a line names its overlay."""
+    from PIL import Image
+
+    _, _, folder = gray_setup
+    model = regions_model(tmp_path, how, folder)
+    loaded, meta = load_model(model)
+    pt = tmp_path / "m.pt"
+    export_model(loaded, meta, "torchscript", pt, max_batch=8)
+    want_dir, got_dir = tmp_path / "py", tmp_path / "cpp"
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["score", str(model), str(folder), "--device", "cpu", "--maps", str(want_dir),
+                     "--raw-maps", "png16"]) == 0
+    want = [json.loads(line) for line in buf.getvalue().splitlines()]
+    rc, got, err = run_scanner(scanner, "--model", pt, "--batch-size", "3", "--maps", got_dir, "--raw-maps", "png16",
+                               folder)
+    assert rc == 0, err
+    assert [g["verdict"] for g in got] == [w["verdict"] for w in want]
+    assert any(g["verdict"] == "normal" for g in got) and any(g["verdict"] == "abnormal" for g in got)
+    for g, w in zip(got, want):
+        if g["verdict"] == "normal":
+            assert "map" not in g
+            continue
+        rel = Path(g["map"]).relative_to(got_dir)
+        assert rel == Path(w["map"]).relative_to(want_dir)
+        for suffix in ("", "raw"):
+            gp = Path(g["map"]) if not suffix else Path(g["map"][: -len(".map.png")] + ".raw.png")
+            wp = Path(w["map"]) if not suffix else Path(w["map"][: -len(".map.png")] + ".raw.png")
+            with Image.open(gp) as a, Image.open(wp) as b:
+                assert a.mode == b.mode and a.size == b.size, gp
+                diff = np.abs(np.asarray(a).astype(np.int64) - np.asarray(b).astype(np.int64))
+                assert diff.max() <= 1 and (diff > 0).mean() < 0.005, gp
+    assert not list(got_dir.rglob("*.tmp*"))
+    rc, got, _ = run_scanner(scanner, "--model", pt, "--maps", tmp_path / "all", "--maps-for", "all", folder)
+    assert rc == 0 and all(Path(g["map"]).is_file() for g in got)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--raw-maps", "png16"], "--raw-maps: needs --maps DIR"),
+    (["--maps-for", "all"], "--maps-for: needs --maps DIR"),
+    (["--maps", "M", "--maps-for", "some"], "--maps-for some: expected flagged or all"),
+    (["--maps", "M", "--raw-maps", "npy"], "--raw-maps npy: expected png16"),
+    (["--max-regions", "-1"], "--max-regions -1: expected an integer from 0"),
+])
+def test_map_flag_errors_exit_2(scanner, gray_setup, tmp_path, args, message):
+    _, exported, folder = gray_setup
+    args = [str(tmp_path / a) if a == "M" else a for a in args]
+    rc, lines, err = run_scanner(scanner, "--model", exported, *args, folder)
+    assert rc == 2 and message in err and err.count("\n") == 1 and not lines
+
+
+def test_maps_from_a_package_without_maps_is_refused(scanner, rgb_setup, tmp_path):
+    model, _, folder = rgb_setup
+    loaded, meta = load_model(model)
+    pt2 = tmp_path / "m.pt2"
+    export_model(loaded, meta, "aoti", pt2, max_batch=4, verify=False)
+    rc, lines, err = run_scanner(scanner, "--model", pt2, "--maps", tmp_path / "maps", folder)
+    assert rc == 2 and "re-export it with `skipgan export --maps`" in err and not lines
