@@ -101,6 +101,14 @@ TORCH_LIBRARY(skipgan, m) {
   m.def(
       "anomaly_score_out(Tensor x, Tensor x_hat, Tensor f, Tensor f_hat, float lam, Tensor(a!) scores, "
       "Tensor(b!)? error_map=None, int margin=0, Tensor(c!)? parts=None) -> ()");
+  // The knn map's search: for each query row of queries fp32 [Q, C], the Euclidean distance to its nearest row of
+  // memory fp32 [M >= 1, C] (memory_sq fp32 [M]: the rows' squared norms), fp32 [Q]. Exact: a blocked GEMM of
+  // |m|² − 2 q·m (query_block x memory_block values at a time, in cache) only ranks the rows; the distance is
+  // summed as Σ (q − m)² over the rows within the GEMM's error bound of the smallest (nearest.h), so it is the
+  // true nearest's whatever the GEMM rounded. skipgan.ops.nearest_distances_reference is its definition. CPU only.
+  m.def(
+      "nearest_distances(Tensor queries, Tensor memory, Tensor memory_sq, int query_block=512, "
+      "int memory_block=4096) -> Tensor");
   m.def("_build_info() -> str", &skipgan::build_info);
   // Test hook: cap the blocks of every CUDA launch (0: no cap) so that tests run the kernels' grid-stride loops
   // over more work than one grid; returns the previous cap. Present in CPU-only builds too (then nothing reads it).

@@ -14,6 +14,8 @@ registers the fake kernels that let torch.compile and torch.export trace the ops
   usable without the native library). The score has ONE definition, ``skipgan.scoring.combine_scores``
   (and ``skipgan.scoring.error_map``), which the score op is tested against; this module does not import
   it, being the lower layer;
+- ``nearest_distances`` / ``nearest_distances_reference``: the knn map's exact nearest-row search (a blocked GEMM
+  ranks, candidates within its error bound are summed exactly) and its definition (every distance in float64);
 - ``build_info()``: what the loaded binary contains (CUDA kernels or not, arch list, torch version).
 
 The raw ops (``torch.ops.skipgan.conv_bn_act_out`` etc.) are what TorchScript, torch.compile and the C++
@@ -48,6 +50,8 @@ __all__ = [
     "conv_bn_act",
     "conv_bn_act_reference",
     "library_path",
+    "nearest_distances",
+    "nearest_distances_reference",
 ]
 
 # Activation names -> the integer codes of the schema (csrc/activation.h).
@@ -145,6 +149,10 @@ if AVAILABLE:
     @torch.library.register_fake("skipgan::anomaly_score_out")
     def _anomaly_score_out_fake(x, x_hat, f, f_hat, lam, scores, error_map=None, margin=0, parts=None):
         return None
+
+    @torch.library.register_fake("skipgan::nearest_distances")
+    def _nearest_distances_fake(queries, memory, memory_sq, query_block=512, memory_block=4096):
+        return queries.new_empty((queries.shape[0],), dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -373,3 +381,26 @@ def anomaly_score(x: Tensor, x_hat: Tensor, f: Tensor, f_hat: Tensor, lam: float
     if not error_map and not parts:
         return out
     return (out,) + ((map_out,) if error_map else ()) + ((parts_out,) if parts else ())
+
+
+# --------------------------------------------------------------------------------------------------------
+# the knn map's nearest-row search
+
+
+def nearest_distances_reference(queries: Tensor, memory: Tensor) -> Tensor:
+    """The definition of skipgan::nearest_distances: the Euclidean distance of each query [Q, C] to its nearest
+    memory row [M, C], fp32 [Q], every pair's distance taken in float64 (no cancellation to speak of)."""
+    q, m = queries.double(), memory.double()
+    return (q[:, None, :] - m[None, :, :]).pow(2).sum(2).amin(1).sqrt().float()
+
+
+def nearest_distances(queries: Tensor, memory: Tensor, memory_sq: Tensor | None = None, *, query_block: int = 512,
+                      memory_block: int = 4096) -> Tensor:
+    """Native exact nearest-row distances (CPU): a blocked GEMM ranks the memory rows, the distance itself is
+    summed exactly over the rows within the GEMM's error bound of the nearest. memory_sq: the rows' squared norms
+    (computed here when not given; pass them when the memory is searched often)."""
+    _require()
+    if memory_sq is None:
+        memory_sq = memory.float().pow(2).sum(1)
+    return torch.ops.skipgan.nearest_distances(queries, memory, memory_sq, int(query_block), int(memory_block))
+

@@ -352,7 +352,8 @@ def test_every_aggregation_and_its_map_in_every_format_equal_skipgan_score(score
 
 
 def test_torchscript_knn_search_in_blocks_equals_the_unblocked_graph(scored):
-    """TorchScript searches the memories in query blocks, torch.export's graphs in one: the same distances."""
+    """TorchScript searches the memories with the native op in query blocks, torch.export's graphs with a fixed
+    top-k in one: the same exact distances (their sums rounded in another order)."""
     from skipgan.export.pipeline import build_pipeline
     from skipgan.modelfile import scoring_choice
 
@@ -361,7 +362,7 @@ def test_torchscript_knn_search_in_blocks_equals_the_unblocked_graph(scored):
     images = samples(5, 1, 32, 32, torch.uint8, seed=2)
     got = [script(build_pipeline(model, cal, native=True, aggregation="knn", map_settings=settings,
                                  query_block=q)).score_with_anomaly_map(images) for q in (7, 0)]
-    torch.testing.assert_close(got[0][3], got[1][3], rtol=0, atol=1e-6)
+    torch.testing.assert_close(got[0][3], got[1][3], rtol=1e-5, atol=1e-5)
 
 
 def test_maps_and_error_map_together_are_refused(scored, tmp_path, capsys):

@@ -80,7 +80,7 @@ def test_pixel_patches_are_the_patches_under_each_inner_cell_of_the_first_level(
 
 def test_default_descriptor_is_the_square_root_of_the_energy():
     assert KnnSettings() == KnnSettings(window=7, memory_size=10000, power=0.5, border="valid",
-                                        intensity_memory=30000)
+                                        intensity_memory=30000, coreset=0.1)
     pre = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(descriptors(F.leaky_relu(pre, LEAKY_SLOPE), 1), pre.abs().sqrt())
 
@@ -136,7 +136,7 @@ def test_memory_is_a_seeded_sample_of_training_descriptors():
     x = model_fixtures.images(6, 1, 32)
     with torch.no_grad():
         every = descriptors(first_level(model, x), 3).permute(0, 2, 3, 1).reshape(-1, 4)  # 6·14·14 = 1176 rows
-    st = KnnSettings(window=3, memory_size=100, intensity_memory=0)
+    st = KnnSettings(window=3, memory_size=100, intensity_memory=0, coreset=1.0)
     knn = PatchKnn.fit(model, x, st, seed=5, batch_size=4)
     assert knn.memory.shape == (100, 4) and knn.intensity is None and knn.stats == {}
     # each memory row is one of the descriptors, all distinct
@@ -146,7 +146,7 @@ def test_memory_is_a_seeded_sample_of_training_descriptors():
     assert torch.equal(again.memory, knn.memory)
     assert not torch.equal(PatchKnn.fit(model, x, st, seed=6).memory, knn.memory)
     # a memory larger than the data keeps everything: training images then lie at distance 0
-    full = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=10_000, intensity_memory=0))
+    full = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=10_000, intensity_memory=0, coreset=1.0))
     assert full.memory.shape == (1176, 4)
     assert float(full.raw_maps(first_level(model, x[:2]), 32).abs().max()) < 1e-3
     assert model.training is False
@@ -158,7 +158,8 @@ def test_memories_are_drawn_batch_by_batch_as_from_all_rows_at_once(batch_size):
     randperm over all rows in image order, texture first: the same memories whatever the batch size."""
     model = model_fixtures.make(isize=32, nc=1, width=4)
     x, val = model_fixtures.images(7, 1, 32), model_fixtures.images(2, 1, 32, seed=1)
-    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=300, intensity_memory=500), seed=4,
+    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=300, intensity_memory=500, coreset=1.0),
+                       seed=4,
                        batch_size=batch_size, calibration=val)
     with torch.no_grad():
         tex = descriptors(first_level(model, x), 3).permute(0, 2, 3, 1).reshape(-1, 4)  # 7·14·14 = 1372 rows
@@ -218,7 +219,8 @@ def test_distance_map_equals_brute_force_on_the_whole_grid(border, intensity):
 def test_intensity_memory_and_the_statistics_of_both_parts():
     model = model_fixtures.make(isize=32, nc=2, width=4)
     train, val = model_fixtures.images(6, 2, 32, seed=0), model_fixtures.images(4, 2, 32, seed=1)
-    knn = PatchKnn.fit(model, train, KnnSettings(window=3, memory_size=100, intensity_memory=150), seed=2,
+    knn = PatchKnn.fit(model, train, KnnSettings(window=3, memory_size=100, intensity_memory=150, coreset=1.0),
+                       seed=2,
                        calibration=val)
     assert knn.intensity.shape == (150, 32)  # 2 channels x 4 x 4
     every = pixel_patches(train).permute(0, 2, 3, 1).reshape(-1, 32)
@@ -243,7 +245,8 @@ def test_without_calibration_images_a_tenth_is_held_out_for_the_statistics():
     calibrate the intensity part, so fit holds out a seeded tenth of the images instead."""
     model = model_fixtures.make(isize=32, nc=1, width=4)
     x = model_fixtures.images(10, 1, 32)
-    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=10_000, intensity_memory=10_000), seed=3)
+    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=10_000, intensity_memory=10_000, coreset=1.0),
+                       seed=3)
     assert knn.intensity.shape == (9 * 14 * 14, 16) and knn.memory.shape == (9 * 14 * 14, 4)  # one image held out
     assert all(sd > 1e-3 for _, sd in knn.stats.values())
     with pytest.raises(ValueError, match="needs at least 2 normal images"):
@@ -345,7 +348,7 @@ def test_model_file_round_trip_and_files_without_memory(tmp_path):
     assert torch.equal(loaded.knn.memory, model.knn.memory) and loaded.knn.settings == model.knn.settings
     assert torch.equal(loaded.knn.intensity, model.knn.intensity) and loaded.knn.stats == model.knn.stats
     assert {k: v for k, v in meta["knn"].items() if k != "stats"} == {
-        "window": 3, "memory_size": 50, "power": 0.5, "border": "valid", "intensity_memory": 60}
+        "window": 3, "memory_size": 50, "power": 0.5, "border": "valid", "intensity_memory": 60, "coreset": 0.1}
     with torch.no_grad():
         torch.testing.assert_close(loaded.knn.distances(first_level(model, x), x),
                                    model.knn.distances(first_level(model, x), x))
@@ -365,13 +368,14 @@ def test_files_from_before_the_power_setting_keep_their_descriptor(tmp_path):
     model = model_fixtures.make(isize=32, nc=1, width=4)
     x = model_fixtures.images(4, 1, 32)
     model.knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=50, power=1.0, border="cut",
-                                                   intensity_memory=0))
+                                                   intensity_memory=0, coreset=1.0))
     save_model(tmp_path / "m.safetensors", model, {"threshold": 1.0, "val_stats": {}})
     tensors, meta = load_tensors(tmp_path / "m.safetensors")
     meta["knn"] = {"window": 3, "memory_size": 50}  # what such a file holds
     save_tensors(tmp_path / "old.safetensors", tensors, meta)
     old, _ = load_model(tmp_path / "old.safetensors")
-    assert old.knn.settings == KnnSettings(window=3, memory_size=50, power=1.0, border="cut", intensity_memory=0)
+    assert old.knn.settings == KnnSettings(window=3, memory_size=50, power=1.0, border="cut", intensity_memory=0,
+                                           coreset=1.0)
     assert old.knn.intensity is None and old.knn.stats == {}
     with torch.no_grad():
         torch.testing.assert_close(old.knn.distances(first_level(model, x)), model.knn.distances(first_level(model, x)))
@@ -424,10 +428,13 @@ def test_train_with_knn_records_memory_calibration_and_pixel_metrics(knn_run):
     assert meta["aggregation"] == "knn" and meta["calibration"] == meta["calibrations"]["knn"]
     assert set(meta["calibrations"]) == {"mean", "max", "topk", "knn"}
     assert {k: v for k, v in meta["knn"].items() if k != "stats"} == {
-        "window": 3, "memory_size": 2000, "power": 0.5, "border": "valid", "intensity_memory": 30000}
-    assert model.knn.memory.shape == (2000, 4) and set(model.knn.stats) == {"texture", "intensity"}
-    # fewer inner 4 x 4 patches than the intensity memory holds: all of them (the training share, 14 x 14 each)
-    assert model.knn.intensity.shape[1] == 16 and model.knn.intensity.shape[0] % 196 == 0
+        "window": 3, "memory_size": 2000, "power": 0.5, "border": "valid", "intensity_memory": 30000, "coreset": 0.1}
+    # the default coreset keeps a tenth of each draw (the draw: min(2000, all positions) texture descriptors)
+    assert model.knn.memory.shape == (200, 4) and set(model.knn.stats) == {"texture", "intensity"}
+    # fewer inner 4 x 4 patches than the intensity memory holds: all of them are drawn (the training share, 14 x 14
+    # each), and the coreset keeps a tenth of those (rounded up)
+    n = model.knn.intensity.shape[0]
+    assert model.knn.intensity.shape[1] == 16 and any(n == -(-196 * k // 10) for k in range(1, 100))
     am = meta["anomaly_map"]
     assert am["knn_threshold"] == meta["calibrations"]["knn"]["threshold"] and am["knn_std"] > 0
     m = json.loads((out / "metrics.json").read_text())
@@ -527,3 +534,30 @@ def test_knn_refit_with_the_runs_settings_is_the_memory_the_trainer_fitted(knn_r
     refit_knn(model, meta, s.train, KnnSettings(window=5, memory_size=2000, power=1.0, intensity_memory=0), seed=0)
     assert model.knn.settings == KnnSettings(window=5, memory_size=2000, power=1.0, border="valid", intensity_memory=0)
     assert model.knn.intensity is None and not torch.equal(model.knn.memory, trained.memory)
+
+
+def test_greedy_coreset_keeps_the_rows_that_cover_the_draw():
+    """k-centre greedy: the share asked for, each kept row the farthest from those before it, every dropped row
+    within the last pick's distance of a kept one; share 1 keeps the draw as it is; seeded."""
+    from skipgan.model.patch_knn import greedy_coreset
+
+    rows = torch.rand(500, 8, generator=torch.Generator().manual_seed(0))
+    kept = greedy_coreset(rows, 0.1, torch.Generator().manual_seed(1))
+    assert kept.shape == (50, 8)
+    assert torch.equal(kept, greedy_coreset(rows, 0.1, torch.Generator().manual_seed(1)))
+    d = torch.cdist(rows.double(), kept.double())
+    radius = float(torch.cdist(kept[-1:].double(), kept[:-1].double()).min())  # the last pick's distance to the rest
+    assert float(d.amin(1).max()) <= radius + 1e-6
+    # each pick is a row of the draw, none twice
+    assert len({tuple(r.tolist()) for r in kept}) == 50 and bool((kept[:, None] == rows[None]).all(2).any(1).all())
+    assert greedy_coreset(rows, 1.0, torch.Generator()) is rows
+    assert greedy_coreset(rows, 1e-9, torch.Generator()).shape == (1, 8)
+
+
+def test_fit_with_a_coreset_keeps_that_share_of_each_memory():
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    x = model_fixtures.images(6, 1, 32)
+    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=200, intensity_memory=300, coreset=0.25))
+    assert knn.memory.shape[0] == 50 and knn.intensity.shape[0] == 75
+    with pytest.raises(ValueError, match="knn_coreset=0: must be in"):
+        KnnSettings(coreset=0)

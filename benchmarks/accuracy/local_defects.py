@@ -247,7 +247,7 @@ def knn_settings(a) -> None:
     from skipgan.train.knn_refit import refit_knn
 
     given = {"window": a.knn_window, "memory_size": a.knn_memory, "power": a.knn_power, "border": a.knn_border,
-             "intensity_memory": a.knn_intensity_memory}
+             "intensity_memory": a.knn_intensity_memory, "coreset": a.knn_coreset}
     settings = KnnSettings(**{k: v for k, v in given.items() if v is not None})
     results = {}
     for tex in a.textures:
@@ -337,6 +337,7 @@ def main() -> None:
     k.add_argument("--knn-power", type=float, help="default: skipgan's")
     k.add_argument("--knn-memory", type=int, help="default: skipgan's")
     k.add_argument("--knn-intensity-memory", type=int, help="default: skipgan's (0: texture part only)")
+    k.add_argument("--knn-coreset", type=float, help="default: skipgan's (1: the whole draw)")
     k.add_argument("--knn-border", choices=["valid", "cut"], help="default: skipgan's")
     k.add_argument("--memory-seed", type=int, default=0)
     k.add_argument("--json", default=None)

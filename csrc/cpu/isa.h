@@ -21,6 +21,9 @@ struct Kernels {
   float (*image_chunk)(const ScoreParams& p, int64_t b, int64_t p0, int64_t np, float* scratch,
                        int64_t scratch_len);
   float (*feature_chunk)(const ScoreParams& p, int64_t b, int64_t e0, int64_t ne);
+  // nearest_distances: the exact squared distance to the nearest memory row of one query, from its row of GEMM
+  // values (nearest_kernel.h).
+  float (*nearest_in_row)(const float* g, int64_t n, float tau, const float* q, const float* mem, int64_t c);
   const char* isa;
 };
 

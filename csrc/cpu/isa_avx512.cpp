@@ -42,11 +42,13 @@
 #include "anomaly_score_kernel.h"
 #include "conv_bn_act_kernel.h"
 #include "col2im_kernel.h"
+#include "nearest_kernel.h"
 #pragma GCC pop_options
 
 namespace skipgan::cpu {
 Kernels kernels_avx512() {
-  return {&AVX512::epilogue_rows, &AVX512::col2im_rows, &AVX512::image_chunk, &AVX512::feature_chunk, "avx512"};
+  return {&AVX512::epilogue_rows, &AVX512::col2im_rows, &AVX512::image_chunk, &AVX512::feature_chunk,
+          &AVX512::nearest_in_row, "avx512"};
 }
 }  // namespace skipgan::cpu
 

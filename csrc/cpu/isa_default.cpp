@@ -5,11 +5,13 @@
 #include "anomaly_score_kernel.h"
 #include "conv_bn_act_kernel.h"
 #include "col2im_kernel.h"
+#include "nearest_kernel.h"
 
 namespace skipgan::cpu {
 
 Kernels kernels_default() {
-  return {&DEFAULT::epilogue_rows, &DEFAULT::col2im_rows, &DEFAULT::image_chunk, &DEFAULT::feature_chunk, "default"};
+  return {&DEFAULT::epilogue_rows, &DEFAULT::col2im_rows, &DEFAULT::image_chunk, &DEFAULT::feature_chunk,
+          &DEFAULT::nearest_in_row, "default"};
 }
 
 }  // namespace skipgan::cpu

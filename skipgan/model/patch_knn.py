@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import ops
 from .unet import LEAKY_SLOPE
 
 # Distance blocks: QUERY_BLOCK queries x MEMORY_BLOCK memory rows (8 MB of fp32 partial distances) stay in the
@@ -71,6 +72,12 @@ class KnnSettings:
     border: str = "valid"
     # 4 x 4 pixel patches kept for the intensity part (0: texture part only, as files from before it)
     intensity_memory: int = 30000
+    # the share of each drawn memory kept by a greedy coreset (k-centre, as PatchCore): the rows that cover the
+    # draw best, so the search is 10x cheaper at the same distances to the nearest normal patch (1: the draw itself,
+    # what files from before this setting hold). 0.1 chosen on the local-defect development split (mean image /
+    # pixel AUROC / PRO 0.979 / 0.958 / 0.896 with the whole draw, 0.980 / 0.958 / 0.895 at 0.1, 0.976 / 0.959 /
+    # 0.895 at 0.05; docs/accuracy.md)
+    coreset: float = 0.1
 
     def __post_init__(self):
         if not (isinstance(self.window, int) and self.window >= 1 and self.window % 2 == 1):
@@ -85,6 +92,9 @@ class KnnSettings:
         if not (isinstance(self.intensity_memory, int) and self.intensity_memory >= 0):
             raise ValueError(f"knn_intensity_memory={self.intensity_memory!r}: must be a non-negative integer "
                              "(0 = no intensity part)")
+        if not (isinstance(self.coreset, (int, float)) and 0 < self.coreset <= 1):
+            raise ValueError(f"knn_coreset={self.coreset!r}: must be in (0, 1] (the share of each memory kept; 1 = "
+                             "all of the draw)")
 
     def check(self, isize: int) -> None:
         """The settings at image size `isize`: the window must fit on D's first level (isize/2 cells a side)."""
@@ -116,14 +126,19 @@ def energy_descriptors(level0: torch.Tensor, window: int, power: float, valid: b
     """descriptors without the argument checks, in the form graphs hold (TorchScript, torch.export: constants such
     as D's LeakyReLU `slope` are arguments)."""
     a = level0.float()
-    energy = torch.where(a >= 0, a, a * (-1.0 / slope))  # |pre-activation|
+    # |pre-activation|: a where a >= 0, else a / slope negated; as a maximum, since -a/slope <= 0 <= a for a >= 0
+    energy = torch.maximum(a, a * (-1.0 / slope))
     if power != 1.0:
         energy = energy.pow(power)
     if window == 1:
         return energy.contiguous()
+    # channels_last (the engine's layout already; pooling runs 4x faster there), the window as two 1-D passes
+    energy = energy.contiguous(memory_format=torch.channels_last)
     if valid:
-        return F.avg_pool2d(energy, window, 1, 0)
-    return F.avg_pool2d(energy, window, 1, window // 2, count_include_pad=False)
+        return F.avg_pool2d(F.avg_pool2d(energy, [window, 1], 1, 0), [1, window], 1, 0)
+    pad = window // 2
+    return F.avg_pool2d(F.avg_pool2d(energy, [window, 1], 1, [pad, 0], count_include_pad=False), [1, window], 1,
+                        [0, pad], count_include_pad=False)
 
 
 def pixel_patches(x: torch.Tensor) -> torch.Tensor:
@@ -161,6 +176,26 @@ class _Sample:
         self.seen = hi
 
 
+@torch.no_grad()
+def greedy_coreset(rows: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
+    """The rows [N, C] a greedy k-centre coreset keeps (k = ceil(share · N), at least 1), in the order chosen: start
+    at a seeded random row, then repeatedly the row farthest from every row kept so far (PatchCore's selection,
+    without its random projection: these descriptors have 16-64 values already). share 1: all rows, unchanged."""
+    n = rows.shape[0]
+    k = max(1, int(-(-share * n // 1)))
+    if k >= n:
+        return rows
+    x = rows.float()
+    pick = torch.empty(k, dtype=torch.long)
+    i = int(torch.randint(n, (1,), generator=gen))
+    nearest = torch.full((n,), float("inf"))
+    for j in range(k):
+        pick[j] = i
+        nearest = torch.minimum(nearest, (x - x[i]).pow(2).sum(1))
+        i = int(nearest.argmax())
+    return rows[pick]
+
+
 def _to_grid(d: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Distances [N, h', w'] on the centred sub-grid of valid positions -> [N, h, w]: each border cell takes the
     distance of the nearest valid position (whose window covers it too)."""
@@ -196,9 +231,14 @@ def nearest_in_memory(b: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, 
 
 
 def nearest_rows(q: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, query_block: int = QUERY_BLOCK,
-                 rerank: int = RERANK, memory_block: int = MEMORY_BLOCK) -> torch.Tensor:
-    """nearest_in_memory over queries [Q, C] in `query_block`-row blocks (> 0: the partial distances of one block
-    stay in cache), or all at once (0: graphs whose query count is symbolic, torch.export and ONNX)."""
+                 rerank: int = RERANK, memory_block: int = MEMORY_BLOCK, native: bool = False) -> torch.Tensor:
+    """The exact distance of each query [Q, C] to its nearest memory row. native (CPU tensors, query_block > 0): the
+    op skipgan::nearest_distances, whose scan re-ranks only the rows within the GEMM's error bound of the nearest
+    (a min and a compare per value); otherwise nearest_in_memory's fixed top-k, in `query_block`-row blocks (> 0:
+    one block's partial distances stay in cache) or all at once (0: graphs whose query count is symbolic,
+    torch.export and ONNX)."""
+    if native and query_block > 0 and not q.is_cuda:
+        return torch.ops.skipgan.nearest_distances(q, mem, mem_sq, query_block, memory_block)
     if query_block <= 0:
         return nearest_in_memory(q, mem, mem_sq, rerank, memory_block)
     out = torch.empty(q.shape[0], device=q.device)
@@ -222,7 +262,7 @@ def nearest_distances(desc: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     """
     n, c, h, w = desc.shape
     mem = memory.float()
-    return nearest_rows(_rows(desc).float(), mem, mem.pow(2).sum(1), QUERY_BLOCK).view(n, h, w)
+    return nearest_rows(_rows(desc).float(), mem, mem.pow(2).sum(1), QUERY_BLOCK, native=ops.AVAILABLE).view(n, h, w)
 
 
 class KnnMap(nn.Module):
@@ -238,6 +278,7 @@ class KnnMap(nn.Module):
     valid: Final[bool]
     joined: Final[bool]
     query_block: Final[int]
+    native: Final[bool]
     t_mean: Final[float]
     t_std: Final[float]
     i_mean: Final[float]
@@ -248,6 +289,7 @@ class KnnMap(nn.Module):
         st = knn.settings
         self.window, self.power, self.valid = st.window, float(st.power), st.border == "valid"
         self.query_block, self.rerank, self.memory_block, self.slope = query_block, RERANK, MEMORY_BLOCK, LEAKY_SLOPE
+        self.native = ops.AVAILABLE and query_block > 0  # skipgan::nearest_distances (CPU)
         self.joined = knn.intensity is not None
         (self.t_mean, self.t_std), (self.i_mean, self.i_std) = (
             tuple(float(v) for v in knn.stats.get(k, (0.0, 1.0))) for k in ("texture", "intensity"))
@@ -259,7 +301,8 @@ class KnnMap(nn.Module):
     def _nearest(self, desc: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor) -> torch.Tensor:
         n, c, h, w = desc.shape
         q = desc.permute(0, 2, 3, 1).reshape(-1, c)
-        return nearest_rows(q, mem, mem_sq, self.query_block, self.rerank, self.memory_block).view(n, h, w)
+        return nearest_rows(q, mem, mem_sq, self.query_block, self.rerank, self.memory_block,
+                            self.native).view(n, h, w)
 
     def parts(self, level0: torch.Tensor, x: torch.Tensor) -> List[torch.Tensor]:
         """[texture distances(, intensity distances)], each on its own grid of valid positions."""
@@ -339,9 +382,10 @@ class PatchKnn:
                                for r, size in zip(rows, sizes)]
                 for sample, r in zip(samples, rows):
                     sample.add(r)
+            kept = [greedy_coreset(sample.out, settings.coreset, gen) for sample in samples]
             if not settings.intensity_memory:
-                return cls(samples[0].out, settings)
-            knn = cls(samples[0].out, settings, samples[1].out, stats={"texture": (0.0, 1.0), "intensity": (0.0, 1.0)})
+                return cls(kept[0], settings)
+            knn = cls(kept[0], settings, kept[1], stats={"texture": (0.0, 1.0), "intensity": (0.0, 1.0)})
             parts = [knn._part_distances(first_level(model, x), x) for x in
                      (calibration[i : i + batch_size].to(device) for i in range(0, len(calibration), batch_size))]
             dists = {k: torch.cat([p[k].flatten().cpu() for p in parts]) for k in parts[0]}
@@ -401,7 +445,7 @@ class PatchKnn:
                   ) -> "PatchKnn":
         names = {f.name for f in dataclasses.fields(KnnSettings)}
         # files from before these settings: energy averages (power 1) over windows cut at the border, no intensity
-        old = {"power": 1.0, "border": "cut", "intensity_memory": 0}
+        old = {"power": 1.0, "border": "cut", "intensity_memory": 0, "coreset": 1.0}
         settings = KnnSettings(**{**old, **{k: v for k, v in meta.items() if k in names}})
         stats = {k: tuple(v) for k, v in (meta.get("stats") or {}).items()}
         return cls(memory, settings, intensity, stats)

@@ -79,6 +79,9 @@ class TrainConfig:
                               "the default before 2026-11-29)", choices=BORDERS)
     knn_intensity_memory: int = setting(KnnSettings.intensity_memory, "normal 4 x 4 pixel patches kept for the knn "
                                         "map's intensity part (16·nc floats each; 0 = texture part only)")
+    knn_coreset: float = setting(KnnSettings.coreset, "share of each knn memory drawn (--knn-memory, "
+                                 "--knn-intensity-memory) that a greedy coreset keeps: the rows covering the draw "
+                                 "best, a faster search (1 = the whole draw)")
     map_sigma: float = setting(2.0, "Gaussian smoothing of the anomaly map, in pixels at isize (0 = none)")
     topk_percent: float = setting(1.0, "share of the map's pixels averaged by --aggregation topk")
     sync_bn: bool = setting(False, "under torchrun: SyncBatchNorm (batch statistics over all processes; CUDA only) "
@@ -118,7 +121,8 @@ class TrainConfig:
     def knn_settings(self) -> KnnSettings | None:
         """The knn map's settings, None with --knn-memory 0 (raises ValueError 'knn_window=...: ...')."""
         settings = KnnSettings(window=self.knn_window, memory_size=max(self.knn_memory, 1), power=self.knn_power,
-                               border=self.knn_border, intensity_memory=self.knn_intensity_memory)
+                               border=self.knn_border, intensity_memory=self.knn_intensity_memory,
+                               coreset=self.knn_coreset)
         return settings if self.knn_memory else None  # checked either way
 
     @property
