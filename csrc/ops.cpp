@@ -105,10 +105,11 @@ TORCH_LIBRARY(skipgan, m) {
   // memory fp32 [M >= 1, C] (memory_sq fp32 [M]: the rows' squared norms), fp32 [Q]. Exact: a blocked GEMM of
   // |m|² − 2 q·m (query_block x memory_block values at a time, in cache) only ranks the rows; the distance is
   // summed as Σ (q − m)² over the rows within the GEMM's error bound of the smallest (nearest.h), so it is the
-  // true nearest's whatever the GEMM rounded. skipgan.ops.nearest_distances_reference is its definition. CPU only.
+  // true nearest's whatever the GEMM rounded. gemm: 0 at::addmm, 1 oneDNN's fp32 matmul (the faster depends on the
+  // CPU; the result is the same exact distance). skipgan.ops.nearest_distances_reference is its definition. CPU only.
   m.def(
-      "nearest_distances(Tensor queries, Tensor memory, Tensor memory_sq, int query_block=512, "
-      "int memory_block=4096) -> Tensor");
+      "nearest_distances(Tensor queries, Tensor memory, Tensor memory_sq, int query_block=1024, "
+      "int memory_block=4096, int gemm=0) -> Tensor");
   m.def("_build_info() -> str", &skipgan::build_info);
   // Test hook: cap the blocks of every CUDA launch (0: no cap) so that tests run the kernels' grid-stride loops
   // over more work than one grid; returns the previous cap. Present in CPU-only builds too (then nothing reads it).

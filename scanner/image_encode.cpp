@@ -42,6 +42,8 @@ void write_png(std::FILE* f, const void* pixels, int64_t width, int64_t height, 
     throw std::runtime_error("libpng could not write the image");
   }
   png_init_io(png, f);
+  // zlib's fastest level: the scanner writes these beside scoring, and the pixels are the same at any level
+  png_set_compression_level(png, 1);
   png_set_IHDR(png, info, png_uint_32(width), png_uint_32(height), bit_depth,
                channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);

@@ -151,7 +151,7 @@ if AVAILABLE:
         return None
 
     @torch.library.register_fake("skipgan::nearest_distances")
-    def _nearest_distances_fake(queries, memory, memory_sq, query_block=512, memory_block=4096):
+    def _nearest_distances_fake(queries, memory, memory_sq, query_block=1024, memory_block=4096, gemm=0):
         return queries.new_empty((queries.shape[0],), dtype=torch.float32)
 
 
@@ -394,13 +394,18 @@ def nearest_distances_reference(queries: Tensor, memory: Tensor) -> Tensor:
     return (q[:, None, :] - m[None, :, :]).pow(2).sum(2).amin(1).sqrt().float()
 
 
-def nearest_distances(queries: Tensor, memory: Tensor, memory_sq: Tensor | None = None, *, query_block: int = 512,
-                      memory_block: int = 4096) -> Tensor:
+NEAREST_GEMMS = {"addmm": 0, "onednn": 1}  # nearest_distances' GEMM: at::addmm (MKL here), oneDNN's fp32 matmul
+
+
+def nearest_distances(queries: Tensor, memory: Tensor, memory_sq: Tensor | None = None, *, query_block: int = 1024,
+                      memory_block: int = 4096, gemm: str = "addmm") -> Tensor:
     """Native exact nearest-row distances (CPU): a blocked GEMM ranks the memory rows, the distance itself is
     summed exactly over the rows within the GEMM's error bound of the nearest. memory_sq: the rows' squared norms
-    (computed here when not given; pass them when the memory is searched often)."""
+    (computed here when not given; pass them when the memory is searched often). gemm: "addmm" or "onednn" (the
+    same result; which is faster depends on the CPU)."""
     _require()
     if memory_sq is None:
         memory_sq = memory.float().pow(2).sum(1)
-    return torch.ops.skipgan.nearest_distances(queries, memory, memory_sq, int(query_block), int(memory_block))
+    return torch.ops.skipgan.nearest_distances(queries, memory, memory_sq, int(query_block), int(memory_block),
+                                               NEAREST_GEMMS[gemm])
 

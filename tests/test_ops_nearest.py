@@ -51,6 +51,38 @@ def test_near_ties_in_one_block_take_the_exact_nearest():
                                rtol=1e-3, atol=1e-9)
 
 
+@pytest.mark.parametrize("gemm", ["addmm", "onednn"])
+def test_both_gemms_and_rows_with_more_candidates_than_the_scan_keeps(gemm):
+    """Either GEMM gives the exact distances; 300 rows tied within rounding (more candidates than the one-pass scan
+    keeps, 64) take its two-pass fallback."""
+    if gemm == "onednn" and not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch")
+    queries, memory = rand(200, 16, seed=11), rand(3000, 16, seed=12)
+    torch.testing.assert_close(ops.nearest_distances(queries, memory, gemm=gemm),
+                               ops.nearest_distances_reference(queries, memory), rtol=1e-5, atol=1e-6)
+    base = rand(1, 16, seed=13) * 30
+    tied = torch.cat([base.repeat(300, 1) + 1e-6 * rand(300, 16, seed=14), rand(100, 16, seed=15)])
+    q = base + 1e-6 * rand(5, 16, seed=16)
+    torch.testing.assert_close(ops.nearest_distances(q, tied, gemm=gemm), ops.nearest_distances_reference(q, tied),
+                               rtol=1e-3, atol=1e-7)
+
+
+def test_the_search_gemm_is_chosen_by_measurement_and_never_in_reduced_precision():
+    from skipgan.model import patch_knn
+
+    memory = rand(700, 16, seed=17)
+    sq = memory.pow(2).sum(1)
+    patch_knn._GEMM_CHOICE.clear()
+    assert patch_knn.choose_search_gemm(memory, sq) in (0, 1)
+    assert len(patch_knn._GEMM_CHOICE) == 1  # measured once per shape and thread count
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")  # oneDNN might then use bf16, outside the scan's error bound
+        assert patch_knn.choose_search_gemm(memory, sq) == 0
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
 def test_non_contiguous_inputs_and_the_torch_search_agree():
     memory = rand(64, 900, seed=6).t()  # [900, 64] transposed view
     queries = rand(64, 400, seed=7).t()[::2]  # [200, 64], every other row

@@ -49,10 +49,12 @@ from torch import nn
 from .. import ops
 from .unet import LEAKY_SLOPE
 
-# Distance blocks: QUERY_BLOCK queries x MEMORY_BLOCK memory rows (8 MB of fp32 partial distances) stay in the
-# last-level cache between the GEMM that writes them and the min that reads them. Measured on the 2-core CPU,
-# 16,384 queries against 30,000 x 64: 0.56 s, against 1.77 s for whole 4096-query rows of the distance matrix.
-QUERY_BLOCK, MEMORY_BLOCK = 512, 4096
+# Distance blocks: QUERY_BLOCK queries x MEMORY_BLOCK memory rows (16 MB of fp32 partial distances at most; 12 MB for
+# the default intensity memory of 3,000 rows) stay in the last-level cache between the GEMM that writes them and the
+# scan that reads them. Measured on the 2-core CPU, 16,384 queries against 30,000 x 64: 0.56 s, against 1.77 s for
+# whole 4096-query rows of the distance matrix; with the coreset's memories, 1,024 queries a block ran 5-10 % faster
+# than 512 (AMD Zen 5, oneDNN's GEMM), 256 15 % slower.
+QUERY_BLOCK, MEMORY_BLOCK = 1024, 4096
 # Nearest candidates by the GEMM's distance whose exact distance is computed (nearest_distances): the GEMM's rounding
 # error in |q − m|² is ~1e-7 of |q|² + |m|², so only rows that near-tie with the nearest can swap places with it.
 RERANK = 8
@@ -230,15 +232,48 @@ def nearest_in_memory(b: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, 
     return (mem[idx] - b[:, None, :]).pow(2).sum(2).amin(1).sqrt()
 
 
+_GEMM_CHOICE: dict[tuple[int, int, int], int] = {}  # (rows, width, threads) -> the faster GEMM, once per process
+
+
+def choose_search_gemm(mem: torch.Tensor, mem_sq: torch.Tensor, query_block: int = QUERY_BLOCK) -> int:
+    """The GEMM skipgan::nearest_distances searches `mem` with on this CPU (0: at::addmm, MKL here; 1: oneDNN's
+    matmul), by measurement: each times one block of `query_block` queries (the best of 3) and the faster is kept,
+    once per memory shape and thread count in a process (a few milliseconds). Which is faster depends on the CPU: on
+    an AMD Zen 5, oneDNN ran these shapes at twice MKL's speed. addmm where oneDNN is absent, or where fp32 matmuls
+    may run in lower precision (torch.set_float32_matmul_precision), which the search's error bound does not
+    cover."""
+    if mem.is_cuda or not (ops.AVAILABLE and torch.backends.mkldnn.is_available()) \
+            or torch.get_float32_matmul_precision() != "highest":
+        return 0
+    key = (mem.shape[0], mem.shape[1], torch.get_num_threads())
+    if key not in _GEMM_CHOICE:
+        import time
+
+        g = torch.Generator().manual_seed(0)
+        q = mem[torch.randint(mem.shape[0], (query_block,), generator=g)] + 0.01 * torch.randn(
+            query_block, mem.shape[1], generator=g)
+        best = []
+        for gemm in (0, 1):
+            times = []
+            for _ in range(4):  # the first call warms up
+                t0 = time.perf_counter()
+                torch.ops.skipgan.nearest_distances(q, mem, mem_sq, query_block, MEMORY_BLOCK, gemm)
+                times.append(time.perf_counter() - t0)
+            best.append(min(times[1:]))
+        _GEMM_CHOICE[key] = int(best[1] < best[0])
+    return _GEMM_CHOICE[key]
+
+
 def nearest_rows(q: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, query_block: int = QUERY_BLOCK,
-                 rerank: int = RERANK, memory_block: int = MEMORY_BLOCK, native: bool = False) -> torch.Tensor:
+                 rerank: int = RERANK, memory_block: int = MEMORY_BLOCK, native: bool = False,
+                 gemm: int = 0) -> torch.Tensor:
     """The exact distance of each query [Q, C] to its nearest memory row. native (CPU tensors, query_block > 0): the
-    op skipgan::nearest_distances, whose scan re-ranks only the rows within the GEMM's error bound of the nearest
-    (a min and a compare per value); otherwise nearest_in_memory's fixed top-k, in `query_block`-row blocks (> 0:
+    op skipgan::nearest_distances with GEMM `gemm` (choose_search_gemm), whose scan re-ranks only the rows within the
+    GEMM's error bound of the nearest (a min and a compare per value); otherwise nearest_in_memory's fixed top-k, in `query_block`-row blocks (> 0:
     one block's partial distances stay in cache) or all at once (0: graphs whose query count is symbolic,
     torch.export and ONNX)."""
     if native and query_block > 0 and not q.is_cuda:
-        return torch.ops.skipgan.nearest_distances(q, mem, mem_sq, query_block, memory_block)
+        return torch.ops.skipgan.nearest_distances(q, mem, mem_sq, query_block, memory_block, gemm)
     if query_block <= 0:
         return nearest_in_memory(q, mem, mem_sq, rerank, memory_block)
     out = torch.empty(q.shape[0], device=q.device)
@@ -279,6 +314,8 @@ class KnnMap(nn.Module):
     joined: Final[bool]
     query_block: Final[int]
     native: Final[bool]
+    gemm_texture: Final[int]
+    gemm_intensity: Final[int]
     t_mean: Final[float]
     t_std: Final[float]
     i_mean: Final[float]
@@ -297,19 +334,23 @@ class KnnMap(nn.Module):
         for name, m in (("memory", knn.memory), ("intensity", intensity)):
             self.register_buffer(name, m)
             self.register_buffer(f"{name}_sq", m.pow(2).sum(1))
+        # the search's GEMM, measured on this machine for each memory (an export carries the exporter's choice)
+        self.gemm_texture = choose_search_gemm(self.memory, self.memory_sq, query_block) if self.native else 0
+        self.gemm_intensity = choose_search_gemm(self.intensity, self.intensity_sq, query_block) \
+            if self.native and self.joined else 0
 
-    def _nearest(self, desc: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor) -> torch.Tensor:
+    def _nearest(self, desc: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, gemm: int) -> torch.Tensor:
         n, c, h, w = desc.shape
         q = desc.permute(0, 2, 3, 1).reshape(-1, c)
-        return nearest_rows(q, mem, mem_sq, self.query_block, self.rerank, self.memory_block,
-                            self.native).view(n, h, w)
+        return nearest_rows(q, mem, mem_sq, self.query_block, self.rerank, self.memory_block, self.native,
+                            gemm).view(n, h, w)
 
     def parts(self, level0: torch.Tensor, x: torch.Tensor) -> List[torch.Tensor]:
         """[texture distances(, intensity distances)], each on its own grid of valid positions."""
         out = [self._nearest(energy_descriptors(level0, self.window, self.power, self.valid, self.slope), self.memory,
-                             self.memory_sq)]
+                             self.memory_sq, self.gemm_texture)]
         if self.joined:
-            out.append(self._nearest(pixel_patches(x), self.intensity, self.intensity_sq))
+            out.append(self._nearest(pixel_patches(x), self.intensity, self.intensity_sq, self.gemm_intensity))
         return out
 
     def distances(self, level0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
