@@ -58,7 +58,9 @@ def test_score_prints_one_json_line_per_image(trained, tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["path"].rsplit("/", 1)[1] for line in lines] == ["a.png", "b.png"]
     for line in lines:
-        assert set(line) == {"path", "score", "normalised_score", "verdict"}
+        # a flagged image's line also says where (regions of its map; tests/test_anomaly_maps.py)
+        assert set(line) - {"regions"} == {"path", "score", "normalised_score", "verdict"}
+        assert ("regions" in line) == (line["verdict"] == "abnormal")
         assert line["verdict"] in ("normal", "abnormal")
 
 
@@ -238,7 +240,8 @@ def test_score_non_finite_is_an_error_line_never_normal(trained, tmp_path, capsy
         def score(x, error_map=False, reconstruction=False):
             s = torch.zeros(x.shape[0])
             s[1] = float("inf")
-            return Scores(s, s.clone(), s.clone())
+            maps = torch.zeros(x.shape[0], *x.shape[2:]) if error_map else None  # regions read the map
+            return Scores(s, s.clone(), s.clone(), error_map=maps)
         return score
 
     monkeypatch.setattr(score_command, "make_scorer", broken)

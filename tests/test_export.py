@@ -476,6 +476,39 @@ def test_tensorrt_engine_matches(rgb, tmp_path):
     assert json.loads((tmp_path / "m.engine.json").read_text())["dtype"] == "fp16"
 
 
+@CUDA  # gpu_check.sh deselects it where tensorrt is not installed (and says so)
+@pytest.mark.parametrize("how", ["topk", "knn"])
+def test_tensorrt_engine_of_the_models_own_score_and_map(scored, tmp_path, how):
+    """A topk or knn model's TensorRT engine (fp32, --maps): its scores and anomaly maps are `skipgan score`'s."""
+    from skipgan.anomaly_map import image_scores, model_maps
+    from skipgan.modelfile import scoring_choice
+
+    trt = pytest.importorskip("tensorrt")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    out = export(scored, "tensorrt", tmp_path / "m.engine", "--aggregation", how, "--maps", "--device", "cuda",
+                 "--max-batch", "8", "--input-size", "32x32", "--no-verify")
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(out.read_bytes())
+    context = engine.create_execution_context()
+    images = samples(4, 1, 32, 32, torch.uint8, seed=9).cuda()
+    context.set_input_shape("images", tuple(images.shape))
+    outs = {"scores": torch.empty(4, device="cuda"), "normalised": torch.empty(4, device="cuda"),
+            "verdicts": torch.empty(4, dtype=torch.bool, device="cuda"), "anomaly_map": torch.empty(4, 32, 32,
+                                                                                                   device="cuda")}
+    context.set_tensor_address("images", images.data_ptr())
+    for n, t in outs.items():
+        context.set_tensor_address(n, t.data_ptr())
+    assert context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    _, meta = load_model(scored)
+    _, _, settings = scoring_choice(meta, how, scored)
+    res = engine_scores(scored, images.cpu())
+    want_maps = torch.from_numpy(model_maps(res, how, settings))
+    want = torch.from_numpy(image_scores(res, how, settings, want_maps.numpy())).float()
+    torch.testing.assert_close(outs["scores"].cpu(), want, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(outs["anomaly_map"].cpu(), want_maps, rtol=1e-3, atol=1e-3)
+
+
 # ------------------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("args, flag", [
     (["--format", "onnx", "--out", "{d}/m.pt"], "--out"),

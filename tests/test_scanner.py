@@ -317,6 +317,7 @@ def test_regions_equal_skipgan_score(scanner, gray_setup, tmp_path, how, fmt):
             assert main(["score", str(model), str(folder), "--device", "cpu", "--max-regions", cap]) == 0
         want = [json.loads(line) for line in buf.getvalue().splitlines()]
         assert [g["verdict"] for g in got] == [w["verdict"] for w in want]
+        assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], rel=1e-4, abs=1e-6)
         flagged = [w for w in want if w["verdict"] == "abnormal"]
         assert flagged
         for g, w in zip(got, want):
