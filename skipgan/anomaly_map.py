@@ -130,8 +130,10 @@ def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return smooth_with(x, k, reflect_index(x.shape[1], r, x.device), reflect_index(x.shape[2], r, x.device))
 
 
-def topk_count(pixels: int, percent: float) -> int:
-    """How many of `pixels` interior pixels the topk aggregation averages (at least one)."""
+def topk_count(height: int, width: int, margin: int, percent: float) -> int:
+    """How many interior pixels (a `margin`-pixel border of a height × width map left out) the topk aggregation
+    averages: `percent` % of them, at least one."""
+    pixels = (height - 2 * margin) * (width - 2 * margin)
     return max(1, int(round(pixels * percent / 100.0)))
 
 
@@ -167,8 +169,8 @@ def aggregate(maps: np.ndarray, how: str, settings: MapSettings) -> np.ndarray:
     if how in ("max", "knn"):
         return aggregate_maps(m, settings.margin, 0).numpy()
     if how == "topk":
-        inner = (m.shape[1] - 2 * settings.margin) * (m.shape[2] - 2 * settings.margin)
-        return aggregate_maps(m, settings.margin, topk_count(inner, settings.topk_percent)).numpy()
+        return aggregate_maps(m, settings.margin,
+                              topk_count(m.shape[1], m.shape[2], settings.margin, settings.topk_percent)).numpy()
     raise ValueError(f"aggregation={how!r}: map aggregations are 'max', 'topk' and 'knn'")
 
 

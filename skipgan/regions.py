@@ -55,14 +55,14 @@ def find_regions(amap: Any, threshold: float, height: int, width: int,
     np.maximum.at(r1, lab - 1, rows)
     np.minimum.at(c0, lab - 1, cols)
     np.maximum.at(c1, lab - 1, cols)
-    S_h, S_w = m.shape
+    rows_m, cols_m = m.shape
+    cells = rows_m * cols_m
     order = sorted(range(n), key=lambda i: (-peak[i], first[i]))[:max_regions]
     out = []
     for i in order:
-        x0, y0 = int(c0[i]) * width // S_w, int(r0[i]) * height // S_h
-        x1 = -(-(int(c1[i]) + 1) * width // S_w)  # ceil
-        y1 = -(-(int(r1[i]) + 1) * height // S_h)
-        cells = S_h * S_w
+        x0, y0 = int(c0[i]) * width // cols_m, int(r0[i]) * height // rows_m
+        x1 = -(-(int(c1[i]) + 1) * width // cols_m)  # ceil, in integers (as regions.cpp)
+        y1 = -(-(int(r1[i]) + 1) * height // rows_m)
         area = (2 * int(count[i]) * height * width + cells) // (2 * cells)
         out.append({"bbox": [x0, y0, x1 - x0, y1 - y0], "area": area, "peak": float(np.float32(peak[i])),
                     "mean": float(total[i] / count[i])})

@@ -287,12 +287,13 @@ def plot_overlay(path: str | os.PathLike, image: Any, amap: Any, threshold: floa
     skipgan.overlay.render_overlay, the definition the C++ scanner draws too.
 
     image: [C, H, W] in [0, 1]; amap: [H, W] at the image's size (skipgan.anomaly_map: σ units)."""
-    img, m = torch.as_tensor(_to_numpy(image), dtype=torch.float32), torch.as_tensor(_to_numpy(amap), dtype=torch.float32)
+    img = torch.as_tensor(_to_numpy(image), dtype=torch.float32)
+    m = torch.as_tensor(_to_numpy(amap), dtype=torch.float32)
     if img.ndim != 3 or m.ndim != 2:
         raise ValueError(f"image must be [C, H, W] and the map [H, W], got {tuple(img.shape)} and {tuple(m.shape)}")
-    pixels = render_overlay(img, m, threshold, vmax).numpy()
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels, mode="RGB").save(tmp, format="PNG")
+    buf = io.BytesIO()
+    Image.fromarray(render_overlay(img, m, threshold, vmax).numpy()).save(buf, format="PNG")
+    _write_bytes_atomic(path, buf.getvalue())
 
 
 def _json_default(obj: Any) -> Any:

@@ -57,7 +57,8 @@ def add_score_parser(sub) -> None:
     p.add_argument("--max-regions", type=int, default=DEFAULT_MAX_REGIONS, metavar="N",
                    help="a flagged image's line lists up to N regions of its anomaly map above the calibrated "
                         "threshold, largest peak first: bbox [x, y, w, h] in the image's pixels, area, peak and "
-                        f"mean in σ units (default {DEFAULT_MAX_REGIONS}; 0: none, and a 'mean' model computes no map)")
+                        f"mean in σ units (default {DEFAULT_MAX_REGIONS}; 0: none, and a 'mean' model computes no "
+                        "map)")
     p.add_argument("--raw-maps", choices=("npy", "png16"), default=None,
                    help="with --maps: also the anomaly map at the image's size (σ units): DIR/<path>.map.npy "
                         "(float32), or DIR/<path>.raw.png (16-bit gray, value = round(1000·map) + 32768, clipped)")

@@ -37,8 +37,8 @@ def add_scorer_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None, help="CPU threads for scoring (default: torch's)")
     g.add_argument("--plan", choices=PLANS, default=None,
                    help="how the CPU engine picks each layer's kernel: tuned (default, or $SKIPGAN_PLAN): timed on this "
-                        "machine once, then cached; retune: timed again now, the cache rewritten (after tuning on a busy machine); "
-                        "fixed: the built-in rules")
+                        "machine once, then cached; retune: timed again now, the cache rewritten (after tuning on a "
+                        "busy machine); fixed: the built-in rules")
     g.add_argument("-v", "--verbose", action="store_true", help="print the engine's plan on stderr")
     add_aggregation_flag(g, help="image score: the model's own (default), mean (the paper's), max or topk of the "
                                  "anomaly map, knn (max of the patch-distance map) (each calibrated in the model "

@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
+from ..anomaly_map import MAP_OF, image_scores, model_maps
 from ..engine import Screener
 from ..engine.screener import DTYPES, PRECISIONS, TF32, check_dtype_supported, parse_precision
 from ..errors import InputError
 from ..model.corruption import select_probes
 from ..model.patch_knn import QUERY_BLOCK
-from ..anomaly_map import MAP_OF, image_scores, model_maps
 from ..modelfile import scoring_choice
 from ..preprocess import to_model_input
 from .aoti import export_aoti, read_aoti_metadata

@@ -17,17 +17,14 @@ from typing import Final, Optional
 import torch
 from torch import nn
 
-from ..anomaly_map import (AGGREGATIONS, MAP_OF, MapSettings, aggregate_maps, gaussian_kernel, reflect_index,
-                           smooth_with, topk_count)
+from ..anomaly_map import (AGGREGATIONS, MAP_OF, PAPER_AGGREGATION, MapSettings, aggregate_maps, gaussian_kernel,
+                           reflect_index, smooth_with, topk_count)
 from ..model.patch_knn import QUERY_BLOCK, KnnMap, PatchKnn
-
-CODES = {how: i for i, how in enumerate(AGGREGATIONS)}  # mean 0, max 1, topk 2, knn 3 (TorchScript constants)
 
 
 class MapHead(nn.Module):
     """The anomaly map of the aggregation's kind and the image score read from it."""
 
-    how: Final[int]
     paper: Final[bool]
     reads_knn: Final[bool]
     smoothing: Final[bool]
@@ -42,17 +39,16 @@ class MapHead(nn.Module):
         knn: the model's memory (needed by 'knn' only); query_block: KnnMap's (0 for torch.export and ONNX, whose
         query count is symbolic)."""
         super().__init__()
-        if how not in CODES:
+        if how not in AGGREGATIONS:
             raise ValueError(f"aggregation={how!r}: expected one of {', '.join(AGGREGATIONS)}")
         kind = MAP_OF[how]
         st = settings.for_map(kind)
-        self.how, self.paper, self.reads_knn = CODES[how], how == "mean", kind == "knn"
+        self.paper, self.reads_knn = how == PAPER_AGGREGATION, kind == "knn"
         if self.reads_knn and knn is None:
             raise ValueError("aggregation='knn': the model has no knn memory")
         self.knn = KnnMap(knn, query_block) if self.reads_knn else None
         self.smoothing, self.margin = st.sigma > 0, st.margin
-        inner = (isize - 2 * st.margin) ** 2
-        self.k = topk_count(inner, st.topk_percent) if how == "topk" else 0
+        self.k = topk_count(isize, isize, st.margin, st.topk_percent) if how == "topk" else 0
         self.mean, self.std = float(st.mean), float(st.std)
         kernel = gaussian_kernel(st.sigma).float() if self.smoothing else torch.ones(1)
         r = (kernel.numel() - 1) // 2

@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..anomaly_map import MapSettings
 from ..engine.fold import FoldedConv, FoldedNetwork, fold_for_scoring
 from ..engine.layers import col2im_matrix, dense_matrix, dense_ok, im2col_matrix
 from ..engine.plan import Plan, network_specs
 from ..engine.plan import choose as choose_plan
-from ..anomaly_map import MapSettings
 from ..engine.screener import TILE_PIXELS, generator_rows
 from ..model.corruption import mix_probes, probe_inputs
 from ..model.patch_knn import QUERY_BLOCK, PatchKnn

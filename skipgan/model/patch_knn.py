@@ -38,8 +38,9 @@ separates a mid-grey blob or a pasted texture from a regular pattern like brick 
 mean 0.961 / 0.949 / 0.871 -> 0.979 / 0.958 / 0.896 image / pixel AUROC / PRO).
 """
 
-
 import dataclasses
+import math
+import time
 from typing import Any, Final, List, Optional
 
 import torch
@@ -184,7 +185,7 @@ def greedy_coreset(rows: torch.Tensor, share: float, gen: torch.Generator) -> to
     at a seeded random row, then repeatedly the row farthest from every row kept so far (PatchCore's selection,
     without its random projection: these descriptors have 16-64 values already). share 1: all rows, unchanged."""
     n = rows.shape[0]
-    k = max(1, int(-(-share * n // 1)))
+    k = max(1, math.ceil(share * n))
     if k >= n:
         return rows
     x = rows.float()
@@ -247,8 +248,6 @@ def choose_search_gemm(mem: torch.Tensor, mem_sq: torch.Tensor, query_block: int
         return 0
     key = (mem.shape[0], mem.shape[1], torch.get_num_threads())
     if key not in _GEMM_CHOICE:
-        import time
-
         g = torch.Generator().manual_seed(0)
         q = mem[torch.randint(mem.shape[0], (query_block,), generator=g)] + 0.01 * torch.randn(
             query_block, mem.shape[1], generator=g)
@@ -269,9 +268,9 @@ def nearest_rows(q: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, query
                  gemm: int = 0) -> torch.Tensor:
     """The exact distance of each query [Q, C] to its nearest memory row. native (CPU tensors, query_block > 0): the
     op skipgan::nearest_distances with GEMM `gemm` (choose_search_gemm), whose scan re-ranks only the rows within the
-    GEMM's error bound of the nearest (a min and a compare per value); otherwise nearest_in_memory's fixed top-k, in `query_block`-row blocks (> 0:
-    one block's partial distances stay in cache) or all at once (0: graphs whose query count is symbolic,
-    torch.export and ONNX)."""
+    GEMM's error bound of the nearest (a min and a compare per value); otherwise nearest_in_memory's fixed top-k, in
+    `query_block`-row blocks (> 0: one block's partial distances stay in cache) or all at once (0: graphs whose query
+    count is symbolic, torch.export and ONNX)."""
     if native and query_block > 0 and not q.is_cuda:
         return torch.ops.skipgan.nearest_distances(q, mem, mem_sq, query_block, memory_block, gemm)
     if query_block <= 0:
@@ -291,9 +290,10 @@ def nearest_distances(desc: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     Two steps, because the fast form is not a stable one: a GEMM gives |m|² − 2 q·m for every pair, which ranks the
     memory rows but cancels badly where q lies close to a row (|q|² and |m|² are large, their difference is not),
     and different GEMM kernels round it differently: on an AMD Zen 4 the engine's and the eager model's maps parted
-    by 1.6 % there. So the GEMM only picks the RERANK nearest candidates of each query, and the distance itself is
-    summed exactly as Σ (q − m)² over those candidates: it moves by at most |δq| when q moves by δq, whatever the
-    kernel (and however the blocks are cut).
+    by 1.6 % there. So the GEMM only picks candidates — the rows within its error bound of each query's nearest
+    (the native op) or its RERANK nearest (the torch form) — and the distance itself is summed exactly as
+    Σ (q − m)² over them: it moves by at most |δq| when q moves by δq, whatever the kernel (and however the blocks
+    are cut).
     """
     n, c, h, w = desc.shape
     mem = memory.float()
