@@ -17,10 +17,7 @@ Methods, all fitted on the same training patches, scored on the same test patche
 * Skip-GANomaly (`skipgan train`, default recipe) with each image-score aggregation (mean: the paper's; max,
   topk of the smoothed anomaly map; knn: max of the patch-distance map of skipgan/model/patch_knn.py), anomaly map =
   skipgan.anomaly_map (sigma 2); pixel metrics of the map each aggregation reads;
-* PCA reconstruction error (95 % of the variance): map = squared error smoothed the same way, score = its max
-  (and its mean, the global-error form);
-* patch-kNN: 8x8 patches at stride 2, distance to the nearest of 30,000 random training patches, upsampled to
-  the image and smoothed the same way; score = the map's max.
+* the classical baselines of map_baselines.py: PCA reconstruction error, patch-kNN and filter-bank kNN.
 Image AUROC, pixel AUROC and PRO (FPR <= 0.3) per texture and their mean. No setting is chosen on test data.
 """
 
@@ -36,8 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from skipgan.data.synthetic_defects import (DEFECTS, N_PER_DEFECT, N_TEST_NORMAL, N_TRAIN, PATCH, TEXTURES,
-                                            write_dataset)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from map_baselines import baselines, metrics  # noqa: E402
+
+from skipgan.data.synthetic_defects import (DEFECTS, N_PER_DEFECT, N_TEST_NORMAL, N_TRAIN, PATCH,  # noqa: E402
+                                            TEXTURES, write_dataset)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -45,60 +45,6 @@ def make(out: Path, seed: int = 0, dev: bool = False) -> None:
     write_dataset(out, seed, dev)
     print(f"wrote {out}: {', '.join(TEXTURES)}; per texture {N_TRAIN} train, {N_TEST_NORMAL} normal + "
           f"{len(DEFECTS) * N_PER_DEFECT} abnormal test patches ({', '.join(DEFECTS)}), {PATCH}x{PATCH} 16-bit")
-
-
-# ---------------------------------------------------------------------------------------------------- baselines
-def _metrics(scores: np.ndarray, labels: np.ndarray, maps: np.ndarray, masks: np.ndarray) -> dict:
-    from sklearn.metrics import roc_auc_score
-
-    from skipgan.metrics import pixel_metrics
-
-    pm = pixel_metrics(maps, masks)
-    return {"image_auroc": float(roc_auc_score(labels, scores)), "pixel_auroc": pm["pixel_auroc"], "pro": pm["pro"]}
-
-
-def baselines(splits, sigma: float = 2.0, seed: int = 0) -> dict[str, dict]:
-    from sklearn.decomposition import PCA
-
-    from skipgan.anomaly_map import smooth
-
-    train = splits.train[:, 0].numpy().reshape(len(splits.train), -1)
-    test = splits.test[:, 0].numpy().reshape(len(splits.test), -1)
-    y, masks = splits.test_labels.numpy(), splits.test_masks.numpy()
-    S = splits.isize
-    out = {}
-    pca = PCA(n_components=0.95, svd_solver="full", random_state=seed).fit(train)
-    err = ((test - pca.inverse_transform(pca.transform(test))) ** 2).reshape(-1, S, S)
-    maps = smooth(err, sigma)
-    out["PCA (max of map)"] = _metrics(maps.reshape(len(maps), -1).max(1), y, maps, masks)
-    out["PCA (mean error)"] = _metrics(err.reshape(len(err), -1).mean(1), y, maps, masks)
-
-    maps = smooth(patch_knn_maps(splits.train, splits.test, seed=seed)[0], sigma)
-    out["patch-kNN (max)"] = _metrics(maps.reshape(len(maps), -1).max(1), y, maps, masks)
-    return out
-
-
-def patch_knn_maps(train, *image_sets, seed: int = 0, k: int = 8, stride: int = 2, memory: int = 30000) -> list:
-    """The patch-kNN baseline's raw maps, one [N, S, S] float32 tensor per image set ([N, 1, S, S] in [-1, 1]):
-    every k x k patch at `stride`, its distance to the nearest of `memory` seeded training patches, the patch
-    grid upsampled to the image."""
-    import torch
-    import torch.nn.functional as F
-    from sklearn.neighbors import NearestNeighbors
-
-    tr = F.unfold(train, k, stride=stride).transpose(1, 2).reshape(-1, k * k).numpy()
-    rng = np.random.default_rng(seed)
-    tr = tr[rng.choice(len(tr), size=min(memory, len(tr)), replace=False)]
-    nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(tr)
-    out = []
-    for images in image_sets:
-        te = F.unfold(images, k, stride=stride).transpose(1, 2)  # [N, L, k*k]
-        n, L = te.shape[:2]
-        d = nn.kneighbors(te.reshape(-1, k * k).numpy())[0][:, 0].reshape(n, 1, *(2 * [int(np.sqrt(L))]))
-        # patch centres lie on a `stride` grid inside the image: upsample the grid to the image
-        S = images.shape[-1]
-        out.append(F.interpolate(torch.from_numpy(d).float(), size=(S, S), mode="bilinear", align_corners=False)[:, 0])
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- runs
@@ -256,7 +202,7 @@ def knn_settings(a) -> None:
         st = MapSettings.from_meta(meta)
         res = _score_test(model, s)
         maps = kind_maps(res, "knn", st)
-        results[tex] = _metrics(image_scores(res, "knn", st, maps), s.test_labels.numpy(), maps, s.test_masks.numpy())
+        results[tex] = metrics(image_scores(res, "knn", st, maps), s.test_labels.numpy(), maps, s.test_masks.numpy())
         print(tex, {k: round(v, 4) for k, v in results[tex].items()}, flush=True)
     mean = {k: float(np.mean([r[k] for r in results.values()])) for k in ("image_auroc", "pixel_auroc", "pro")}
     print("mean", {k: round(v, 4) for k, v in mean.items()}, settings)

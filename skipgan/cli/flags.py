@@ -11,6 +11,7 @@ from typing import Any, Sequence, get_type_hints
 
 import torch
 
+from ..anomaly_map import AGGREGATIONS
 from ..data.images import is_image_file
 from ..errors import InputError
 from ..train.config import TrainConfig
@@ -66,9 +67,10 @@ def as_input_error(e: ValueError, *settings: type) -> InputError:
 # ------------------------------------------------------------------------------------------ --aggregation
 def add_aggregation_flag(parser, help: str) -> None:
     """--aggregation for the commands that read a model file (score, evaluate, export): the same flag as the
-    TrainConfig field `skipgan train` derives it from (its name and choices), default None: the model's own."""
+    TrainConfig field `skipgan train` derives it from (its name), with the choices a model file stores (all but
+    'auto', which is decided at training), default None: the model's own."""
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == "aggregation")
-    parser.add_argument(flag_of(f), choices=tuple(f.metadata["choices"]), default=None, help=help)
+    parser.add_argument(flag_of(f), choices=AGGREGATIONS, default=None, help=help)
 
 
 # ------------------------------------------------------------------------------------------ devices, paths

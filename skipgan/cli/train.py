@@ -114,14 +114,15 @@ def train_command(a: argparse.Namespace, d, device: torch.device) -> int:
     extra = {"model": "model.safetensors", "selected_epoch": result.selected_epoch, "epochs": cfg.epochs,
              "train_seconds": round(train_seconds, 1), "calibration": result.calibration, "data": info["data"],
              "abnormal_class": info["abnormal_class"], "processes": d.world_size}
+    chosen = {"aggregation_choice": result.aggregation_choice} if result.aggregation_choice else {}
     save_model(out / "model.safetensors", result.model, result.calibration,
                {"train": cfg.to_dict(), "run_info": info, "history": result.history, "processes": d.world_size,
-                **scoring_metadata(cfg.aggregation, result.calibrations, result.map_settings)})
-    extra["aggregation"] = cfg.aggregation
+                **scoring_metadata(result.aggregation, result.calibrations, result.map_settings), **chosen})
+    extra.update(aggregation=result.aggregation, **chosen)
     metrics = evaluate_model(result.model, result.calibration["threshold"], splits.test, splits.test_labels, out,
                              splits.test_names, extra=extra, masks=splits.test_masks,
                              map_settings=MapSettings(**result.map_settings, margin=cfg.score_margin),
-                             aggregation=cfg.aggregation)
+                             aggregation=result.aggregation)
     if splits.mask_note:
         print(splits.mask_note, file=sys.stderr)
     print_summary(metrics, out)

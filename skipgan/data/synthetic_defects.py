@@ -37,34 +37,39 @@ def photo(name: str) -> np.ndarray:
     return getattr(skimage.data, name)().astype(np.float64)
 
 
-def crop(img: np.ndarray, cols: tuple[int, int], rng) -> np.ndarray:
-    """A random CROP x CROP crop with all its columns in [cols), area-averaged to PATCH x PATCH, float 0..255."""
+def crop(img: np.ndarray, cols: tuple[int, int], rng, size: int = CROP) -> np.ndarray:
+    """A random `size` x `size` crop with all its columns in [cols), area-averaged to PATCH x PATCH, float 0..255.
+
+    `size` is a multiple of PATCH (PATCH itself: native scale); `img` is [H, W] or [H, W, C] (then [PATCH, PATCH, C]).
+    """
     h = img.shape[0]
-    r = rng.integers(0, h - CROP + 1)
-    c = rng.integers(cols[0], cols[1] - CROP + 1)
-    f = CROP // PATCH
-    return img[r : r + CROP, c : c + CROP].reshape(PATCH, f, PATCH, f).mean(axis=(1, 3))
+    r = rng.integers(0, h - size + 1)
+    c = rng.integers(cols[0], cols[1] - size + 1)
+    f = size // PATCH
+    return img[r : r + size, c : c + size].reshape(PATCH, f, PATCH, f, *img.shape[2:]).mean(axis=(1, 3))
 
 
-def _ellipse(rng, area_px: float) -> np.ndarray:
-    """A randomly placed and turned ellipse of about `area_px` pixels (a PATCH x PATCH boolean mask)."""
-    yy, xx = np.mgrid[0:PATCH, 0:PATCH]
+def ellipse_mask(rng, area_px: float, size: int = PATCH) -> np.ndarray:
+    """A randomly placed and turned ellipse of about `area_px` pixels (a size x size boolean mask). Also the
+    trainer's synthetic defects (skipgan/train/aggregation_choice.py)."""
+    yy, xx = np.mgrid[0:size, 0:size]
     ratio = rng.uniform(0.4, 1.0)
     a = np.sqrt(area_px / (np.pi * ratio))
     b = a * ratio
-    cy, cx = rng.uniform(a, PATCH - a, 2) if a < PATCH / 2 else (PATCH / 2, PATCH / 2)
+    cy, cx = rng.uniform(a, size - a, 2) if a < size / 2 else (size / 2, size / 2)
     t = rng.uniform(0, np.pi)
     u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
     v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
     return (u / a) ** 2 + (v / b) ** 2 <= 1.0
 
 
-def _scratch(rng, area_px: float) -> np.ndarray:
-    """A randomly turned line 2-3.5 pixels wide of about `area_px` pixels (a PATCH x PATCH boolean mask)."""
-    yy, xx = np.mgrid[0:PATCH, 0:PATCH]
-    width = rng.uniform(2.0, 3.5)
-    length = min(area_px / width, PATCH * 0.9)
-    cy, cx = rng.uniform(PATCH * 0.3, PATCH * 0.7, 2)
+def line_mask(rng, area_px: float, width: tuple[float, float] = (2.0, 3.5), size: int = PATCH) -> np.ndarray:
+    """A randomly turned line, its width drawn from `width` pixels, of about `area_px` pixels (at most 0.9 size
+    long), centred in the middle 40 % (a size x size boolean mask)."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    width = rng.uniform(*width)
+    length = min(area_px / width, size * 0.9)
+    cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
     t = rng.uniform(0, np.pi)
     u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
     v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
@@ -76,7 +81,7 @@ def defect(kind: str, patch: np.ndarray, foreign: list[np.ndarray], rng) -> tupl
     n = PATCH * PATCH
     while True:
         frac = rng.uniform(*AREA)
-        mask = _scratch(rng, frac * n * 0.4) if kind == "scratch" else _ellipse(rng, frac * n)
+        mask = line_mask(rng, frac * n * 0.4) if kind == "scratch" else ellipse_mask(rng, frac * n)
         if AREA[0] <= mask.mean() <= AREA[1]:
             break
     out = patch.copy()

@@ -8,6 +8,7 @@ from typing import Any
 from ..anomaly_map import AGGREGATIONS, MapSettings
 from ..model.patch_knn import BORDERS, KnnSettings
 from ..model.corruption import Corruption
+from .aggregation_choice import AUTO
 from .losses import LossWeights
 
 AMP_CHOICES = ("none", "bf16", "fp16")
@@ -58,14 +59,15 @@ class TrainConfig:
     select: str = setting("last", "last epoch, or the epoch with the lowest validation score (never test data)",
                           choices=SELECT_CHOICES)
     # Anomaly maps and the image score (skipgan/anomaly_map.py). Every aggregation is calibrated and stored; this
-    # one is the model's score. The paper's mean stays the default: the map aggregations win on the local-defect
-    # benchmark (knn 0.985, max 0.81 vs 0.73 mean image AUROC) but lose 0.09 and more on digits
-    # (docs/accuracy.md, "Local-defect benchmark").
+    # one is the model's score; 'auto': the model chooses it on synthetic defects in its validation normals
+    # (train/aggregation_choice.py). The paper's mean stays the default: see docs/accuracy.md, "Benchmark families"
+    # (the automatic choice measured on every family and on digits).
     aggregation: str = setting("mean", "image score: mean (the paper's λ·R + (1−λ)·L), max (largest value of the "
-                                       "smoothed anomaly map), topk (mean of its top --topk-percent % pixels) or "
+                                       "smoothed anomaly map), topk (mean of its top --topk-percent % pixels), "
                                        "knn (largest value of the patch-distance map; for local defects on "
-                                       "textures)",
-                               choices=AGGREGATIONS)
+                                       "textures) or auto (the one that best finds synthetic defects pasted into "
+                                       "the validation normals; the choice is in metrics.json)",
+                               choices=AGGREGATIONS + (AUTO,))
     # The knn map's settings: flags for the fields of KnnSettings (skipgan/model/patch_knn.py), its defaults and
     # its checks (knn_settings, and KnnSettings.check for the image size).
     knn_window: int = setting(KnnSettings.window, "the knn map's descriptor window, in cells of the "
@@ -98,7 +100,7 @@ class TrainConfig:
             (self.noise_std >= 0.0, "noise_std", "non-negative"),
             (self.amp in AMP_CHOICES, "amp", f"one of {', '.join(AMP_CHOICES)}"),
             (self.select in SELECT_CHOICES, "select", f"one of {', '.join(SELECT_CHOICES)}"),
-            (self.aggregation in AGGREGATIONS, "aggregation", f"one of {', '.join(AGGREGATIONS)}"),
+            (self.aggregation in AGGREGATIONS + (AUTO,), "aggregation", f"one of {', '.join(AGGREGATIONS + (AUTO,))}"),
             (self.knn_memory >= 0, "knn_memory", "non-negative (0 = no knn map)"),
             (self.aggregation != "knn" or self.knn_memory > 0, "aggregation",
              "'mean', 'max' or 'topk' with --knn-memory 0 (the knn aggregation needs the memory)"),

@@ -41,6 +41,7 @@ from ..model import Architecture, SkipGANomaly, init_weights, score_in_batches
 from ..model.patch_knn import PatchKnn
 from ..progress import log_line, track
 from ..scoring import Scores, weigh
+from .aggregation_choice import AUTO, choose_aggregation
 from .calibrate import balanced_lambda, calibrate_maps
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .config import TrainConfig
@@ -54,11 +55,13 @@ class TrainResult:
     model: SkipGANomaly
     history: list[dict[str, float]]
     val_scores: torch.Tensor
-    calibration: dict[str, Any]  # of the model's score (cfg.aggregation); the paper mean's when that is 'mean'
+    calibration: dict[str, Any]  # of the model's score (`aggregation`); the paper mean's when that is 'mean'
     selected_epoch: int
     # every aggregation's calibration, and the calibrated anomaly-map settings (skipgan/anomaly_map.py)
     calibrations: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     map_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    aggregation: str = "mean"  # the model's image score: cfg.aggregation, or the one chosen for 'auto'
+    aggregation_choice: dict[str, Any] | None = None  # with 'auto': the choice and its synthetic AUROCs
 
 
 def split_validation(images: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -274,15 +277,26 @@ class Trainer:
         self.model.knn = PatchKnn.fit(self.model, train, knn, seed=cfg.seed, calibration=val) \
             if knn is not None else None
         with self.dist.guard("validation"):
-            val = self._val_scores(val, error_map=True)
+            scored = self._val_scores(val, error_map=True)
         if cfg.balance_lam:
-            self.model.lam = balanced_lambda(cfg.lam, val.pixel, val.feature)
+            self.model.lam = balanced_lambda(cfg.lam, scored.pixel, scored.feature)
         lam = self.model.lam
-        val_scores = weigh(val.pixel, val.feature, lam)  # the model's score with the λ it now has
-        settings, cals = calibrate_maps(val.error_map, val_scores, cfg.map_settings, cfg.target_fpr, val.knn_map)
+        val_scores = weigh(scored.pixel, scored.feature, lam)  # the model's score with the λ it now has
+        settings, cals = calibrate_maps(scored.error_map, val_scores, cfg.map_settings, cfg.target_fpr,
+                                        scored.knn_map)
         cals = {k: {**v, "lam": lam, "lam_requested": cfg.lam} for k, v in cals.items()}
-        return TrainResult(self.model.eval(), self.history, val_scores, cals[cfg.aggregation], selected,
-                           calibrations=cals, map_settings=settings.to_meta())
+        how, choice = cfg.aggregation, None
+        if how == AUTO:  # judged on synthetic defects in the validation normals (train/aggregation_choice.py)
+            with self.dist.guard("choosing the aggregation"):
+                choice = choose_aggregation(lambda x: self._val_scores(x, error_map=True),
+                                            dataclasses.replace(scored, score=val_scores), val, train, settings,
+                                            seed=cfg.seed, candidates=tuple(cals))
+            how = choice["chosen"]
+            self.log(f"aggregation: {how} (synthetic-defect AUROC "
+                     + ", ".join(f"{k} {v['all']:.3f}" for k, v in choice["synthetic_auroc"].items()) + ")")
+        return TrainResult(self.model.eval(), self.history, val_scores, cals[how], selected,
+                           calibrations=cals, map_settings=settings.to_meta(), aggregation=how,
+                           aggregation_choice=choice)
 
     def _epochs(self, train: torch.Tensor, val: torch.Tensor) -> None:
         cfg = self.cfg
