@@ -86,7 +86,9 @@ def choice(a) -> None:
     run's metrics.json: for runs trained before the choice existed (the digits models, family A's)."""
     import torch
 
-    from skipgan.anomaly_map import MapSettings
+    from sklearn.metrics import roc_auc_score
+
+    from skipgan.anomaly_map import MAP_OF, MapSettings, all_maps, image_scores
     from skipgan.data.datasets import load_splits
     from skipgan.model import score_in_batches
     from skipgan.modelfile import load_model
@@ -109,7 +111,9 @@ def choice(a) -> None:
             return score_in_batches(model, x, with_error_map=True)
 
         c = choose_aggregation(score, score(val), val, train, settings, seed=t["seed"], candidates=cands)
-        test = json.loads((run_dir / "metrics.json").read_text())["auroc_by_aggregation"]
+        res, y = score(s.test), s.test_labels.numpy()  # each aggregation's test AUROC, scored here
+        maps = all_maps(res, settings)
+        test = {h: float(roc_auc_score(y, image_scores(res, h, settings, maps.get(MAP_OF[h])))) for h in cands}
         rows[run_dir.name] = {"chosen": c["chosen"], "synthetic": {k: v["all"] for k, v in c["synthetic_auroc"].items()},
                               "test": test, "auto_test": test[c["chosen"]], "best_test": max(test.values())}
         print(run_dir.name, json.dumps(rows[run_dir.name]), flush=True)
