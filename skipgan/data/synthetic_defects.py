@@ -31,8 +31,12 @@ AREA = (0.02, 0.15)
 
 
 def photo(name: str) -> np.ndarray:
-    """One of scikit-image's bundled grayscale photographs (TEXTURES, FOREIGN), float 0..255."""
-    import skimage.data  # the `bench` extra: only this data set needs it
+    """One of scikit-image's bundled photographs (TEXTURES, FOREIGN, the families' sources), float 0..255."""
+    try:
+        import skimage.data  # the `bench` and `test` extras: only the benchmark data sets need it
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"the defect benchmarks are made from scikit-image's photographs ({name!r}): "
+                                  "pip install 'skipgan[bench]' (or scikit-image)") from e
 
     return getattr(skimage.data, name)().astype(np.float64)
 

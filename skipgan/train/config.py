@@ -60,8 +60,9 @@ class TrainConfig:
                           choices=SELECT_CHOICES)
     # Anomaly maps and the image score (skipgan/anomaly_map.py). Every aggregation is calibrated and stored; this
     # one is the model's score; 'auto': the model chooses it on synthetic defects in its validation normals
-    # (train/aggregation_choice.py). The paper's mean stays the default: see docs/accuracy.md, "Benchmark families"
-    # (the automatic choice measured on every family and on digits).
+    # (train/aggregation_choice.py). The paper's mean stays the default: 'auto' picks knn, the best score, on every
+    # textured benchmark family (A-D) but also on digits, where the mean wins (0.70 against 0.92; docs/accuracy.md,
+    # "The automatic image score").
     aggregation: str = setting("mean", "image score: mean (the paper's λ·R + (1−λ)·L), max (largest value of the "
                                        "smoothed anomaly map), topk (mean of its top --topk-percent % pixels), "
                                        "knn (largest value of the patch-distance map; for local defects on "
