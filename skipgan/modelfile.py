@@ -4,8 +4,11 @@ Metadata: format version, architecture, input normalisation, λ, calibration (th
 validation score statistics) and the training settings; since anomaly maps: `aggregation` (the model's image
 score, skipgan/anomaly_map.py), `calibrations` (one per aggregation; `calibration` is the model's own) and
 `anomaly_map` (the calibrated map settings); since the knn map: the tensor `knn_memory` (and
-`knn_intensity_memory`) with its settings `knn` (skipgan/model/patch_knn.py). Files without them score by the paper's mean. No pickle anywhere: loading cannot
-execute code, and a save/load round trip is bit-exact.
+`knn_intensity_memory`) with its settings `knn` (skipgan/model/patch_knn.py). Files without them score by the
+paper's mean. An int8 model file (`skipgan quantize`) also holds the tensors `int8.<layer>.input` and
+`int8.<layer>.weight_scale` and the metadata `quantization` (skipgan/quant/int8.py); its `calibration(s)` are
+those of its int8 scores. No pickle anywhere: loading cannot execute code, and a save/load round trip is
+bit-exact.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .anomaly_map import AGGREGATIONS, PAPER_AGGREGATION, MapSettings
 from .errors import InputError
 from .model import Architecture, Corruption, SkipGANomaly
 from .model.patch_knn import PatchKnn
+from .quant.int8 import Int8Params, conv_layers, out_dim
 from .tensorfile import load_tensors, save_tensors
 
 FORMAT = "skipgan-model"
@@ -51,6 +55,9 @@ def save_model(path: str | os.PathLike, model: SkipGANomaly, calibration: dict[s
         if model.knn.intensity is not None:
             tensors[KNN_INTENSITY] = model.knn.intensity
         meta["knn"] = model.knn.to_meta()
+    if model.int8 is not None:
+        int8_tensors, meta["quantization"] = model.int8.to_file()
+        tensors.update(int8_tensors)
     save_tensors(path, tensors, meta)
 
 
@@ -70,13 +77,38 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         for name in ("probe_scale", "probe_shift", "probe_weight"):
             tensors.setdefault(name, getattr(model, name))
         memory, intensity = tensors.pop(KNN_MEMORY, None), tensors.pop(KNN_INTENSITY, None)
+        int8 = _int8_of(path, model, tensors, meta)
         model.load_state_dict(tensors, strict=True)
+        model.int8 = int8
         if memory is not None:
             model.knn = PatchKnn.from_file(memory, meta.get("knn") or {}, intensity)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
         raise InputError(f"{path}: weights do not match the stored architecture ({first}); retrain") from None
     return model.to(device).eval(), meta
+
+
+def _int8_of(path, model, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Int8Params | None:
+    """The int8 quantisation stored in a model file (its tensors popped from `tensors`), None for fp32 files."""
+    if "quantization" not in meta:
+        return None
+    try:
+        int8 = Int8Params.from_file(tensors, meta["quantization"])
+        convs = conv_layers(model)
+        if set(int8.inputs) != set(convs):
+            raise ValueError("its layers are not the model's")
+        for name, conv in convs.items():
+            if int8.weight_scales[name].shape != (conv.weight.shape[out_dim(conv)],):
+                raise ValueError(f"layer {name}: weight scales of shape {tuple(int8.weight_scales[name].shape)}")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise InputError(f"{path}: damaged int8 quantisation data ({e}); quantize the fp32 model again "
+                         "(skipgan quantize)") from None
+    return int8
+
+
+def model_precision(meta: dict[str, Any]) -> str:
+    """'int8' for an int8 model file (skipgan quantize), else 'fp32' (its scores may still run in bf16)."""
+    return (meta.get("quantization") or {}).get("precision", "fp32")
 
 
 def scoring_metadata(aggregation: str, calibrations: dict[str, dict[str, Any]],

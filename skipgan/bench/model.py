@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..model import Architecture, Corruption, SkipGANomaly
 from ..model.corruption import select_probes
 from ..modelfile import load_model
@@ -59,8 +60,12 @@ def make_model(isize: int = 32, nc: int = 1, probes: int | None = 8, seed: int =
 
 
 def load_trained(path: str | os.PathLike) -> SkipGANomaly:
-    """A trained model file (skipgan.modelfile), in eval mode on the CPU; InputError if the file is bad."""
-    return load_model(path, "cpu")[0]
+    """A trained model file (skipgan.modelfile), in eval mode on the CPU; InputError if the file is bad (or int8:
+    the bench times the fp32 model's forms)."""
+    model = load_model(path, "cpu")[0]
+    if model.int8 is not None:
+        raise InputError(f"{path} is an int8 model file; bench the fp32 model it was made from")
+    return model
 
 
 def with_probes(model: SkipGANomaly, k: int | None) -> SkipGANomaly:

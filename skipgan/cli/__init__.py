@@ -17,6 +17,7 @@ from .bench import add_bench_parser
 from .evaluate import add_evaluate_parser
 from .export import add_export_parser
 from .runner import call
+from .quantize import add_quantize_parser
 from .score import add_score_parser
 from .train import add_train_parser
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_score_parser(sub)
     add_bench_parser(sub)
     add_export_parser(sub)
+    add_quantize_parser(sub)
     return parser
 
 

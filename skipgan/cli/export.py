@@ -65,6 +65,9 @@ def cmd_export(a: argparse.Namespace) -> int:
         raise InputError(f"--min-batch {a.min_batch} --opt-batch {opt} --max-batch {a.max_batch}: need "
                          "1 <= min <= opt <= max")
     model, meta = load_model(a.model, "cpu")
+    if model.int8 is not None:
+        raise InputError(f"{a.model} is an int8 model file and the exports have no int8 form yet; export the fp32 "
+                         "model it was made from")
     if a.aggregation:  # the file's calibration for it takes the place of the model's own
         how, cal, _ = scoring_choice(meta, a.aggregation, a.model)
         meta = {**meta, "aggregation": how, "calibration": cal}

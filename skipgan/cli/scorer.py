@@ -7,6 +7,7 @@ comparison."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Callable
 
@@ -18,6 +19,7 @@ from ..engine.screener import PRECISIONS, TF32, intra_op_threads
 from ..errors import InputError
 from ..model import score_in_batches
 from ..model.corruption import select_probes
+from ..quant import quantized
 from ..scoring import Scores
 from .flags import add_aggregation_flag, as_input_error
 
@@ -51,6 +53,8 @@ def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., S
     if a.threads is not None and a.threads < 1:
         raise InputError(f"--threads {a.threads}: must be at least 1")
     device = next(model.parameters()).device
+    if model.int8 is not None:
+        check_int8_scoring(a)
     if a.engine == "fused":
         try:
             screener = Screener.from_model(model, device=device, dtype=a.dtype, max_batch=max_batch,
@@ -61,6 +65,18 @@ def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., S
             print(f"[score] {screener.plan.describe()}", file=sys.stderr, flush=True)
         return screener.score
     return eager_scorer(model, a, max_batch)
+
+
+def check_int8_scoring(a: argparse.Namespace) -> None:
+    """An int8 model file (skipgan quantize) scores with its int8 semantics only; today the eager model runs them
+    (skipgan/quant/int8.py, fake quantisation in fp32), the fused engine has no int8 kernels yet."""
+    path = getattr(a, "model", "the model")
+    if a.engine == "fused":
+        raise InputError(f"{path} is an int8 model file and the fused engine has no int8 kernels yet: score it "
+                         "with --engine eager (its int8 reference), or score the fp32 model it was made from")
+    if a.dtype != "fp32":
+        raise InputError(f"--dtype {a.dtype}: {path} is an int8 model file, its precision is fixed; leave --dtype "
+                         "out")
 
 
 def eager_scorer(model, a: argparse.Namespace, batch_size: int) -> Callable[..., Scores]:
@@ -76,8 +92,11 @@ def eager_scorer(model, a: argparse.Namespace, batch_size: int) -> Callable[...,
     device = next(model.parameters()).device
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.dtype)
 
+    # the int8 semantics around every call (a context manager per call: quantized() swaps weights and restores them)
+    int8 = (lambda: quantized(model, model.int8)) if model.int8 is not None else contextlib.nullcontext
+
     def score(x: torch.Tensor, error_map: bool = False, reconstruction: bool = False) -> Scores:
-        with intra_op_threads(a.threads), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        with intra_op_threads(a.threads), torch.autocast(device.type, dtype=amp, enabled=amp is not None), int8():
             return score_in_batches(model, x, batch_size * max(1, model.probe_weight.shape[0]),
                                     with_error_map=error_map, keep_reconstructions=reconstruction)
 

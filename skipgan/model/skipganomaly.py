@@ -76,6 +76,9 @@ class SkipGANomaly(nn.Module):
         # The 'knn' map's memory of normal patch descriptors (patch_knn.py), set after training; plain data outside
         # the state dict (model files store it as the tensor `knn_memory`).
         self.knn = None
+        # int8 quantisation (skipgan/quant/int8.py Int8Params) of an int8 model file, None for fp32 models; model
+        # files store it as tensors int8.* and the metadata key `quantization`
+        self.int8 = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Anomaly scores [B] (fp32). Call .eval() first: scores are only meaningful in eval mode."""
