@@ -2,6 +2,7 @@
 
     python benchmarks/profile_layers.py --isize 128 --probes 8 --batch 1 [--dtype fp32] [--plan tuned|fixed]
     python benchmarks/profile_layers.py --isize 32 --probes 0 --batch 1 --ops     # where a whole pass goes, by op
+    python benchmarks/profile_layers.py --isize 32 --probes 8 --batch 64 --dtype int8   # the int8 engine's layers
 
 Uses the plan's own timing harness (skipgan/engine/plan.py `_time_layer`: minimum of a few calls after a warm-up) on
 a random default model; prints the whole call, the sum of the layers and the layers by time with their choices.
@@ -33,8 +34,12 @@ def main() -> None:
     a = p.parse_args()
     model = bench.make_model(a.isize, probes=a.probes)
     x = bench.make_input(model, a.batch, torch.device("cpu"))
+    if a.dtype == "int8":  # ranges from random images: timing does not depend on them
+        from skipgan.quant.calibrate import all_layers_int8, observe_input_ranges
+
+        model.int8 = all_layers_int8(model, observe_input_ranges(model, x))
     s = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch, plan=a.plan)
-    print(s.plan.describe())
+    print(s.plan.describe() if s.plan else repr(s))
     for _ in range(2):
         s.score(x)
     t0 = time.perf_counter()
@@ -50,7 +55,8 @@ def main() -> None:
     total = sum(ms.values())
     print(f"whole call {whole * 1e3:.1f} ms; sum of the layers {total:.1f} ms")
     for name, v in sorted(ms.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:5s} {v:8.2f} ms {100 * v / total:5.1f} %  {'/'.join(s.plan.choices[name])}")
+        how = "/".join(s.plan.choices[name]) if s.plan else type(objs[name]).__name__
+        print(f"  {name:5s} {v:8.2f} ms {100 * v / total:5.1f} %  {how}")
 
 
 def profile_ops(s: Screener, x: torch.Tensor, calls: int = 100) -> None:

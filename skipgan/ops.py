@@ -16,6 +16,9 @@ registers the fake kernels that let torch.compile and torch.export trace the ops
   it, being the lower layer;
 - ``nearest_distances`` / ``nearest_distances_reference``: the knn map's exact nearest-row search (a blocked GEMM
   ranks, candidates within its error bound are summed exactly) and its definition (every distance in float64);
+- ``quantize_u8``: a float tensor onto the uint8 grid of an int8 layer's input (the int8 engine's layers); its
+  definition is ``skipgan.quant.int8.quantize_input`` (the int8 semantics live there, this module does not import
+  them);
 - ``build_info()``: what the loaded binary contains (CUDA kernels or not, arch list, torch version).
 
 The raw ops (``torch.ops.skipgan.conv_bn_act_out`` etc.) are what TorchScript, torch.compile and the C++
@@ -52,6 +55,7 @@ __all__ = [
     "library_path",
     "nearest_distances",
     "nearest_distances_reference",
+    "quantize_u8",
 ]
 
 # Activation names -> the integer codes of the schema (csrc/activation.h).
@@ -148,6 +152,10 @@ if AVAILABLE:
 
     @torch.library.register_fake("skipgan::anomaly_score_out")
     def _anomaly_score_out_fake(x, x_hat, f, f_hat, lam, scores, error_map=None, margin=0, parts=None):
+        return None
+
+    @torch.library.register_fake("skipgan::quantize_u8_out")
+    def _quantize_u8_out_fake(x, scale, zero, out):
         return None
 
     @torch.library.register_fake("skipgan::nearest_distances")
@@ -408,4 +416,13 @@ def nearest_distances(queries: Tensor, memory: Tensor, memory_sq: Tensor | None 
         memory_sq = memory.float().pow(2).sum(1)
     return torch.ops.skipgan.nearest_distances(queries, memory, memory_sq, int(query_block), int(memory_block),
                                                NEAREST_GEMMS[gemm])
+
+
+def quantize_u8(x: Tensor, scale: float, zero: int, out: Tensor | None = None) -> Tensor:
+    """Native clamp(round(x / scale) + zero, 0, 255) as uint8 (CPU; round half to even), into `out` when given."""
+    _require()
+    if out is None:
+        out = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
+    torch.ops.skipgan.quantize_u8_out(x, float(scale), int(zero), out)
+    return out
 

@@ -147,8 +147,10 @@ def test_engine_rejects_bad_settings():
     m = make(32, 1)
     with pytest.raises(ValueError, match="fp16"):
         Screener.from_model(m, dtype="fp16")
-    with pytest.raises(ValueError, match="dtype='int8'"):
-        Screener.from_model(m, dtype="int8")
+    with pytest.raises(ValueError, match="dtype='int4'"):
+        Screener.from_model(m, dtype="int4")
+    with pytest.raises(ValueError, match="dtype=int8: this model has no int8 calibration"):
+        Screener.from_model(m, dtype="int8")  # an fp32 model (skipgan quantize makes an int8 one)
     with pytest.raises(ValueError, match="max_batch=0"):
         Screener.from_model(m, max_batch=0)
 

@@ -195,6 +195,23 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def trained_with_int8(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run8")
+    assert main(["train", "--abnormal-class", "5", "--out", str(out), "--quantize", "int8", *TINY]) == 0
+    return out
+
+
+def test_train_quantize_writes_the_int8_file_beside_the_model(trained_with_int8, tmp_path):
+    m, meta = load_model(trained_with_int8 / "int8.safetensors")
+    _, meta32 = load_model(trained_with_int8 / "model.safetensors")
+    assert m.int8 is not None and "quantization" not in meta32
+    # the same file `skipgan quantize` writes from the run's model
+    assert main(["quantize", str(trained_with_int8 / "model.safetensors"), "--out", str(tmp_path / "q.safetensors")]) == 0
+    m2, meta2 = load_model(tmp_path / "q.safetensors")
+    assert meta2["calibration"] == meta["calibration"] and m2.int8.inputs == m.int8.inputs
+
+
+@pytest.fixture(scope="module")
 def quantized_file(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("q") / "int8.safetensors"
     assert main(["quantize", str(trained), "--out", str(out), "--calibration-images", "64"]) == 0
@@ -214,19 +231,43 @@ def test_quantize_writes_an_int8_model_recalibrated_on_its_own_scores(trained, q
     assert not [p for p in quantized_file.parent.iterdir() if ".tmp" in p.name]
 
 
-def test_evaluate_an_int8_model_with_the_eager_reference(trained, quantized_file, tmp_path, capsys):
-    assert main(["evaluate", str(quantized_file), "--engine", "eager", "--out", str(tmp_path / "q"),
-                 "--device", "cpu"]) == 0
-    assert main(["evaluate", str(trained), "--engine", "eager", "--out", str(tmp_path / "f"), "--device", "cpu"]) == 0
-    q = json.loads((tmp_path / "q" / "metrics.json").read_text())
-    f = json.loads((tmp_path / "f" / "metrics.json").read_text())
-    assert q["auroc"] != f["auroc"] or q["calibration"] != f["calibration"]
-    assert abs(q["auroc"] - f["auroc"]) < 0.05
+def test_evaluate_an_int8_model_in_the_engine_and_the_reference(trained, quantized_file, tmp_path, capsys):
+    from skipgan.engine.cpu import int8_restriction
+
+    runs = {"eager": ["--engine", "eager"], "f": ["--engine", "eager"]}
+    if int8_restriction() is None:
+        runs["fused"] = []  # the int8 engine: an int8 file's default precision
+    for name, flags in runs.items():
+        model = trained if name == "f" else quantized_file
+        assert main(["evaluate", str(model), *flags, "--out", str(tmp_path / name), "--device", "cpu"]) == 0
+    m = {name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in runs}
+    assert m["eager"]["dtype"] == "int8" and m["f"]["dtype"] == "fp32"
+    assert m["eager"]["threshold"] != m["f"]["threshold"]  # the int8 file's own, recalibrated
+    assert abs(m["eager"]["auroc"] - m["f"]["auroc"]) < 0.05
+    if "fused" in m:
+        assert abs(m["fused"]["auroc"] - m["eager"]["auroc"]) < 0.02
+
+
+def test_score_an_int8_model_file(quantized_file, tmp_path, capsys):
+    from skipgan.engine.cpu import int8_restriction
+
+    if int8_restriction() is not None:
+        pytest.skip(f"no fast int8 here: {int8_restriction()}")
+    from PIL import Image
+    import numpy as np
+    for v in (0, 128, 255):
+        Image.fromarray(np.full((8, 8), v, np.uint8)).save(tmp_path / f"{v}.png")
+    assert main(["score", str(quantized_file), str(tmp_path), "-v"]) == 0
+    out = capsys.readouterr()
+    lines = [json.loads(line) for line in out.out.splitlines()]
+    assert len(lines) == 3 and all("score" in line for line in lines)
+    assert "int8 products (oneDNN u8s8)" in out.err
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["score", "{q}", "{dir}"], "is an int8 model file and the fused engine has no int8 kernels yet"),
-    (["score", "{q}", "{dir}", "--engine", "eager", "--dtype", "bf16"], "--dtype bf16: .* is an int8 model file"),
+    (["score", "{q}", "{dir}", "--dtype", "bf16"], "--dtype bf16: .* is an int8 model file, it scores in int8 only"),
+    (["score", "{q}", "{dir}", "--engine", "eager", "--dtype", "fp32"], "--dtype fp32: .* is an int8 model file"),
+    (["score", "{f}", "{dir}", "--dtype", "int8"], "--dtype int8: .* is not an int8 model file; make one with"),
     (["export", "{q}", "--format", "torchscript", "--out", "{dir}/m.pt"], "exports have no int8 form yet"),
     (["quantize", "{q}", "--out", "{dir}/x.safetensors"], "already an int8 model file"),
     (["quantize", "{f}", "--out", "{dir}/x.safetensors", "--calibration-images", "0"],

@@ -24,6 +24,8 @@ struct Kernels {
   // nearest_distances: the exact squared distance to the nearest memory row of one query, from its row of GEMM
   // values (nearest_kernel.h).
   float (*nearest_in_row)(const float* g, int64_t n, float tau, const float* q, const float* mem, int64_t c);
+  // quantize_u8_out over elements [begin, end) of x (dtype t) into out (quantize_kernel.h).
+  void (*quantize_u8)(const void* x, DType t, int64_t begin, int64_t end, float scale, int32_t zero, uint8_t* out);
   const char* isa;
 };
 

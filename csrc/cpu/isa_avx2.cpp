@@ -35,12 +35,13 @@
 #include "conv_bn_act_kernel.h"
 #include "col2im_kernel.h"
 #include "nearest_kernel.h"
+#include "quantize_kernel.h"
 #pragma GCC pop_options
 
 namespace skipgan::cpu {
 Kernels kernels_avx2() {
   return {&AVX2::epilogue_rows, &AVX2::col2im_rows, &AVX2::image_chunk, &AVX2::feature_chunk,
-          &AVX2::nearest_in_row, "avx2"};
+          &AVX2::nearest_in_row, &AVX2::quantize_u8, "avx2"};
 }
 }  // namespace skipgan::cpu
 

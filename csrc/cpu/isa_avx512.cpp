@@ -43,12 +43,13 @@
 #include "conv_bn_act_kernel.h"
 #include "col2im_kernel.h"
 #include "nearest_kernel.h"
+#include "quantize_kernel.h"
 #pragma GCC pop_options
 
 namespace skipgan::cpu {
 Kernels kernels_avx512() {
   return {&AVX512::epilogue_rows, &AVX512::col2im_rows, &AVX512::image_chunk, &AVX512::feature_chunk,
-          &AVX512::nearest_in_row, "avx512"};
+          &AVX512::nearest_in_row, &AVX512::quantize_u8, "avx512"};
 }
 }  // namespace skipgan::cpu
 

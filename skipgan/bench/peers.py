@@ -9,14 +9,14 @@ import torch
 
 from .onnx_peers import export_onnx, onnxruntime, openvino_bf16, openvino_fp32
 from .peer_tools import Factory
-from .torch_peers import (eager, eager_autocast_bf16, eager_channels_last, engine, export_torchscript,
+from .torch_peers import (eager, eager_autocast_bf16, eager_channels_last, engine, engine_int8, export_torchscript,
                           torch_compile, torchscript_frozen)
 
 
 @dataclasses.dataclass(frozen=True)
 class Peer:
     name: str
-    precision: str  # "fp32" | "bf16": what it is compared with and checked against (TOLERANCE)
+    precision: str  # "fp32" | "bf16" | "int8": what it is compared with and checked against (TOLERANCE)
     factory: Factory
     is_engine: bool = False
     is_export: bool = False  # skipgan's own export: shown beside the engine, never counted as "the best peer"
@@ -40,5 +40,6 @@ PEERS: dict[str, Peer] = {p.name: p for p in [
     Peer("export_onnx", "fp32", export_onnx, is_export=True),
     Peer("engine_fp32", "fp32", engine, is_engine=True),
     Peer("engine_bf16", "bf16", engine, is_engine=True),
+    Peer("engine_int8", "int8", engine_int8, is_engine=True),
 ]}
 RUNTIMES = tuple(PEERS)

@@ -22,7 +22,9 @@ from .onnx_peers import clear_exports
 from .peer_tools import ScoreFn, one_line
 from .peers import PEERS, RUNTIMES, Peer
 
-TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2}  # max relative error of the scores against eager fp32
+# max relative error of the scores against eager fp32; int8: the quantisation itself moves a score by a few % (an
+# int8 file's own threshold is recalibrated on its int8 scores, docs/int8.md)
+TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "int8": 0.15}
 
 
 def max_rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:

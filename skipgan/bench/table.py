@@ -66,7 +66,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         is_engine = lambda r: PEERS[r["runtime"]].is_engine if r["runtime"] in PEERS else False  # noqa: E731
         is_peer = lambda r: r["runtime"] not in PEERS or not (  # noqa: E731
             PEERS[r["runtime"]].is_engine or PEERS[r["runtime"]].is_export)
-        for p in ("fp32", "bf16"):  # the engine of each precision against the peers of that precision
+        for p in ("fp32", "bf16", "int8"):  # the engine of each precision against the peers of that precision
             if any(r["runtime"] == f"engine_{p}" for r in rs):
                 e = _best(rs, lambda r: r["runtime"] == f"engine_{p}")
                 peer = _best(rs, lambda r: is_peer(r) and r["precision"] == p)

@@ -89,6 +89,24 @@ def engine(model, example_x, dtype):
     return note(fn, repr(screener) + plan)
 
 
+def engine_int8(model, example_x, dtype):
+    """The int8 engine on an int8 copy of the model (input ranges observed on the bench's own input: its speed does
+    not depend on them; a trained model's file keeps its own, skipgan quantize)."""
+    import copy
+
+    from ..quant.calibrate import all_layers_int8, observe_input_ranges
+
+    if model.int8 is None:
+        model = copy.copy(model)
+        model.int8 = all_layers_int8(model, observe_input_ranges(model, example_x.cpu()))
+    screener = Screener.from_model(model, device=example_x.device, dtype="int8", max_batch=example_x.shape[0],
+                                   probes=None, threads=torch.get_num_threads())
+
+    def fn(x):
+        return screener.score(x).score
+    return note(fn, repr(screener))
+
+
 def export_torchscript(model, example_x, dtype):
     scripted = script(build_pipeline(model, BENCH_CALIBRATION, native=True, dtype=dtype).to(example_x.device))
 

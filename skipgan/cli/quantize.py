@@ -52,34 +52,45 @@ def calibration_split(meta: dict, path: str, data: str | None) -> tuple[torch.Te
 
 
 def cmd_quantize(a: argparse.Namespace) -> int:
-    if a.calibration_images < 1:
-        raise InputError(f"--calibration-images {a.calibration_images}: must be at least 1")
-    if not a.budget > 0:
-        raise InputError(f"--budget {a.budget}: must be positive (a share of the normal scores' spread)")
+    check_quantize_flags(a.calibration_images, a.budget)
     model, meta = load_model(a.model, "cpu")
     if model_precision(meta) == PRECISION:
         raise InputError(f"{a.model}: already an int8 model file; quantize the fp32 model it was made from")
-    t0 = time.time()
     train, val = calibration_split(meta, a.model, a.data)
-    params = all_layers_int8(model, observe_input_ranges(model, train[: a.calibration_images]))
-    params, record = choose_kept(model, params, val, a.budget)
-    record = {**record, "calibration_images": min(a.calibration_images, len(train)), "validation_images": len(val)}
+    quantize_and_save(model, meta, train, val, a.out, a.calibration_images, a.budget)
+    return 0
+
+
+def check_quantize_flags(calibration_images: int, budget: float) -> None:
+    if calibration_images < 1:
+        raise InputError(f"--calibration-images {calibration_images}: must be at least 1")
+    if not budget > 0:
+        raise InputError(f"--budget {budget}: must be positive (a share of the normal scores' spread)")
+
+
+def quantize_and_save(model, meta: dict, train: torch.Tensor, val: torch.Tensor, out: str | Path,
+                      calibration_images: int = CALIBRATION_IMAGES, budget: float = KEEP_BUDGET) -> None:
+    """Calibrate `model` (a trained fp32 model on the CPU, its file's metadata `meta`) on its training normals
+    `train` and validation normals `val`, and write the int8 model file `out`; prints one line. `model` gets the
+    int8 quantisation (copy it first to keep an fp32 model)."""
+    t0 = time.time()
+    params = all_layers_int8(model, observe_input_ranges(model, train[:calibration_images]))
+    params, record = choose_kept(model, params, val, budget)
+    record = {**record, "calibration_images": min(calibration_images, len(train)), "validation_images": len(val)}
     model.int8 = type(params)(params.inputs, params.weight_scales, params.kept, record)
     # the threshold and the map statistics of the int8 scores of the validation normals (as train calibrates)
     with torch.no_grad(), quantized(model, model.int8):
         scored = score_in_batches(model, val, with_error_map=True)
     cal0 = meta["calibration"]
-    settings = MapSettings.from_meta(meta)
-    settings, cals = calibrate_maps(scored.error_map, weigh(scored.pixel, scored.feature, model.lam), settings,
-                                    cal0["target_fpr"], scored.knn_map)
+    settings, cals = calibrate_maps(scored.error_map, weigh(scored.pixel, scored.feature, model.lam),
+                                    MapSettings.from_meta(meta), cal0["target_fpr"], scored.knn_map)
     lam_keys = {k: cal0[k] for k in ("lam", "lam_requested") if k in cal0}
     cals = {k: {**v, **lam_keys} for k, v in cals.items()}
     how = model_aggregation(meta)
     keep = {k: v for k, v in meta.items() if k in ("train", "run_info", "history", "processes", "aggregation_choice")}
-    save_model(a.out, model, cals[how], {**keep, **scoring_metadata(how, cals, settings.to_meta())})
+    save_model(out, model, cals[how], {**keep, **scoring_metadata(how, cals, settings.to_meta())})
     kept = ", ".join(params.kept) or "none"
     print(f"int8: {len(params.inputs) - len(params.kept)} of {len(params.inputs)} layers quantised (kept in fp32: "
           f"{kept}); score error on {len(val)} validation normals {record['error']:.4f} of their spread (budget "
-          f"{a.budget}); threshold {cals[how]['threshold']:.5g} (fp32 model {cal0['threshold']:.5g}); "
-          f"{time.time() - t0:.1f} s -> {Path(a.out)}")
-    return 0
+          f"{budget}); threshold {cals[how]['threshold']:.5g} (fp32 model {cal0['threshold']:.5g}); "
+          f"{time.time() - t0:.1f} s -> {Path(out)}")

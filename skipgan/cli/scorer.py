@@ -15,7 +15,7 @@ import torch
 
 from ..engine import Screener
 from ..engine.plan import PLANS
-from ..engine.screener import PRECISIONS, TF32, intra_op_threads
+from ..engine.screener import INT8, PRECISIONS, TF32, intra_op_threads
 from ..errors import InputError
 from ..model import score_in_batches
 from ..model.corruption import select_probes
@@ -30,9 +30,11 @@ def add_scorer_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("scoring")
     g.add_argument("--engine", choices=ENGINES, default="fused",
                    help="fused: the native engine (default); eager: the PyTorch model, for comparison")
-    g.add_argument("--dtype", choices=PRECISIONS, default="fp32",
-                   help="engine precision: bf16 needs AVX512-BF16/AMX on CPU; fp16 is CUDA only; fp32 is true fp32, "
-                        "tf32 (CUDA, fused engine) lets cuDNN use TF32 tensor cores for its convolutions")
+    g.add_argument("--dtype", choices=PRECISIONS, default=None,
+                   help="engine precision (default: the model file's: fp32, or int8 for a file made by skipgan "
+                        "quantize, which scores in int8 only): bf16 needs AVX512-BF16/AMX on CPU; fp16 is CUDA "
+                        "only; fp32 is true fp32, tf32 (CUDA, fused engine) lets cuDNN use TF32 tensor cores for its "
+                        "convolutions; int8 needs AVX512-VNNI/AMX")
     g.add_argument("--probes", type=int, default=None, metavar="K",
                    help="score through the first K of the model's stored noise probes (default: all; 0: the clean "
                         "input, K times faster, less accurate; see docs/performance.md)")
@@ -53,8 +55,7 @@ def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., S
     if a.threads is not None and a.threads < 1:
         raise InputError(f"--threads {a.threads}: must be at least 1")
     device = next(model.parameters()).device
-    if model.int8 is not None:
-        check_int8_scoring(a)
+    check_precision(model, a)
     if a.engine == "fused":
         try:
             screener = Screener.from_model(model, device=device, dtype=a.dtype, max_batch=max_batch,
@@ -63,20 +64,25 @@ def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., S
             raise as_input_error(e) from None
         if a.verbose and screener.plan is not None:
             print(f"[score] {screener.plan.describe()}", file=sys.stderr, flush=True)
+        if a.verbose and screener.int8:
+            print(f"[score] int8 products (oneDNN u8s8), activations {str(screener.dtype).removeprefix('torch.')}, "
+                  "the fixed plan's forms", file=sys.stderr, flush=True)
         return screener.score
     return eager_scorer(model, a, max_batch)
 
 
-def check_int8_scoring(a: argparse.Namespace) -> None:
-    """An int8 model file (skipgan quantize) scores with its int8 semantics only; today the eager model runs them
-    (skipgan/quant/int8.py, fake quantisation in fp32), the fused engine has no int8 kernels yet."""
+def check_precision(model, a: argparse.Namespace) -> None:
+    """Sets a.dtype to the model file's precision when not given; an int8 model file (skipgan quantize) scores in
+    int8 only (its thresholds are its int8 scores'), and int8 needs such a file."""
     path = getattr(a, "model", "the model")
-    if a.engine == "fused":
-        raise InputError(f"{path} is an int8 model file and the fused engine has no int8 kernels yet: score it "
-                         "with --engine eager (its int8 reference), or score the fp32 model it was made from")
-    if a.dtype != "fp32":
-        raise InputError(f"--dtype {a.dtype}: {path} is an int8 model file, its precision is fixed; leave --dtype "
-                         "out")
+    own = INT8 if model.int8 is not None else "fp32"
+    a.dtype = a.dtype or own
+    if own == INT8 and a.dtype != INT8:
+        raise InputError(f"--dtype {a.dtype}: {path} is an int8 model file, it scores in int8 only; leave --dtype out "
+                         "(or score the fp32 model it was made from)")
+    if a.dtype == INT8 and own != INT8:
+        raise InputError(f"--dtype int8: {path} is not an int8 model file; make one with `skipgan quantize {path} "
+                         "--out MODEL_INT8`")
 
 
 def eager_scorer(model, a: argparse.Namespace, batch_size: int) -> Callable[..., Scores]:
@@ -86,6 +92,7 @@ def eager_scorer(model, a: argparse.Namespace, batch_size: int) -> Callable[...,
     except ValueError as e:
         raise as_input_error(e) from None
     model.probe_scale, model.probe_shift, model.probe_weight = chosen
+    # int8: the int8 reference semantics (fake quantisation in fp32, skipgan/quant/int8.py)
     if a.dtype == TF32:
         raise InputError("--dtype tf32: a precision of the fused engine (--engine fused); the eager model computes "
                          "as PyTorch's global flags say")

@@ -17,11 +17,13 @@ from ..distributed import PeerFailure, digest_hook
 from ..errors import InputError
 from ..evaluation import evaluate_model
 from ..model import Architecture, check_score_margin
-from ..modelfile import save_model, scoring_metadata
+from ..modelfile import load_model, save_model, scoring_metadata
 from ..train import Trainer, TrainConfig
 from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ..train.trainer import split_validation
 from .evaluate import print_summary
 from .flags import add_settings_flags, as_input_error, cli_fields, flag_of, settings_from_args
+from .quantize import quantize_and_save
 from .runner import add_dist_flags, run_command
 
 DEFAULT_DATA = "digits"
@@ -42,6 +44,9 @@ def add_train_parser(sub) -> None:
                    help="continue the run in --out if it holds a checkpoint, else start it (for torchrun "
                         "--max-restarts: the same command line restarts a failed job where it stopped)")
     p.add_argument("--skip-bad", action="store_true", help="skip corrupt images instead of stopping")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="also write int8.safetensors beside the model: skipgan quantize on the run's own training "
+                        "and validation normals (docs/int8.md)")
     p.add_argument("--no-progress", action="store_true")
     add_dist_flags(p)
     p.set_defaults(func=cmd_train)
@@ -119,6 +124,10 @@ def train_command(a: argparse.Namespace, d, device: torch.device) -> int:
                {"train": cfg.to_dict(), "run_info": info, "history": result.history, "processes": d.world_size,
                 **scoring_metadata(result.aggregation, result.calibrations, result.map_settings), **chosen})
     extra.update(aggregation=result.aggregation, **chosen)
+    if a.quantize:  # on a copy: the fp32 model is evaluated below
+        model, meta = load_model(out / "model.safetensors", "cpu")
+        quantize_and_save(model, meta, *split_validation(splits.train, cfg.val_fraction, cfg.seed),
+                          out / "int8.safetensors")
     metrics = evaluate_model(result.model, result.calibration["threshold"], splits.test, splits.test_labels, out,
                              splits.test_names, extra=extra, masks=splits.test_masks,
                              map_settings=MapSettings(**result.map_settings, margin=cfg.score_margin),

@@ -18,6 +18,7 @@ ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE"
                "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", "AVX10_1_512_AMX", "AVX512_CORE_AMX",
                "AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "ALL", "DEFAULT")
 _BF16_FROM = ONEDNN_ISAS.index("AVX512_CORE_BF16")
+_INT8_FROM = ONEDNN_ISAS.index("AVX512_CORE_VNNI")  # oneDNN's u8s8 products with AVX512-VNNI dot products
 
 
 def onednn_max_isa() -> str | None:
@@ -26,16 +27,31 @@ def onednn_max_isa() -> str | None:
     return value.strip().upper() if value else None
 
 
+def _restriction(has_instructions: bool, missing: str, first_isa: int, what: str) -> str | None:
+    """Why a precision's products are not fast here (the CPU lacks its instructions, or oneDNN is restricted to a
+    level below `first_isa`, ONEDNN_ISAS' index of the first level that has them), or None where they are."""
+    if not has_instructions:
+        return f"this CPU has neither {missing}"
+    isa = onednn_max_isa()
+    if isa in ONEDNN_ISAS and ONEDNN_ISAS.index(isa) < first_isa:
+        return f"oneDNN is restricted to {isa} by ONEDNN_MAX_CPU_ISA, below its {what} instructions"
+    return None
+
+
 def bf16_restriction() -> str | None:
     """Why bf16 products are not fast here, or None where they are: the CPU lacks AVX512-BF16 and AMX, or oneDNN
     is restricted below them."""
-    if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
-        return "this CPU has neither AVX512-BF16 nor AMX"
-    isa = onednn_max_isa()
-    if isa in ONEDNN_ISAS and ONEDNN_ISAS.index(isa) < _BF16_FROM:
-        return f"oneDNN is restricted to {isa} by ONEDNN_MAX_CPU_ISA, below its bf16 instructions"
-    return None
+    return _restriction(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported(),
+                        "AVX512-BF16 nor AMX", _BF16_FROM, "bf16")
 
 
 def bf16_fast() -> bool:
     return bf16_restriction() is None
+
+
+def int8_restriction() -> str | None:
+    """Why int8 products are not fast here, or None where they are: the CPU lacks AVX512-VNNI and AMX (without
+    int8 dot-product instructions oneDNN's u8s8 products run at fp32 speed or worse), or oneDNN is restricted below
+    them."""
+    return _restriction(torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported(),
+                        "AVX512-VNNI nor AMX (no int8 dot-product instructions)", _INT8_FROM, "int8 dot-product")

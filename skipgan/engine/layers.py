@@ -439,10 +439,10 @@ def make_layer(layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, dev
 
 def needs_border(layer) -> int:
     """Zero border an input buffer of this layer must carry (im2col and the direct conv read the padding from
-    memory)."""
+    memory; so does an int8 tap form, engine/int8_layers.py, which says so by `bordered_input`)."""
     if isinstance(layer, DirectConv):
         return 0 if layer.transposed else layer.p
-    return layer.p if isinstance(layer, Im2colConv) else 0
+    return layer.p if isinstance(layer, Im2colConv) or getattr(layer, "bordered_input", False) else 0
 
 
 __all__ = ["FORMS", "KERNELS", "Col2imConvT", "DenseConv", "DirectConv", "Gemm", "Im2colConv", "PixelConv",

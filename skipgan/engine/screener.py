@@ -33,8 +33,9 @@ import torch
 
 from .. import ops
 from ..scoring import Scores
-from .cpu import bf16_restriction
+from .cpu import bf16_fast, bf16_restriction, int8_restriction
 from .fold import FoldedNetwork, fold_for_scoring
+from .int8_layers import make_int8_layer
 from .layers import Col2imConvT, make_layer, nchw, needs_border
 from .plan import Plan, network_specs, plan_mode
 from .plan import choose as choose_plan
@@ -44,7 +45,10 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # global torch.backends.cudnn.allow_tf32); "tf32" is the explicit opt-in: fp32 tensors, cuDNN's TF32 tensor cores
 # for the convolutions (CUDA only; docs/gpu.md)
 TF32 = "tf32"
-PRECISIONS = (*DTYPES, TF32)
+# "int8": an int8 model file's quantised layers as oneDNN u8s8 products (engine/int8_layers.py), its activations
+# in bf16 where this CPU has fast bf16, else fp32 (int8_activation_dtype)
+INT8 = "int8"
+PRECISIONS = (*DTYPES, TF32, INT8)
 RELU, LEAKY, TANH, NONE = (ops.ACTIVATIONS[k] for k in ("relu", "leaky_relu", "tanh", "none"))
 # Generator batch per tile on CPU, as a pixel budget: big enough for efficient GEMMs, small enough that a tile's
 # activations stay in the caches (the eager model ran 88 img/s at 32 images per call, 53 at 64). Measured on
@@ -60,6 +64,20 @@ def parse_precision(name: str) -> tuple[torch.dtype, bool]:
     if name not in DTYPES:
         raise ValueError(f"dtype={name!r}: expected one of {', '.join(PRECISIONS)}")
     return DTYPES[name], False
+
+
+def int8_activation_dtype() -> torch.dtype:
+    """The float dtype of the int8 engine's buffers and epilogues: bf16 where it is fast here, else fp32."""
+    return torch.bfloat16 if bf16_fast() else torch.float32
+
+
+def check_int8_supported(device: torch.device) -> None:
+    if device.type != "cpu":
+        raise ValueError("dtype=int8: the int8 engine runs on CPU (oneDNN u8s8 products); TensorRT int8 is not "
+                         "built yet")
+    why = int8_restriction()
+    if why:
+        raise ValueError(f"dtype=int8: {why}, so int8 would be no faster than fp32; use fp32 (or bf16)")
 
 
 def check_dtype_supported(dtype: torch.dtype, device: torch.device, tf32: bool = False) -> None:
@@ -123,12 +141,23 @@ class Screener:
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, max_batch: int = 64,
                  threads: int | None = None, backend: str | None = None, tile: int | None = None,
-                 cuda_graphs: bool = True, knn=None, plan: str | dict | None = None, tf32: bool = False):
-        """tf32: let cuDNN run the fp32 convolutions on TF32 tensor cores (CUDA only; default: true fp32)."""
+                 cuda_graphs: bool = True, knn=None, plan: str | dict | None = None, tf32: bool = False,
+                 int8: bool = False):
+        """tf32: let cuDNN run the fp32 convolutions on TF32 tensor cores (CUDA only; default: true fp32).
+        int8: run the quantised layers of `net` (fold.Int8Conv, from an int8 model) as u8s8 products, in the
+        fixed plan's forms; `dtype` is then the activations' (int8_activation_dtype for the fastest)."""
         if not ops.AVAILABLE:
             raise RuntimeError(f"the fused engine needs the native ops: {ops.build_info().get('error')}")
         self.device = torch.device(device)
         check_dtype_supported(dtype, self.device, tf32)
+        self.int8 = bool(int8)
+        if self.int8:
+            check_int8_supported(self.device)
+            if not any(l.int8 is not None for l in [*net.encoder, *net.decoder, *net.pyramid, net.feature]):
+                raise ValueError("dtype=int8: the network has no quantised layers (fold an int8 model with "
+                                 "fold_for_scoring(model, int8=True))")
+            if backend not in (None, "gemm"):
+                raise ValueError("dtype=int8: runs on the gemm backend only")
         self.tf32 = bool(tf32)
         if max_batch < 1:
             raise ValueError(f"max_batch={max_batch}: must be at least 1")
@@ -165,13 +194,16 @@ class Screener:
         """Fold a trained SkipGANomaly (BN folded once, weights converted once) into a screener.
 
         probes: use the first K of the model's stored scoring probes, reweighted (None: all; 0: clean input).
-        dtype: a torch dtype or a name of PRECISIONS ("tf32": fp32 tensors, TF32 convolutions on CUDA).
+        dtype: a torch dtype or a name of PRECISIONS ("tf32": fp32 tensors, TF32 convolutions on CUDA; "int8": the
+        int8 model's quantised layers as int8 products, activations in int8_activation_dtype()).
         """
+        if dtype == INT8:
+            kw["int8"], dtype = True, int8_activation_dtype()
         if isinstance(dtype, str):
             dtype, tf32 = parse_precision(dtype)
             kw["tf32"] = kw.get("tf32", False) or tf32
         device = torch.device(device) if device is not None else next(model.parameters()).device
-        net, chosen = fold_for_scoring(model, probes)  # the model itself is left where it is
+        net, chosen = fold_for_scoring(model, probes, kw.get("int8", False))  # the model is left where it is
         kw.setdefault("knn", model.knn)
         return cls(net, chosen, device=device, dtype=dtype, max_batch=max_batch, threads=threads, **kw)
 
@@ -183,11 +215,16 @@ class Screener:
         if gemm:
             specs = network_specs(net, T, B2)
             self._specs = specs  # the layers as the plan names them
-            with intra_op_threads(self.threads):  # measured with the threads it will run with
-                self.plan, built = choose_plan(specs, dt, dev, self.plan_mode, threads=self.threads)
-            layers = {s.name: built.get(s.name) or make_layer(s.layer, s.size, s.rows, dt, dev,
-                                                              *self.plan.choices[s.name], fold=s.fold)
-                      for s in specs}
+            if self.int8:  # the fixed plan's forms (int8_layers.py); layers kept in fp32 run as the float ones
+                layers = {s.name: make_int8_layer(s.layer, s.size, s.rows, dt, dev, fold=s.fold)
+                          if s.layer.int8 is not None else make_layer(s.layer, s.size, s.rows, dt, dev, fold=s.fold)
+                          for s in specs}
+            else:
+                with intra_op_threads(self.threads):  # measured with the threads it will run with
+                    self.plan, built = choose_plan(specs, dt, dev, self.plan_mode, threads=self.threads)
+                layers = {s.name: built.get(s.name) or make_layer(s.layer, s.size, s.rows, dt, dev,
+                                                                  *self.plan.choices[s.name], fold=s.fold)
+                          for s in specs}
             self.enc = [layers[f"enc{j}"] for j in range(len(net.encoder))]
             self.dec = [layers[f"dec{j}"] for j in range(len(net.decoder))]
             self.pyr = [layers[f"pyr{i}"] for i in range(len(net.pyramid))]
@@ -373,7 +410,8 @@ class Screener:
         self._graphs[n].replay()
 
     def __repr__(self) -> str:
+        plan = "fixed (int8 forms)" if self.int8 else self.plan.mode if self.plan else self.plan_mode
+        precision = f"{self.dtype}{' (tf32)' if self.tf32 else ''}{' (int8 products)' if self.int8 else ''}"
         return (f"Screener(isize={self.isize}, nc={self.nc}, probes={self.K}, device={self.device}, "
-                f"dtype={self.dtype}{' (tf32)' if self.tf32 else ''}, backend={self.backend}, "
-                f"max_batch={self.max_batch}, "
-                f"tile={self.tile_images} images, plan={self.plan.mode if self.plan else self.plan_mode})")
+                f"dtype={precision}, backend={self.backend}, max_batch={self.max_batch}, "
+                f"tile={self.tile_images} images, plan={plan})")

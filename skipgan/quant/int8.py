@@ -82,10 +82,15 @@ def input_qparams(lo: float, hi: float) -> tuple[float, int]:
     return float(scale), zero
 
 
+def quantize_input(x: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
+    """q(x) = clamp(round(x / s_x) + z, 0, 255) as uint8, in fp32 math, round half to even (the definition of the
+    native skipgan::quantize_u8_out, which the int8 engine runs)."""
+    return torch.clamp(torch.round(x.float() / scale) + zero, QMIN_X, QMAX_X).to(torch.uint8)
+
+
 def fake_input(x: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
     """dq(q(x)) in x's dtype."""
-    q = torch.clamp(torch.round(x.float() / scale) + zero, QMIN_X, QMAX_X)
-    return ((q - zero) * scale).to(x.dtype)
+    return ((quantize_input(x, scale, zero).float() - zero) * scale).to(x.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
