@@ -53,6 +53,24 @@ def test_make_model_probes_and_randomised_bn():
     assert bench.num_probes(bench.with_probes(m, 1)) == 1 and bench.num_probes(m) == 3
 
 
+def test_int8_rows_are_checked_against_eager_and_compared_with_the_int8_peers():
+    from skipgan.engine.cpu import int8_restriction
+
+    if int8_restriction() is not None:
+        pytest.skip(f"no fast int8 here: {int8_restriction()}")
+    runtimes = ["eager", "onnxruntime_int8", "engine_int8"]
+    rows = bench.run([(2, 32, 1)], runtimes=runtimes, min_time=0.05, threads=1, model_kwargs=TINY, rounds=1,
+                     machine=dict(bw_mb=8, mm_n=128, min_time=0.02))
+    engine = next(r for r in rows if r["runtime"] == "engine_int8")
+    assert engine["status"] == "ok" and engine["precision"] == "int8", engine
+    assert engine["max_rel_err"] <= bench.TOLERANCE["int8"]
+    ort = next(r for r in rows if r["runtime"] == "onnxruntime_int8")
+    assert ort["status"] == "ok" or ort["status"].startswith("unavailable: "), ort  # onnxruntime: the export extra
+    from skipgan.bench.table import format_table
+
+    assert "engine_int8 / best int8 peer" in format_table(rows)
+
+
 def test_run_tiny_config_rows_and_table():
     runtimes = ["eager", "eager_channels_last", "engine_fp32"]
     rows = bench.run([(2, 32, 1)], runtimes=runtimes, min_time=0.05, threads=1, model_kwargs=TINY, rounds=2,

@@ -91,6 +91,35 @@ def onnxruntime(model, example_x, dtype):
     return note(fn, f"exporter {exporter}; {providers[0]}, intra_op_num_threads={torch.get_num_threads()}{extra}")
 
 
+def onnxruntime_int8(model, example_x, dtype):
+    """ONNX Runtime static int8 (onnxruntime.quantization.quantize_static, QDQ format): uint8 activations with
+    min/max ranges, int8 per-channel weights, calibrated on the bench's own input as the engine_int8 row is."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    if example_x.device.type != "cpu":
+        raise RuntimeError("the int8 ONNX Runtime peer runs on the CPU only")
+    path, exporter = onnx_file(model, example_x)
+    out = scratch_path("score-int8")
+    name = ort_session(path, ["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{name: example_x.detach().numpy()}])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with quiet():
+        quantize_static(path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    sess = ort_session(out, ["CPUExecutionProvider"])
+
+    def fn(x):
+        return torch.from_numpy(sess.run(None, {name: x.detach().numpy()})[0])
+    return note(fn, f"exporter {exporter}; static QDQ, u8 activations (min/max), s8 per-channel weights; "
+                    f"intra_op_num_threads={torch.get_num_threads()}")
+
+
 def _openvino(model, example_x, precision: str):
     import openvino as ov
 
@@ -105,6 +134,16 @@ def _openvino(model, example_x, precision: str):
         with quiet(), torch.no_grad():
             ov_model = ov.convert_model(ScoreOnly(model).eval(), example_input=example_x)
         src = f"from the torch module (ONNX route failed: {one_line(e, 80)})"
+    if precision == "int8":  # NNCF post-training quantisation on the bench's own input (as engine_int8's ranges)
+        import nncf
+
+        with quiet():
+            ov_model = nncf.quantize(ov_model, nncf.Dataset([example_x.detach().numpy()]), subset_size=1)
+        src += "; NNCF post-training int8"
+        # the int8 layers run in int8; what is left in bf16 where this CPU has it (as the int8 engine's epilogues)
+        from ..engine.cpu import bf16_fast
+
+        precision = "bf16" if bf16_fast() else "f32"
     threads = torch.get_num_threads()
     compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": precision,
                                                          "PERFORMANCE_HINT": "LATENCY",
@@ -118,6 +157,10 @@ def _openvino(model, example_x, precision: str):
         request.infer({0: x.detach().numpy()})
         return torch.from_numpy(request.get_output_tensor(0).data.copy())
     return note(fn, f"{src}; {precision}, INFERENCE_NUM_THREADS={threads}")
+
+
+def openvino_int8(model, example_x, dtype):
+    return _openvino(model, example_x, "int8")
 
 
 def openvino_fp32(model, example_x, dtype):

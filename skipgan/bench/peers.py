@@ -7,7 +7,7 @@ import dataclasses
 
 import torch
 
-from .onnx_peers import export_onnx, onnxruntime, openvino_bf16, openvino_fp32
+from .onnx_peers import export_onnx, onnxruntime, onnxruntime_int8, openvino_bf16, openvino_fp32, openvino_int8
 from .peer_tools import Factory
 from .torch_peers import (eager, eager_autocast_bf16, eager_channels_last, engine, engine_int8, export_torchscript,
                           torch_compile, torchscript_frozen)
@@ -33,8 +33,10 @@ PEERS: dict[str, Peer] = {p.name: p for p in [
     Peer("torchscript_frozen", "fp32", torchscript_frozen),
     Peer("torch_compile", "fp32", torch_compile),
     Peer("onnxruntime", "fp32", onnxruntime),
+    Peer("onnxruntime_int8", "int8", onnxruntime_int8),
     Peer("openvino_fp32", "fp32", openvino_fp32),
     Peer("openvino_bf16", "bf16", openvino_bf16),
+    Peer("openvino_int8", "int8", openvino_int8),
     Peer("export_torchscript", "fp32", export_torchscript, is_export=True),
     Peer("export_torchscript_bf16", "bf16", export_torchscript, is_export=True),
     Peer("export_onnx", "fp32", export_onnx, is_export=True),
