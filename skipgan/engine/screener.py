@@ -77,7 +77,8 @@ def check_int8_supported(device: torch.device) -> None:
                          "built yet")
     why = int8_restriction()
     if why:
-        raise ValueError(f"dtype=int8: {why}, so int8 would be no faster than fp32; use fp32 (or bf16)")
+        raise ValueError(f"dtype=int8: {why}, so int8 would be no faster than fp32; score the fp32 model instead (an "
+                         "int8 model file also scores with --engine eager, its slow reference)")
 
 
 def check_dtype_supported(dtype: torch.dtype, device: torch.device, tf32: bool = False) -> None:
