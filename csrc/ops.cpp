@@ -111,8 +111,8 @@ TORCH_LIBRARY(skipgan, m) {
       "nearest_distances(Tensor queries, Tensor memory, Tensor memory_sq, int query_block=1024, "
       "int memory_block=4096, int gemm=0) -> Tensor");
   // The uint8 grid of an int8 layer's input (skipgan/quant/int8.py): out = clamp(round(x / scale) + zero, 0, 255),
-  // round half to even; x float / half / bfloat16, out uint8 of x's shape (any strides). skipgan.ops.
-  // quantize_u8_reference is its definition. CPU only (the int8 engine is a CPU engine).
+  // round half to even; x float / half / bfloat16, out uint8 of x's shape (any strides).
+  // skipgan.quant.int8.quantize_input is its definition. CPU only (the int8 engine is a CPU engine).
   m.def("quantize_u8_out(Tensor x, float scale, int zero, Tensor(a!) out) -> ()");
   m.def("_build_info() -> str", &skipgan::build_info);
   // Test hook: cap the blocks of every CUDA launch (0: no cap) so that tests run the kernels' grid-stride loops

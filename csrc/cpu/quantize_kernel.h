@@ -1,6 +1,6 @@
 // CPU kernel of skipgan::quantize_u8_out, per instruction set (see isa.h): out = clamp(round(x / scale) + zero, 0,
 // 255) as uint8 over elements [begin, end), round half to even (the default rounding mode, as torch.round), the
-// division a true division as in skipgan.quant.int8.fake_input (x * (1 / scale) would round differently).
+// division a true division as in skipgan.quant.int8.quantize_input (x * (1 / scale) would round differently).
 #pragma once
 
 #include <algorithm>

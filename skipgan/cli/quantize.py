@@ -6,6 +6,7 @@ file records (or --data); never test images."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def quantize_and_save(model, meta: dict, train: torch.Tensor, val: torch.Tensor,
     params = all_layers_int8(model, observe_input_ranges(model, train[:calibration_images]))
     params, record = choose_kept(model, params, val, budget)
     record = {**record, "calibration_images": min(calibration_images, len(train)), "validation_images": len(val)}
-    model.int8 = type(params)(params.inputs, params.weight_scales, params.kept, record)
+    model.int8 = dataclasses.replace(params, calibration=record)
     # the threshold and the map statistics of the int8 scores of the validation normals (as train calibrates)
     with torch.no_grad(), quantized(model, model.int8):
         scored = score_in_batches(model, val, with_error_map=True)

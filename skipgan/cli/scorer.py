@@ -92,14 +92,14 @@ def eager_scorer(model, a: argparse.Namespace, batch_size: int) -> Callable[...,
     except ValueError as e:
         raise as_input_error(e) from None
     model.probe_scale, model.probe_shift, model.probe_weight = chosen
-    # int8: the int8 reference semantics (fake quantisation in fp32, skipgan/quant/int8.py)
     if a.dtype == TF32:
         raise InputError("--dtype tf32: a precision of the fused engine (--engine fused); the eager model computes "
                          "as PyTorch's global flags say")
     device = next(model.parameters()).device
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.dtype)
 
-    # the int8 semantics around every call (a context manager per call: quantized() swaps weights and restores them)
+    # an int8 file: its reference semantics (fake quantisation in fp32, skipgan/quant/int8.py) around every call, a
+    # context manager per call (quantized() swaps weights in and restores them)
     int8 = (lambda: quantized(model, model.int8)) if model.int8 is not None else contextlib.nullcontext
 
     def score(x: torch.Tensor, error_map: bool = False, reconstruction: bool = False) -> Scores:

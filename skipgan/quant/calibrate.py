@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..model.skipganomaly import score_in_batches
-from .int8 import Int8Params, out_dim, conv_layers, input_qparams, quantized, weight_scales
+from .int8 import Int8Params, conv_layers, input_qparams, out_dim, quantized, weight_scales
 
 # An int8 model's scores may move by this share of the spread of normal scores (RMS over the validation normals).
 # Why 0.05: the paper score's AUROC moves with the ordering of normals against anomalies; a perturbation of 5 % of
@@ -88,11 +90,11 @@ def choose_kept(model, params: Int8Params, images: torch.Tensor, budget: float =
         sens = sensitivity(model, params, images, reference)
         for name in sorted(sens, key=sens.get, reverse=True):
             kept.append(name)
-            trial = Int8Params(params.inputs, params.weight_scales, tuple(kept))
+            trial = dataclasses.replace(params, kept=tuple(kept))
             err = relative_error(scores_of(model, images, trial), reference)
             steps.append({"kept": list(kept), "error": round(err, 5)})
             if err <= budget:
                 break
     record = {"budget": budget, "error": round(err, 5), "images": int(len(images)), "steps": steps,
               "sensitivity": {k: round(v, 5) for k, v in sens.items()} or "not measured: within budget"}
-    return Int8Params(params.inputs, params.weight_scales, tuple(kept)), record
+    return dataclasses.replace(params, kept=tuple(kept)), record
