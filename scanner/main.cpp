@@ -78,15 +78,6 @@ void add_map_files(Run& run, nlohmann::json& line, const Decoded& d, const at::T
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-// The reason in a libtorch error: TorchScript puts its interpreter traceback first and the raised message last.
-std::string reason(const std::exception& e) {
-  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
-  std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  const auto nl = text.find_last_of('\n');
-  return nl == std::string::npos ? text : text.substr(nl + 1);
-}
-
 void score_batch(Run& run, std::vector<Decoded>& batch) {
   if (batch.empty()) return;
   const scanner::Options& o = run.o;
@@ -97,7 +88,7 @@ void score_batch(Run& run, std::vector<Decoded>& batch) {
     c10::InferenceMode guard;
     out = run.model.run(at::stack(images), run.maps);
   } catch (const std::exception& e) {  // the model refused this batch (e.g. channels): every image in it says why
-    for (const auto& d : batch) print_error(run, d.path, "cannot score: " + reason(e));
+    for (const auto& d : batch) print_error(run, d.path, "cannot score: " + scanner::raised_message(e));
     batch.clear();
     return;
   }

@@ -14,6 +14,10 @@ constexpr size_t kMaxMetadataBytes = size_t(16) << 20;
 constexpr const char* kKey = "skipgan";  // the metadata's name in every export (skipgan/export/metadata.py)
 // A TorchScript export's method returning the anomaly map as a fourth output (skipgan/export/pipeline.py)
 constexpr const char* kMapMethod = "score_with_anomaly_map";
+// A TorchScript export's own check of the machine it runs on (ScreeningPipeline.check_machine: an int8 file on a
+// CPU whose u8s8 products would saturate raises); files of earlier versions have none
+constexpr const char* kCheckMethod = "check_machine";
+
 
 // The metadata of a TorchScript export, read from the archive without loading the module (so before any device
 // is touched).
@@ -87,6 +91,17 @@ class AotiModel final : public ScreeningModel {
 
 }  // namespace
 
+std::string raised_message(const std::exception& e) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  const auto nl = text.find_last_of('\n');
+  text = nl == std::string::npos ? text : text.substr(nl + 1);
+  for (const std::string prefix : {"builtins.RuntimeError: ", "RuntimeError: "})
+    if (text.rfind(prefix, 0) == 0) return text.substr(prefix.size());
+  return text;
+}
+
 std::unique_ptr<ScreeningModel> ScreeningModel::load(const std::string& path, const std::string& device) {
   if (!std::filesystem::is_regular_file(path))
     throw ModelError(path + ": no such model file; pass a .pt or .pt2 written by `skipgan export`");
@@ -97,6 +112,13 @@ std::unique_ptr<ScreeningModel> ScreeningModel::load(const std::string& path, co
       const c10::Device dev(checked_device(path, meta, device, "TorchScript file"));
       torch::jit::Module module = torch::jit::load(path, dev);
       module.eval();
+      if (auto check = module.find_method(kCheckMethod)) {
+        try {
+          (*check)(std::vector<c10::IValue>{});
+        } catch (const std::exception& e) {  // refused here, at load: one line, exit 2, not an error per image
+          throw ModelError(path + ": " + raised_message(e));
+        }
+      }
       return std::make_unique<TorchScriptModel>(std::move(module), std::move(meta), dev);
     }
     if (ext == ".pt2") {

@@ -41,4 +41,8 @@ class ScreeningModel {
   c10::Device device_;
 };
 
+// The message a TorchScript graph raised (or any exception's): libtorch puts the interpreter's traceback first and the
+// raised message last, prefixed by its Python type.
+std::string raised_message(const std::exception& e);
+
 }  // namespace scanner

@@ -28,6 +28,23 @@ def make(isize=32, nc=1, probes=0, margin=0, width=8, seed=0, lam=0.9, masks=Fal
     return m.eval()
 
 
+def make_int8(nc=1, probes=2, margin=1, kept=(), seed=0, negative_bn=False):
+    """make()'s model as an int8 model (every layer quantised but `kept`), its grids observed on random inputs.
+    negative_bn: some channels' folded BN scale negative (QDQ scales must be positive: the sign moves)."""
+    from skipgan.quant import Int8Params
+    from skipgan.quant.calibrate import all_layers_int8, observe_input_ranges
+
+    m = make(nc=nc, probes=probes, margin=margin, seed=seed)
+    if negative_bn:
+        with torch.no_grad():
+            for level in m.generator.down[1:3]:
+                level.bn.weight[::2] *= -1
+    x = torch.rand(24, nc, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    params = all_layers_int8(m, observe_input_ranges(m, x))
+    m.int8 = Int8Params(params.inputs, params.weight_scales, tuple(kept))
+    return m
+
+
 def images(n, nc, isize, seed=1):
     return torch.rand(n, nc, isize, isize, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 

@@ -20,10 +20,10 @@ from skipgan.scoring import calibration_values, verdicts
 
 try:
     from data_fixtures import gray8, rgb8, truncate, write_png, write_tiff
-    from model_fixtures import export_claiming_device, make
+    from model_fixtures import export_claiming_device, make, make_int8
 except ImportError:
     from tests.data_fixtures import gray8, rgb8, truncate, write_png, write_tiff
-    from tests.model_fixtures import export_claiming_device, make
+    from tests.model_fixtures import export_claiming_device, make, make_int8
 
 pytestmark = [pytest.mark.skipif(not ops.AVAILABLE, reason="skipgan op library not built"),
               pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -237,6 +237,50 @@ def test_a_file_exported_for_another_device_is_refused_at_load(scanner, rgb_setu
     cuda_file = export_claiming_device(exported, "cuda", tmp_path / "cuda.pt")
     rc, lines, err = run_scanner(scanner, "--model", cuda_file, "--device", "cpu", folder)
     assert rc == 2 and not lines and "exported for cuda" in err and "--device cpu" in err, err
+
+
+@pytest.fixture(scope="module")
+def int8_export(gray_setup, tmp_path_factory):
+    """An int8 model file (1 channel, 3 probes, margin 1) and its TorchScript export (the int8 engine's layers)."""
+    root = tmp_path_factory.mktemp("int8")
+    path = root / "q.safetensors"
+    save_model(path, make_int8(nc=1, probes=3, margin=1), CAL)
+    loaded, meta = load_model(path)
+    export_model(loaded, meta, "torchscript", root / "q.pt", verify=False)
+    return path, root / "q.pt", gray_setup[2]
+
+
+def test_int8_torchscript_in_the_scanner(scanner, int8_export):
+    """The scanner scores an int8 export as the int8 reference does (`skipgan score --engine eager` of the int8
+    file), within the exports' int8 tolerance (skipgan.export.TOLERANCE)."""
+    from skipgan.export import TOLERANCE
+    from skipgan.export.pipeline import u8s8_products_exact
+
+    if not u8s8_products_exact():
+        pytest.skip("u8s8 products saturate on this CPU (the refusal is tested below)")
+    model, exported, folder = int8_export
+    rc, got, err = run_scanner(scanner, "--model", exported, "--batch-size", "3", folder)
+    assert rc == 0, err
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["score", str(model), str(folder), "--engine", "eager"]) == 0
+    want = [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+    assert [g["path"] for g in got] == [w["path"] for w in want]
+    top = max(abs(w["score"]) for w in want)
+    for g, w in zip(got, want):
+        assert abs(g["score"] - w["score"]) < TOLERANCE["int8"] * top, g["path"]
+
+
+def test_int8_torchscript_refused_at_load_where_u8s8_products_saturate(scanner, int8_export):
+    """With oneDNN held below VNNI (its u8s8 kernels then sum in saturating int16) the file's own check refuses it
+    at load: exit 2, one line saying why and what to use instead, no result lines."""
+    _, exported, folder = int8_export
+    r = subprocess.run([scanner, "--model", str(exported), str(folder)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert r.returncode == 2 and not r.stdout.strip(), r.stderr
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("skipgan_scanner: error:"), err
+    assert "needs int8 dot-product instructions" in err and "ONNX int8 export" in err, err
 
 
 @pytest.mark.cuda

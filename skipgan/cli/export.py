@@ -20,8 +20,10 @@ def add_export_parser(sub) -> None:
                         "tensorrt (.engine, needs tensorrt and a GPU)")
     p.add_argument("--out", required=True, help="file to write (.pt, .pt2, .onnx or .engine)")
     p.add_argument("--device", default="cpu", help="cpu or cuda: where the exported model runs (default cpu)")
-    p.add_argument("--dtype", default="fp32", help="fp32, bf16 (CPU with AVX512-BF16/AMX, or GPU) or fp16 (GPU; "
-                                                   "ONNX/TensorRT: an fp16-typed graph)")
+    p.add_argument("--dtype", default=None,
+                   help="the model file's precision by default (fp32; int8 for a file made by `skipgan quantize`: "
+                        "TorchScript with the int8 engine's layers, or ONNX with QDQ operators); bf16 (CPU with "
+                        "AVX512-BF16/AMX, or GPU) or fp16 (GPU; ONNX/TensorRT: an fp16-typed graph)")
     p.add_argument("--max-batch", type=int, default=64, help="largest batch (AOTInductor, TensorRT profile)")
     p.add_argument("--probes", type=int, default=None, metavar="K",
                    help="the first K stored scoring probes (default: all; 0: the clean input)")
@@ -65,9 +67,6 @@ def cmd_export(a: argparse.Namespace) -> int:
         raise InputError(f"--min-batch {a.min_batch} --opt-batch {opt} --max-batch {a.max_batch}: need "
                          "1 <= min <= opt <= max")
     model, meta = load_model(a.model, "cpu")
-    if model.int8 is not None:
-        raise InputError(f"{a.model} is an int8 model file and the exports have no int8 form yet; export the fp32 "
-                         "model it was made from")
     if a.aggregation:  # the file's calibration for it takes the place of the model's own
         how, cal, _ = scoring_choice(meta, a.aggregation, a.model)
         meta = {**meta, "aggregation": how, "calibration": cal}
@@ -78,7 +77,8 @@ def cmd_export(a: argparse.Namespace) -> int:
                           probes=a.probes, error_map=a.error_map, maps=a.maps, input_dtype=a.input_dtype,
                           verify=not a.no_verify, trt=trt, source=a.model)
     m, dev = report["metadata"], report["max_rel_dev"]
-    checked = "not verified" if dev is None else f"scores within {dev:.2g} (relative) of the engine's"
+    reference = "the int8 reference's" if m["dtype"] == "int8" else "the engine's"
+    checked = "not verified" if dev is None else f"scores within {dev:.2g} (relative) of {reference}"
     print(f"wrote {a.out}: {a.format}, {m['dtype']} on {m['device']}, isize {m['isize']}, {m['channels']} channel(s), "
           f"{m['probes']} probe(s), score '{m['aggregation']}', threshold {m['threshold']:.6g}; {checked}",
           file=sys.stderr)

@@ -27,9 +27,23 @@ from .fold import FoldedConv
 from .layers import Col2imConvT, col2im_matrix, dense_matrix, dense_ok, im2col_matrix, nchw
 
 
-def _integers(layer: FoldedConv) -> FoldedConv:
-    """The layer with its int8 integers as an fp32 weight (exact: |q| <= 127), for the matrix builders."""
+def integers_of(layer: FoldedConv) -> FoldedConv:
+    """The layer with its int8 integers as an fp32 weight (exact: |q| <= 127), for the matrix builders (here and
+    in the TorchScript export's int8 layers, skipgan/export/pipeline.py)."""
     return dataclasses.replace(layer, weight=layer.int8.weight.float(), int8=None)
+
+
+def int8_matrix(layer: FoldedConv, size: int, dense: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the layer's integer matrix [K, N] as fp32, its column scales [N]): the matrices of layers.py (dense, else
+    col2im for a transposed conv, else im2col) built from the int8 integers, each column scaled by its output
+    channel's scale (dense columns are ordered (oy, ox, c_out), col2im's (ky, kx, c_out)). The engine's int8 layers
+    and the TorchScript export's (skipgan/export/pipeline.py) both build from this."""
+    ints = integers_of(layer)
+    if dense:
+        return dense_matrix(ints, size), layer.int8.scale.repeat(layer.out_size(size) ** 2)
+    if layer.transposed:
+        return col2im_matrix(ints), layer.int8.scale.repeat(layer.kernel ** 2)
+    return im2col_matrix(ints), layer.int8.scale
 
 
 class QGemm:
@@ -76,8 +90,7 @@ class QIm2colConv(_Quantised):
         self.k, self.s, self.p = layer.kernel, layer.stride, layer.padding
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
         rows = batch * self.out * self.out
-        self.gemm = QGemm(im2col_matrix(_integers(layer)), layer.int8.scale, layer.int8.x_scale,
-                          layer.int8.x_zero, rows, dtype)
+        self.gemm = QGemm(*int8_matrix(layer, size, False), layer.int8.x_scale, layer.int8.x_zero, rows, dtype)
         self._init_input(layer, (batch, size + 2 * self.p, size + 2 * self.p, self.c_in), device)
         self.cols = torch.empty(rows, self.gemm.k, dtype=torch.uint8, device=device)
 
@@ -102,9 +115,8 @@ class QCol2imConvT(_Quantised, Col2imConvT):
         assert layer.transposed and layer.int8 is not None
         self.k, self.s, self.p = layer.kernel, layer.stride, layer.padding
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
-        # columns ordered (ky, kx, c_out): each tap's column scale is its output channel's
-        self.gemm = QGemm(col2im_matrix(_integers(layer)), layer.int8.scale.repeat(self.k * self.k),
-                          layer.int8.x_scale, layer.int8.x_zero, batch * size * size, dtype)
+        self.gemm = QGemm(*int8_matrix(layer, size, False), layer.int8.x_scale, layer.int8.x_zero,
+                          batch * size * size, dtype)
         self._init_input(layer, (batch, size, size, self.c_in), device)
 
     def __call__(self, src, cols, y, act, slope, out, act2=0, out2=None, probe_weight=None) -> None:
@@ -119,9 +131,7 @@ class QDenseConv(_Quantised):
     def __init__(self, layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device):
         assert layer.int8 is not None
         self.c_in, self.c_out, self.size, self.out = layer.c_in, layer.c_out, size, layer.out_size(size)
-        # columns ordered (oy, ox, c_out)
-        self.gemm = QGemm(dense_matrix(_integers(layer), size), layer.int8.scale.repeat(self.out * self.out),
-                          layer.int8.x_scale, layer.int8.x_zero, batch, dtype)
+        self.gemm = QGemm(*int8_matrix(layer, size, True), layer.int8.x_scale, layer.int8.x_zero, batch, dtype)
         self._init_input(layer, (batch, size, size, self.c_in), device)
 
     def __call__(self, src, cols, y, act, slope, out, act2=0, out2=None) -> None:
@@ -140,4 +150,4 @@ def make_int8_layer(layer: FoldedConv, size: int, batch: int, dtype: torch.dtype
     return cls(layer, size, batch, dtype, device)
 
 
-__all__ = ["QCol2imConvT", "QDenseConv", "QGemm", "QIm2colConv", "make_int8_layer"]
+__all__ = ["QCol2imConvT", "QDenseConv", "QGemm", "QIm2colConv", "int8_matrix", "integers_of", "make_int8_layer"]

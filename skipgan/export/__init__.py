@@ -17,12 +17,14 @@ import torch
 
 from ..anomaly_map import MAP_OF, image_scores, model_maps
 from ..engine import Screener
-from ..engine.screener import DTYPES, PRECISIONS, TF32, check_dtype_supported, parse_precision
+from ..engine.screener import DTYPES, INT8, PRECISIONS, TF32, check_dtype_supported, parse_precision
 from ..errors import InputError
+from ..model import score_in_batches
 from ..model.corruption import select_probes
 from ..model.patch_knn import QUERY_BLOCK
 from ..modelfile import scoring_choice
 from ..preprocess import to_model_input
+from ..quant import quantized
 from .aoti import export_aoti, read_aoti_metadata
 from .metadata import check_device, export_metadata
 from .onnx import export_onnx, read_onnx_metadata
@@ -32,10 +34,14 @@ from .torchscript import export_torchscript, read_torchscript_metadata
 from .torchscript import load as load_torchscript
 
 FORMATS = ("torchscript", "aoti", "onnx", "tensorrt")
+INT8_FORMATS = ("torchscript", "onnx")  # the int8 engine's layers (CPU) and QDQ operators
 SUFFIXES = {"torchscript": ".pt", "aoti": ".pt2", "onnx": ".onnx", "tensorrt": ".engine"}
 INPUT_DTYPES = {"uint8": torch.uint8, "uint16": torch.uint16, "float32": torch.float32}
 # Largest deviation from the fp32 engine that verification accepts, relative to the largest score.
-TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 5e-2, "fp16": 2e-2}
+TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 5e-2, "fp16": 2e-2,
+             # int8: against the int8 reference (skipgan/quant/int8.py), not fp32; what remains is a value near a
+             # grid step rounding the other way after a different float summation, one step at one element
+             INT8: 1e-2}
 
 __all__ = ["FORMATS", "ScreeningPipeline", "build_pipeline", "export_model", "read_metadata"]
 
@@ -51,6 +57,15 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
         raise InputError("--device cuda: no CUDA GPU is visible here; export on the GPU machine or use --device cpu")
     if dtype not in PRECISIONS:
         raise InputError(f"--dtype {dtype}: expected one of {', '.join(PRECISIONS)}")
+    if dtype == INT8:
+        if fmt not in INT8_FORMATS:
+            why = ("; TensorRT's int8 is symmetric (zero point 0) while this file's inputs are on uint8 grids with "
+                   "zero points, so it would need a calibration of its own (not built): build TensorRT from the fp32 "
+                   "model (--dtype fp16)") if fmt == "tensorrt" else ""
+            raise InputError(f"--format {fmt}: an int8 model file exports to {' or '.join(INT8_FORMATS)} (the int8 "
+                             f"engine's layers; QDQ operators for ONNX Runtime and OpenVINO){why}")
+        if device != "cpu":
+            raise InputError(f"--device {device}: int8 exports run on the CPU (oneDNN u8s8 products, or ONNX QDQ)")
     if dtype == TF32 and (fmt == "onnx" or (fmt != "tensorrt" and device != "cuda")):
         raise InputError("--dtype tf32: TF32 tensor cores are a CUDA precision: --device cuda (TorchScript, "
                          "AOTInductor) or --format tensorrt; fp32 is true fp32 everywhere")
@@ -73,6 +88,8 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
                                  "by 65535 before the engine) or uint8")
             require_tensorrt()  # before any work: a clear error where tensorrt or a GPU is missing
         return
+    if dtype == INT8:
+        return  # runs anywhere on the CPU (fastest with AVX512-VNNI/AMX; the engine's refusal is about speed)
     try:
         tensor_dtype, tf32 = parse_precision(dtype)
         check_dtype_supported(tensor_dtype, torch.device(device), tf32)
@@ -80,8 +97,23 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
         raise InputError(f"--{e}") from None
 
 
+def check_export_precision(model, dtype: str | None, source) -> str:
+    """The export's precision: the model file's own (int8 for a file made by `skipgan quantize`, whose thresholds
+    are its int8 scores') unless given; InputError where `dtype` does not fit the file."""
+    own = INT8 if model.int8 is not None else "fp32"
+    if dtype is None:
+        return own
+    if own == INT8 and dtype != INT8:
+        raise InputError(f"--dtype {dtype}: {source} is an int8 model file, it exports in int8 only; leave --dtype "
+                         "out (or export the fp32 model it was made from)")
+    if dtype == INT8 and own != INT8:
+        raise InputError(f"--dtype int8: {source} is not an int8 model file; make one with `skipgan quantize "
+                         f"{source} --out MODEL_INT8`")
+    return dtype
+
+
 def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, *, device: str = "cpu",
-                 dtype: str = "fp32", max_batch: int = 64, probes: int | None = None, error_map: bool = False,
+                 dtype: str | None = None, max_batch: int = 64, probes: int | None = None, error_map: bool = False,
                  maps: bool = False, input_dtype: str = "uint8", verify: bool = True, trt: dict | None = None,
                  source: str | os.PathLike = "the model") -> dict[str, Any]:
     """Write `out` (atomically) and return {"metadata": ..., "max_rel_dev": float or None (not verified)}.
@@ -90,9 +122,13 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     (meta["aggregation"]) with its calibration. maps: a fourth output, the anomaly map the aggregation reads (σ
     units, isize × isize); error_map: the raw per-pixel error map instead (TorchScript files have both methods).
     trt: TensorRT build options (min_batch, opt_batch, height, width, workspace_mib). source: what errors about the
-    model call it (the model file's path). Bad arguments raise InputError naming the flag.
+    model call it (the model file's path). dtype: None is the file's own precision (int8 for an int8 model file:
+    its quantised layers in the int8 engine's form in TorchScript, QDQ operators in ONNX, the rest fp32). Bad
+    arguments raise InputError naming the flag.
     """
     how, _, settings = scoring_choice(meta, None, source)
+    dtype = check_export_precision(model, dtype, source)
+    int8 = dtype == INT8
     if maps and error_map:
         raise InputError("--maps and --error-map: choose one fourth output (the anomaly map, or the raw error map)")
     _check(fmt, out, device, dtype, input_dtype, max_batch)
@@ -103,21 +139,25 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     native = fmt in ("torchscript", "aoti")
     # TorchScript on the CPU carries the engine's measured plan of this machine (the kernels run inside the graph);
     # AOTInductor compiles its own kernels from the fixed forms
-    plan = gemm_plan(model, dtype=DTYPES[dtype], probes=probes, max_batch=max_batch) \
+    # (int8: the plan of the layers kept in fp32; the quantised ones take the int8 engine's fixed forms)
+    float_name = "fp32" if int8 else dtype
+    plan = gemm_plan(model, dtype=DTYPES[float_name], probes=probes, max_batch=max_batch) \
         if fmt == "torchscript" and torch.device(device).type == "cpu" else None
-    tensor_dtype, tf32 = parse_precision(dtype)  # tf32: fp32 tensors, TF32 convolutions (CUDA) / builder flag
+    tensor_dtype, tf32 = parse_precision(float_name)  # tf32: fp32 tensors, TF32 convolutions (CUDA) / builder flag
     # TorchScript runs the knn search in query blocks (a loop over a dynamic count); torch.export's graphs cannot
     # hold that loop, so theirs is one block per memory block (the same distances, more memory at large batches)
     pipeline = build_pipeline(model, meta["calibration"], native=native, dtype=tensor_dtype, probes=probes,
                               device=device, tiled=fmt == "torchscript", plan=plan, tf32=tf32, aggregation=how,
-                              map_settings=settings, query_block=QUERY_BLOCK if fmt == "torchscript" else 0)
+                              map_settings=settings, query_block=QUERY_BLOCK if fmt == "torchscript" else 0,
+                              int8=int8)
     fourth = "anomaly" if maps else "error" if error_map else None
     # the wrapper too in eval mode: a graph exported from a module in training mode carries that flag (ONNX warns)
     module = WithMap(pipeline, fourth).eval() if fourth and fmt != "torchscript" else pipeline
     n_probes = int(pipeline.probe_weight.shape[0])
     metadata = export_metadata(meta, fmt=fmt, device=device, dtype=dtype, probes=n_probes, max_batch=max_batch,
                                input_dtype="any" if fmt == "torchscript" else input_dtype, map_output=fourth,
-                               aggregation=how, map_settings=settings.for_map(MAP_OF[how]))
+                               aggregation=how, map_settings=settings.for_map(MAP_OF[how]),
+                               quantization=meta.get("quantization") if int8 else None)
     if plan is not None:  # measured on the exporting machine: the file says so
         metadata["plan"] = plan.to_meta()
     S, nc = pipeline.isize, pipeline.nc
@@ -180,21 +220,37 @@ def reference_outputs(model, meta: dict[str, Any], images: torch.Tensor, *, devi
                       probes: int | None = None, source: str | os.PathLike = "the model"
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What an export of `model` must return for decoded `images`, by the fp32 engine and `skipgan score`'s path:
-    (the model's image scores [B], its anomaly maps [B, isize, isize] in σ units, raw error maps)."""
+    (the model's image scores [B], its anomaly maps [B, isize, isize] in σ units, raw error maps). An int8 model
+    (model.int8): by its int8 reference (skipgan.quant.quantized), which runs on any CPU."""
     how, _, settings = scoring_choice(meta, None, source)
     arch = meta["architecture"]
-    screener = Screener.from_model(model, device=device, dtype=torch.float32, max_batch=4, probes=probes)
-    res = screener.score(to_model_input(images, arch["isize"], arch["nc"]).to(device), error_map=True).to("cpu")
+    x = to_model_input(images, arch["isize"], arch["nc"]).to(device)
+    if model.int8 is not None:
+        res = _int8_reference(model, x, probes)
+    else:
+        screener = Screener.from_model(model, device=device, dtype=torch.float32, max_batch=4, probes=probes)
+        res = screener.score(x, error_map=True).to("cpu")
     amaps = model_maps(res, how, settings)
     return torch.from_numpy(image_scores(res, how, settings, amaps)).float(), torch.from_numpy(amaps), res.error_map
+
+
+def _int8_reference(model, x: torch.Tensor, probes: int | None):
+    """The eager model's scores of x under its int8 semantics, through the probes an export with `probes` takes."""
+    saved = model.probe_scale, model.probe_shift, model.probe_weight
+    try:
+        model.probe_scale, model.probe_shift, model.probe_weight = select_probes(*saved, probes)
+        with torch.no_grad(), quantized(model, model.int8):
+            return score_in_batches(model, x, with_error_map=True)
+    finally:
+        model.probe_scale, model.probe_shift, model.probe_weight = saved
 
 
 def verify_export(model, meta: dict[str, Any], fmt: str, out, device: str, dtype: str, probes: int | None,
                   input_dtype: str, nc: int, isize: int, fourth: str | None = None,
                   source: str | os.PathLike = "the model") -> float | None:
-    """Score a few synthetic images (odd sizes) with the exported file and with the fp32 engine; the largest
-    deviation relative to the largest score (and of the map, relative to its largest value, with a fourth output).
-    Raises RuntimeError beyond TOLERANCE[dtype]."""
+    """Score a few synthetic images (odd sizes) with the exported file and with the fp32 engine (an int8 file: with
+    its int8 reference); the largest deviation relative to the largest score (and of the map, relative to its
+    largest value, with a fourth output). Raises RuntimeError beyond TOLERANCE[dtype]."""
     images = _example(3, nc, isize + 5, isize * 2 - 1, input_dtype, "cpu", seed=1)
     if fmt == "torchscript":
         fourth = fourth or "anomaly"  # a TorchScript file has both map methods: its anomaly map is checked too

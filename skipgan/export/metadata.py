@@ -32,10 +32,12 @@ MAP_OUTPUTS = {"error": "error_map", "anomaly": "anomaly_map"}  # the fourth out
 
 
 def export_metadata(meta: dict[str, Any], *, fmt: str, device: str, dtype: str, probes: int, max_batch: int,
-                    input_dtype: str, map_output: str | None, aggregation: str, map_settings) -> dict[str, Any]:
+                    input_dtype: str, map_output: str | None, aggregation: str, map_settings,
+                    quantization: dict[str, Any] | None = None) -> dict[str, Any]:
     """meta: the model file's metadata (skipgan.modelfile); its calibration (the aggregation's) travels as stored.
     map_output: None, "anomaly" or "error" (the fourth output); map_settings: the MapSettings of the map the
-    aggregation reads (its contour threshold is where regions start)."""
+    aggregation reads (its contour threshold is where regions start). quantization: an int8 model file's (its layers,
+    those kept in fp32, how it was calibrated), carried as stored."""
     cal = meta["calibration"]
     return {
         "format": FORMAT,
@@ -62,6 +64,7 @@ def export_metadata(meta: dict[str, Any], *, fmt: str, device: str, dtype: str, 
         "anomaly_map": {"kind": MAP_OF[aggregation], "size": [meta["architecture"]["isize"]] * 2, "units": "sigma",
                         "threshold": map_settings.threshold, "sigma": map_settings.sigma},
         "outputs": [*OUTPUTS, *((MAP_OUTPUTS[map_output],) if map_output else ())],
+        **({"quantization": quantization} if quantization else {}),
     }
 
 

@@ -31,10 +31,14 @@ from typing import Final, List, Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
+# registers the quantized_decomposed ops (int8 layers in standard graphs); before any export starts, for the ONNX
+# exporter's registry of them is made when an export begins
+from torch.ao.quantization.fx import _decomposed  # noqa: F401
 
 from .. import ops
 from ..anomaly_map import MapSettings
 from ..engine.fold import FoldedConv, FoldedNetwork, fold_for_scoring
+from ..engine.int8_layers import int8_matrix
 from ..engine.layers import col2im_matrix, dense_matrix, dense_ok, im2col_matrix
 from ..engine.plan import Plan, network_specs
 from ..engine.plan import choose as choose_plan
@@ -84,6 +88,11 @@ class FoldedLayer(_ActivationCodes):
     tf32: Final[bool]
     c_out: Final[int]
     out: Final[int]
+    int8: Final[bool]
+    x_scale: Final[float]
+    x_zero: Final[int]
+    axis: Final[int]
+    packed: Optional[torch.Tensor]  # an int8 GEMM layer's weight prepacked by oneDNN, at its first call
 
     def __init__(self, fc: FoldedConv, size: int, dtype: torch.dtype, mode: int,
                  choice: Optional[tuple[str, str]] = None):
@@ -96,6 +105,15 @@ class FoldedLayer(_ActivationCodes):
         self.stride, self.padding, self.kernel, self.transposed = fc.stride, fc.padding, fc.kernel, fc.transposed
         self.vendor, self.standard, self.c_out = mode == VENDOR, mode == STANDARD, fc.c_out
         self.out = fc.out_size(size)  # every input is resized to isize first, so each layer's sizes are fixed
+        # a quantised layer of an int8 model (fold.Int8Conv; skipgan/quant/int8.py defines what it computes): the
+        # engine's int8 form (GEMM) or QDQ operators (STANDARD); the plan's float forms do not apply to it
+        q = fc.int8
+        self.int8 = q is not None
+        assert not (self.int8 and self.vendor), "int8 layers have no CUDA form"
+        self.x_scale, self.x_zero = (q.x_scale, q.x_zero) if q is not None else (1.0, 0)
+        self.axis = 1 if fc.transposed else 0  # the output channels' dimension of the weight
+        if q is not None:
+            choice = None
         self.dense = mode == GEMM and (choice[0] == "dense" if choice is not None else dense_ok(fc, size))
         # the plan's direct-convolution form: ATen's convolution on channels_last (oneDNN's, its weight reordered
         # per call: a graph cannot hold a prepacked one), then the same epilogue
@@ -103,7 +121,23 @@ class FoldedLayer(_ActivationCodes):
         self.onednn = mode == GEMM and choice is not None and choice[1] == "onednn" and not self.direct
         self.tf32 = False  # VENDOR: cuDNN may use TF32 for fp32 (ScreeningPipeline sets it; default true fp32)
         shift = fc.shift if fc.shift is not None else torch.zeros(fc.c_out)
-        if self.direct:
+        # w_scale / w_zero: an int8 layer's per-column (GEMM) or per-channel (STANDARD) weight scales and zero points
+        w_scale, w_zero = torch.empty(0), torch.empty(0, dtype=torch.int64)
+        if q is not None and mode == GEMM:
+            # oneDNN's u8s8 product: the int8 matrix [N, K] (prepacked per call: a graph cannot hold a prepacked
+            # weight), each column rescaled by x_scale · scale (the weight's with the folded BN's)
+            matrix, w_scale = int8_matrix(fc, size, self.dense)
+            self.register_buffer("weight", matrix.t().round().to(torch.int8).contiguous())
+            w_zero = torch.zeros(w_scale.shape[0], dtype=torch.int64)
+        elif q is not None:
+            # QDQ: the int8 weight itself, its per-channel scales positive (DequantizeLinear's); a negative folded
+            # BN scale moves into the integers (exact: the grid is symmetric)
+            sign = torch.where(q.scale < 0, -1, 1).to(torch.int8)
+            per_channel = [1, -1, 1, 1] if fc.transposed else [-1, 1, 1, 1]
+            self.register_buffer("weight", (q.weight * sign.view(per_channel)).contiguous())
+            w_scale = q.scale.abs()
+            w_zero = torch.zeros(w_scale.shape[0], dtype=torch.int64)
+        elif self.direct:
             self.register_buffer("weight", fc.weight.to(dtype).contiguous())
         elif mode == GEMM:
             matrix = dense_matrix(fc, size) if self.dense else col2im_matrix(fc) if fc.transposed else im2col_matrix(fc)
@@ -111,6 +145,9 @@ class FoldedLayer(_ActivationCodes):
         else:  # VENDOR: in the layout its convolution uses (channels_last activations), not reordered per call
             w = fc.weight.to(dtype)
             self.register_buffer("weight", w.contiguous(memory_format=torch.channels_last) if self.vendor else w)
+        self.packed = None  # not saved: made on the machine that runs the file (oneDNN's layout is the CPU's)
+        self.register_buffer("w_scale", w_scale.float().contiguous())
+        self.register_buffer("w_zero", w_zero)
         # the native epilogues add the shift in fp32; a standard Conv's bias has the graph's dtype
         self.register_buffer("shift", shift.to(dtype) if mode == STANDARD else shift.float())
 
@@ -123,10 +160,23 @@ class FoldedLayer(_ActivationCodes):
             return torch.tanh(y)
         return y
 
+    @torch.jit.unused  # standard graphs only (torch.export); TorchScript runs the GEMM form, and its C++ loaders
+    def _dequantised(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # know no quantized_decomposed op
+        """(dq(q(x)) on the input's uint8 grid, dq(W) of the int8 weight): QuantizeLinear/DequantizeLinear pairs and
+        a DequantizeLinear of the int8 initializer in ONNX, which ONNX Runtime and OpenVINO run as int8."""
+        qd = torch.ops.quantized_decomposed
+        u8 = qd.quantize_per_tensor(x, self.x_scale, self.x_zero, 0, 255, torch.uint8)
+        x = qd.dequantize_per_tensor(u8, self.x_scale, self.x_zero, 0, 255, torch.uint8)
+        w = qd.dequantize_per_channel(self.weight, self.w_scale, self.w_zero, self.axis, -127, 127, torch.int8)
+        return x, w
+
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if self.int8:
+            x, w = self._dequantised(x)
         if self.transposed:
-            return F.conv_transpose2d(x, self.weight, self.shift, self.stride, self.padding)
-        return F.conv2d(x, self.weight, self.shift, self.stride, self.padding)
+            return F.conv_transpose2d(x, w, self.shift, self.stride, self.padding)
+        return F.conv2d(x, w, self.shift, self.stride, self.padding)
 
     def _empty(self, x: torch.Tensor) -> torch.Tensor:
         return torch.empty([x.shape[0], self.c_out, self.out, self.out], dtype=x.dtype, device=x.device,
@@ -141,26 +191,37 @@ class FoldedLayer(_ActivationCodes):
                 return F.conv_transpose2d(x, self.weight, None, self.stride, self.padding)
             return F.conv2d(x, self.weight, None, self.stride, self.padding)
         xh = x.permute(0, 2, 3, 1)  # NHWC (contiguous for channels_last x)
+        if self.int8:  # the input on the layer's uint8 grid (the int8 engine's op); the windows gather bytes
+            q = torch.empty(xh.shape, dtype=torch.uint8, device=x.device)
+            torch.ops.skipgan.quantize_u8_out(xh, self.x_scale, self.x_zero, q)
+            xh = q
         if self.dense:
-            y = self._mm(xh.reshape(n, -1))
+            y = self._mm(xh.reshape(n, -1), x.dtype)
             return y.view(n, o, o, self.c_out).permute(0, 3, 1, 2)
         if self.transposed:
             h, k = x.shape[2], self.kernel
-            y = self._mm(xh.reshape(n * h * h, -1))
+            y = self._mm(xh.reshape(n * h * h, -1), x.dtype)
             return y.view(n, h, h, k, k, self.c_out)
         p, k, s = self.padding, self.kernel, self.stride
-        if p > 0:
-            xh = F.pad(xh, [0, 0, p, p, p, p])
+        if p > 0:  # zero padding; on an int8 layer's grid, 0 is the zero point
+            xh = F.pad(xh, [0, 0, p, p, p, p], value=float(self.x_zero) if self.int8 else 0.0)
         xh = xh.contiguous()
         c = xh.shape[3]
         sn, sh, sw = xh.stride(0), xh.stride(1), xh.stride(2)
         windows = xh.as_strided([n, o, o, k, k, c], [sn, s * sh, s * sw, sh, sw, 1])
-        y = self._mm(windows.reshape(n * o * o, k * k * c))
+        y = self._mm(windows.reshape(n * o * o, k * k * c), x.dtype)
         return y.view(n, o, o, self.c_out).permute(0, 3, 1, 2)
 
-    def _mm(self, a: torch.Tensor) -> torch.Tensor:
+    def _mm(self, a: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+        no_scalars: List[Optional[Union[int, float, complex]]] = []  # the schema's Scalar?[]
+        if self.int8:  # integer products summed exactly in int32, rescaled into the activations' float dtype
+            packed = self.packed
+            if packed is None:  # once per loaded module (a graph cannot hold a prepacked weight in the file)
+                packed = torch.ops.onednn.qlinear_prepack(self.weight, None)
+                self.packed = packed
+            return torch.ops.onednn.qlinear_pointwise(a.contiguous(), self.x_scale, self.x_zero, packed, self.w_scale,
+                                                      self.w_zero, None, 1.0, 0, out_dtype, "none", no_scalars, "")
         if self.onednn:
-            no_scalars: List[Optional[Union[int, float, complex]]] = []  # the schema's Scalar?[]
             return torch.ops.mkldnn._linear_pointwise(a.contiguous(), self.weight, None, "none", no_scalars, "")
         return torch.mm(a, self.weight)
 
@@ -194,6 +255,18 @@ class FoldedLayer(_ActivationCodes):
         return out, out2
 
 
+def u8s8_products_exact() -> bool:
+    """Whether oneDNN's u8 × s8 products are exact on this CPU, measured: without int8 dot-product instructions
+    (AVX512-VNNI, AVX-VNNI, AMX) its kernels sum pairs of products in saturating int16 (vpmaddubsw), and
+    255 · 127 · 2 does not fit. Seen on this machine, not assumed from CPU flags: ONEDNN_MAX_CPU_ISA counts too."""
+    a = torch.full([8, 256], 255, dtype=torch.uint8)
+    w = torch.ops.onednn.qlinear_prepack(torch.full([16, 256], 127, dtype=torch.int8), None)
+    no_scalars: List[Optional[Union[int, float, complex]]] = []
+    y = torch.ops.onednn.qlinear_pointwise(a, 1.0, 0, w, torch.ones([16]), torch.zeros([16], dtype=torch.int64), None,
+                                           1.0, 0, torch.float32, "none", no_scalars, "")
+    return bool((y == 255.0 * 127.0 * 256.0).all())  # 8290560 < 2^24: exact in fp32
+
+
 class ScreeningPipeline(_ActivationCodes):
     """Decoded images in, (scores, normalised scores, verdicts) out; `score_with_map` adds the error map."""
 
@@ -202,6 +275,8 @@ class ScreeningPipeline(_ActivationCodes):
     margin: Final[int]
     native: Final[bool]
     tile: Final[int]
+    gemm_int8: Final[bool]  # int8 layers in the GEMM form: checked on the running CPU (u8s8_products_exact)
+    int8_checked: bool
 
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                  calibration: dict, *, dtype: torch.dtype = torch.float32, mode: int = GEMM, tiled: bool = True,
@@ -231,6 +306,9 @@ class ScreeningPipeline(_ActivationCodes):
         self.pyramid = nn.ModuleList(FoldedLayer(l, S >> i, dtype, mode, pick(f"pyr{i}"))
                                      for i, l in enumerate(net.pyramid))
         self.feature = FoldedLayer(net.feature, S >> len(net.pyramid), dtype, mode, pick("feat"))
+        self.gemm_int8 = mode == GEMM and any(l.int8 for l in [*self.encoder, *self.decoder, *self.pyramid,
+                                                               self.feature])
+        self.int8_checked = False
         for layer in [*self.encoder, *self.decoder, *self.pyramid, self.feature]:
             layer.tf32 = tf32 and mode == VENDOR
         scale, shift, weight = probes
@@ -282,9 +360,23 @@ class ScreeningPipeline(_ActivationCodes):
             y = torch.cat([self.generator(t) for t in torch.split(g, self.tile)], 0)
         return mix_probes(y, self.probe_weight, x.shape[0])
 
+    @torch.jit.export
+    def check_machine(self) -> None:
+        """Raises where this file cannot score correctly on the running machine: an int8 file (GEMM form) on a CPU
+        whose u8s8 products saturate (u8s8_products_exact). Measured once per loaded module; loaders call it at load
+        (skipgan.export.torchscript.load, the C++ scanner), and scoring before its first batch."""
+        if self.gemm_int8 and not self.int8_checked:
+            if not u8s8_products_exact():
+                raise RuntimeError("an int8 TorchScript file needs int8 dot-product instructions (AVX512-VNNI, "
+                                   "AVX-VNNI or AMX) that oneDNN may use: without them its u8s8 products saturate, "
+                                   "so the scores would be wrong on this CPU; use the ONNX int8 export (ONNX "
+                                   "Runtime, OpenVINO) or the fp32 model's TorchScript here")
+            self.int8_checked = True
+
     def _run(self, images: torch.Tensor, want: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(the model's image scores fp32 [B], a map fp32 [B, isize, isize] or an empty tensor). want: 0 no map, 1
         the raw per-pixel error map, 2 the anomaly map the aggregation reads (smoothed, in σ units: MapHead)."""
+        self.check_machine()
         x = self._prepare(images)
         x_hat = self._reconstruct(x)
         if self.native:
@@ -360,15 +452,19 @@ class WithMap(nn.Module):
 def build_pipeline(model, calibration: dict, *, native: bool, dtype: torch.dtype = torch.float32,
                    probes: int | None = None, device: str | torch.device = "cpu", tiled: bool = True,
                    plan: Plan | None = None, tf32: bool = False, aggregation: str = "mean",
-                   map_settings: MapSettings = MapSettings(), query_block: int = QUERY_BLOCK) -> ScreeningPipeline:
+                   map_settings: MapSettings = MapSettings(), query_block: int = QUERY_BLOCK,
+                   int8: bool = False) -> ScreeningPipeline:
     """A trained SkipGANomaly folded exactly as the engine folds it (skipgan.engine.fold.fold_for_scoring), in eval
     mode on `device`. native: the skipgan ops, laid out as the engine runs them on that device (CPU: its GEMM form,
     each layer's form and library from `plan` (gemm_plan), else the fixed rules; CUDA: cuDNN convolutions + the
     fused epilogue, its fp32 convolutions on TF32 tensor cores only with tf32); otherwise standard operators only.
     aggregation / map_settings: the image score and map (the model's knn memory for 'knn'; `calibration` is that
-    aggregation's)."""
-    net, chosen = fold_for_scoring(model, probes)
+    aggregation's). int8: the quantised layers of an int8 model (model.int8) in their int8 forms (CPU GEMM: oneDNN's
+    u8s8 product; standard: QuantizeLinear/DequantizeLinear around the Conv), the rest as above in `dtype`."""
+    net, chosen = fold_for_scoring(model, probes, int8)
     mode = STANDARD if not native else GEMM if torch.device(device).type == "cpu" else VENDOR
+    if int8 and mode == VENDOR:
+        raise ValueError("int8: the int8 layers run on the CPU (oneDNN u8s8) or as ONNX QDQ operators, not on CUDA")
     return ScreeningPipeline(net, chosen, calibration, dtype=dtype, mode=mode, tiled=tiled,
                              plan=plan.choices if plan is not None and mode == GEMM else None,
                              tf32=tf32, aggregation=aggregation, map_settings=map_settings,

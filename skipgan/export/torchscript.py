@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import warnings
 import zipfile
 
@@ -44,10 +45,19 @@ def export_torchscript(pipeline: torch.nn.Module, metadata: dict, out: str | os.
 
 def load(path: str | os.PathLike, device: str = "cpu") -> torch.jit.ScriptModule:
     """The exported module on `device`; InputError, before anything is loaded, if the file was exported for another
-    device (it names the export flag to use)."""
+    device (it names the export flag to use), and after loading if the file's own check of this machine fails
+    (ScreeningPipeline.check_machine: an int8 file on a CPU whose u8s8 products saturate)."""
     check_device(json.loads(read_torchscript_metadata(path)), device, path)
     with quiet():
-        return torch.jit.load(str(path), map_location=device)
+        module = torch.jit.load(str(path), map_location=device)
+    if hasattr(module, "check_machine"):  # files of earlier versions have none
+        try:
+            module.check_machine()
+        except torch.jit.Error as e:
+            # TorchScript puts its interpreter traceback first and the raised message last
+            why = re.sub(r"^(builtins\.)?RuntimeError: ", "", str(e).strip().splitlines()[-1])
+            raise InputError(f"{os.fspath(path)}: {why}") from None
+    return module
 
 
 def read_torchscript_metadata(path: str | os.PathLike) -> str:
