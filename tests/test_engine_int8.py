@@ -2,6 +2,7 @@
 (skipgan/quant/int8.py), and the native quantize op against its definition."""
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -13,7 +14,9 @@ from skipgan import ops
 from skipgan.engine import Screener
 from skipgan.engine.cpu import bf16_fast, int8_restriction
 from skipgan.engine.fold import fold_conv
-from skipgan.engine.int8_layers import QCol2imConvT, QDenseConv, QIm2colConv, make_int8_layer
+from skipgan.engine import plan as P
+from skipgan.engine.int8_layers import QCol2imConvT, QDenseConv, QIm2colConv
+from skipgan.engine.layers import candidate_forms, form_kernels, make_layer
 from skipgan.model import Architecture, SkipGANomaly, score_in_batches
 from skipgan.quant import quantized
 from skipgan.quant.calibrate import all_layers_int8, observe_input_ranges
@@ -183,7 +186,7 @@ def test_int8_dense_layer_equals_the_reference(transposed, size, padding):
     cls = torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d
     conv = cls(6, 5, 4, 2 if padding else 1, padding, bias=False)
     layer, w_scales, grid = _quantised_layer(conv, None, (-1.0, 1.0))
-    q = make_int8_layer(layer, size, 3, torch.float32, "cpu")
+    q = make_layer(layer, size, 3, torch.float32, "cpu")  # the fixed plan's form of a quantised layer
     assert isinstance(q, QDenseConv)
     x = _grid_input((3, 6, size, size), *grid)
     o = layer.out_size(size)
@@ -241,7 +244,8 @@ def test_int8_engine_keeps_the_kept_layers_in_float():
     from skipgan.quant import Int8Params
     m.int8 = Int8Params(m.int8.inputs, m.int8.weight_scales, ("dec0", "pyr0"))
     s = Screener.from_model(m, dtype=torch.float32, max_batch=4, int8=True)
-    assert type(s.dec[0]).__name__ == "Col2imConvT" and type(s.pyr[0]).__name__ == "Im2colConv"
+    assert type(s.dec[0]).__name__ == "Col2imConvT"  # the fold: the float tap form
+    assert not type(s.pyr[0]).__name__.startswith("Q")  # a float form, whichever the plan measured fastest
     assert type(s.enc[1]).__name__ == "QIm2colConv"
     x = torch.rand(3, 1, 32, 32) * 2 - 1
     with torch.no_grad(), quantized(m, m.int8):
@@ -278,3 +282,59 @@ def test_int8_refused_where_the_cpu_has_no_int8_dot_products():
     env = {**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert "dtype=int8: " in r.stdout and ("restricted to AVX512_CORE" in r.stdout or "neither" in r.stdout), r
+
+
+# ------------------------------------------------------------------------------------------- the plan
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(P.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(P.PLAN_ENV, raising=False)
+    return tmp_path
+
+
+@needs_int8
+def test_int8_plan_is_measured_on_the_int8_forms_and_cached(cache, monkeypatch):
+    """The quantised layers' forms are timed like the float layers' (u8s8 their kernel), the plan is cached under a
+    key that says which layers are int8 (an fp32 plan of the same shapes is another file), and read back."""
+    m = int8_model()
+    m.int8 = type(m.int8)(m.int8.inputs, m.int8.weight_scales, ("dec0",))  # one layer kept in fp32
+    first = Screener.from_model(m, dtype="int8", max_batch=4)
+    assert first.plan.source == "measured"
+    for spec in first._specs:
+        form, kernel = first.plan.choices[spec.name]
+        assert form in candidate_forms(spec.layer, spec.size, spec.fold)
+        assert (kernel == "u8s8") == (spec.name != "dec0"), spec.name
+    timed = {k for k, v in first.plan.timings_ms.items() if len(v) > 1}
+    assert any(first.plan.choices[k][1] == "u8s8" for k in timed)  # some int8 layer had forms to choose from
+    key = json.loads(open(first.plan.path).read())["key"]
+    assert [g[-1] for g in key["layers"]] == [s.name != "dec0" for s in first._specs]
+    monkeypatch.setattr(P, "tune", lambda *a, **k: pytest.fail("a cached plan must not be measured again"))
+    again = Screener.from_model(m, dtype="int8", max_batch=4)
+    assert again.plan.source == "cache" and again.plan.choices == first.plan.choices
+
+
+@needs_int8
+def test_every_int8_form_scores_as_the_fixed_plan(cache):
+    """Each quantised layer's every form, forced in turn, gives the fixed plan's scores: the integer products are
+    exact in every form, so only the float rescale's rounding differs (fp32 activations: 1e-5)."""
+    m = int8_model()
+    x = torch.rand(5, 1, 32, 32) * 2 - 1
+    fixed = Screener.from_model(m, dtype=torch.float32, int8=True, max_batch=5, plan="fixed")
+    want = fixed.score(x)
+    for spec in fixed._specs:
+        forms = candidate_forms(spec.layer, spec.size, spec.fold)
+        assert set(forms) <= {"taps", "dense"} and form_kernels(forms[0], torch.float32, "cpu", True) == ("u8s8",)
+        for form in forms:
+            forced = dict(fixed.plan.choices, **{spec.name: (form, "u8s8")})
+            got = Screener.from_model(m, dtype=torch.float32, int8=True, max_batch=5, plan=forced).score(x)
+            torch.testing.assert_close(got.score, want.score, rtol=1e-5, atol=0, msg=f"{spec.name} {form}")
+
+
+def test_a_quantised_layer_takes_no_float_kernel():
+    m = int8_model()
+    from skipgan.engine.fold import fold_for_scoring
+    net, _ = fold_for_scoring(m, 0, int8=True)
+    with pytest.raises(ValueError, match="quantised layer runs on u8s8 only"):
+        make_layer(net.encoder[1], 16, 4, torch.float32, "cpu", "taps", "onednn")
+    with pytest.raises(ValueError, match="not a form of this layer"):
+        make_layer(net.encoder[1], 16, 4, torch.float32, "cpu", "conv")

@@ -65,8 +65,8 @@ def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., S
         if a.verbose and screener.plan is not None:
             print(f"[score] {screener.plan.describe()}", file=sys.stderr, flush=True)
         if a.verbose and screener.int8:
-            print(f"[score] int8 products (oneDNN u8s8), activations {str(screener.dtype).removeprefix('torch.')}, "
-                  "the fixed plan's forms", file=sys.stderr, flush=True)
+            print(f"[score] int8 products (oneDNN u8s8), activations {str(screener.dtype).removeprefix('torch.')}",
+                  file=sys.stderr, flush=True)
         return screener.score
     return eager_scorer(model, a, max_batch)
 

@@ -11,9 +11,9 @@ A quantised layer (fold.Int8Conv) runs as its float twin in layers.py does, with
   scale), written in the engine's float dtype. The shift, the activations and the fold are the float layers'
   native epilogues, unchanged.
 
-So a layer computes the int8 reference (skipgan/quant/int8.py) up to the float rounding of its epilogue. The forms
-are the fixed plan's tap and dense forms (per-pixel forms run as taps); the tuned plan does not measure int8 forms
-yet.
+So a layer computes the int8 reference (skipgan/quant/int8.py) up to the float rounding of its epilogue. Each
+quantised layer has a tap and, on small maps, a dense form; the plan (engine/plan.py) times them on the running
+machine as it times the float layers' forms.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from .. import ops  # noqa: F401  (loads the op library)
 from .fold import FoldedConv
-from .layers import Col2imConvT, col2im_matrix, dense_matrix, dense_ok, im2col_matrix, nchw
+from .layers import Col2imConvT, col2im_matrix, dense_matrix, im2col_matrix, nchw
 
 
 def integers_of(layer: FoldedConv) -> FoldedConv:
@@ -141,11 +141,13 @@ class QDenseConv(_Quantised):
                                        act2, out2)
 
 
-def make_int8_layer(layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, fold: bool = False):
-    """The quantised layer in the fixed plan's form: dense where that costs no more multiply-adds (never for the
-    folding last layer), else the tap form."""
-    if not fold and dense_ok(layer, size):
+def make_int8_layer(layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, form: str = "taps"):
+    """The quantised layer in `form`: "dense" (one product over the whole tiny map) or "taps" (im2col / col2im).
+    Which one a layer takes is the plan's (engine/plan.py: measured, or layers.fixed_form)."""
+    if form == "dense":
         return QDenseConv(layer, size, batch, dtype, device)
+    if form != "taps":
+        raise ValueError(f"form={form!r}: a quantised layer runs as 'taps' or 'dense'")
     cls = QCol2imConvT if layer.transposed else QIm2colConv
     return cls(layer, size, batch, dtype, device)
 

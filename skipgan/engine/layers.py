@@ -36,11 +36,15 @@ from .fold import FoldedConv
 # "onednn": oneDNN's prepacked (blocked) weight through torch.ops.mkldnn; "mkl": MKL's packed fp32 weight;
 # "mm": torch.mm on the plain weight (whatever ATen dispatches to). Which is fastest depends on the CPU: MKL's
 # packed fp32 product ran these shapes at 0.4-0.6x oneDNN's on an AMD Zen 4/5 but was chosen on an AMX Xeon.
-KERNELS = ("onednn", "mkl", "mm")
+# "u8s8": oneDNN's u8 x s8 product, the only kernel of an int8 model's quantised layers (engine/int8_layers.py).
+KERNELS = ("onednn", "mkl", "mm", "u8s8")
 
 
-def default_kernel(dtype: torch.dtype, device) -> str:
-    """The fixed plan's library for a matrix product (what the engine used before plans were measured)."""
+def default_kernel(dtype: torch.dtype, device, int8: bool = False) -> str:
+    """The fixed plan's library for a matrix product (what the engine used before plans were measured). int8: of a
+    quantised layer (dtype is then its activations')."""
+    if int8:
+        return "u8s8"
     if torch.device(device).type != "cpu":
         return "mm"
     if dtype == torch.bfloat16 and torch.backends.mkldnn.is_available():
@@ -50,8 +54,11 @@ def default_kernel(dtype: torch.dtype, device) -> str:
     return "mm"
 
 
-def available_kernels(dtype: torch.dtype, device) -> tuple[str, ...]:
-    """The libraries that can run a product of this dtype on this device (the tuner's candidates)."""
+def available_kernels(dtype: torch.dtype, device, int8: bool = False) -> tuple[str, ...]:
+    """The libraries that can run a product of this dtype on this device (the tuner's candidates); int8: of a
+    quantised layer."""
+    if int8:
+        return ("u8s8",)
     if torch.device(device).type != "cpu":
         return ("mm",)
     out = []
@@ -74,7 +81,7 @@ class Gemm:
         self.weight = weight.to(device, dtype).contiguous()  # [K, N]
         self.rows, self.packed, self.mkl = rows, None, None
         self.kernel = kernel or default_kernel(dtype, device)
-        if self.kernel not in available_kernels(dtype, device):
+        if self.kernel not in available_kernels(dtype, device):  # (u8s8 is int8_layers.QGemm's)
             raise ValueError(f"kernel={self.kernel!r}: not available for {dtype} on {device} "
                              f"(available: {', '.join(available_kernels(dtype, device))})")
         if self.kernel == "onednn":
@@ -390,11 +397,13 @@ def _pixel_ok(layer: FoldedConv, size: int) -> bool:
 def candidate_forms(layer: FoldedConv, size: int, fold: bool = False) -> tuple[str, ...]:
     """The forms that can run this layer (the tuner times each; form_kernels says on which libraries); fold: the
     layer must end in the fold op (the last generator layer, which mixes the probes there), so no dense or conv
-    form."""
+    form. A quantised layer (layer.int8) has the int8 forms of engine/int8_layers.py: taps and dense."""
     forms = ["taps"]
     dense, taps = _macs(layer, size)
     if not fold and (dense_ok(layer, size) or (dense <= DENSE_MAX_MACS * taps and dense * 4 <= DENSE_MAX_BYTES)):
         forms.append("dense")
+    if layer.int8 is not None:
+        return tuple(forms)
     if _pixel_ok(layer, size):
         forms.append("pixel")
     if not fold:
@@ -402,30 +411,39 @@ def candidate_forms(layer: FoldedConv, size: int, fold: bool = False) -> tuple[s
     return tuple(forms)
 
 
-def form_kernels(form: str, dtype: torch.dtype, device) -> tuple[str, ...]:
+def form_kernels(form: str, dtype: torch.dtype, device, int8: bool = False) -> tuple[str, ...]:
     """The libraries a form's products can run on here: the direct convolution is oneDNN's own; the GEMM forms
-    take any available_kernels."""
-    kernels = available_kernels(dtype, device)
+    take any available_kernels (int8: a quantised layer's, u8s8)."""
+    kernels = available_kernels(dtype, device, int8)
     if form == "conv":
         return ("onednn",) if "onednn" in kernels else ()
     return kernels
 
 
 def fixed_form(layer: FoldedConv, size: int, batch: int, fold: bool = False) -> str:
-    """The fixed plan's form: fewest multiply-adds, per-pixel products only for large batches (module docstring)."""
+    """The fixed plan's form: fewest multiply-adds, per-pixel products only for large batches (module docstring;
+    a quantised layer has no per-pixel form)."""
     if not fold and dense_ok(layer, size):
         return "dense"
-    return "pixel" if _pixel_ok(layer, size) and batch >= PIXEL_MIN_BATCH else "taps"
+    pixel = layer.int8 is None and _pixel_ok(layer, size) and batch >= PIXEL_MIN_BATCH
+    return "pixel" if pixel else "taps"
 
 
 def make_layer(layer: FoldedConv, size: int, batch: int, dtype: torch.dtype, device, form: str | None = None,
                kernel: str | None = None, fold: bool = False):
     """This layer on batches of up to `batch` size x size inputs, in `form` (FORMS; None: fixed_form) with its
-    products on `kernel` (KERNELS; None: default_kernel)."""
+    products on `kernel` (KERNELS; None: default_kernel). A quantised layer (layer.int8) is built in its int8 form
+    (engine/int8_layers.py); `dtype` is then its activations'."""
     form = form or fixed_form(layer, size, batch, fold)
     if form not in candidate_forms(layer, size, fold):
         raise ValueError(f"form={form!r}: not a form of this layer (candidates: "
                          f"{', '.join(candidate_forms(layer, size, fold))})")
+    if layer.int8 is not None:
+        if kernel not in (None, "u8s8"):
+            raise ValueError(f"kernel={kernel!r}: a quantised layer runs on u8s8 only")
+        from .int8_layers import make_int8_layer  # (int8_layers builds on this module)
+
+        return make_int8_layer(layer, size, batch, dtype, device, form)
     if form == "dense":
         return DenseConv(layer, size, batch, dtype, device, kernel)
     if form == "conv":

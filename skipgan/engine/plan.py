@@ -5,8 +5,9 @@ shapes at 2x oneDNN's speed... on an AMX Xeon it was chosen on, and at 0.4-0.6x 
 like cuDNN's benchmark mode, the engine times every candidate of every layer when a Screener is built and keeps
 the fastest:
 
-    candidates  form (engine/layers.py: taps = im2col / col2im, dense, pixel) x kernel (oneDNN packed, MKL packed,
-                torch.mm), each built for the layer's real batch of rows and called on scratch buffers
+    candidates  form (engine/layers.py: taps = im2col / col2im, dense, pixel, conv) x kernel (oneDNN packed, MKL
+                packed, torch.mm), each built for the layer's real batch of rows and called on scratch buffers; a
+                quantised layer of an int8 model: its int8 forms (taps, dense) on oneDNN's u8s8 product
     budget      TUNE_BUDGET seconds in all (packing included); layers not reached keep the fixed plan's choice
     cache       the chosen plan is written as JSON under plan_cache_dir(), keyed by everything that can change the
                 answer (CPU model and flags, ISA restrictions, torch / oneDNN / MKL versions, architecture, dtype,
@@ -40,7 +41,7 @@ from .layers import (available_kernels, candidate_forms, default_kernel, fixed_f
 # plan measured while another job loaded the machine stays cached otherwise); fixed: the built-in rules
 PLANS = ("tuned", "retune", "fixed")
 PLAN_ENV, CACHE_ENV = "SKIPGAN_PLAN", "SKIPGAN_PLAN_CACHE"
-FORMAT = 2  # 2: the direct-convolution form. Bump when the meaning of a cached plan changes: older files are then ignored
+FORMAT = 3  # 2: the direct-convolution form; 3: int8 layers' forms. Bump when the meaning of a cached plan changes: older files are then ignored
 # Seconds of timing for one Screener (packing weights included). The issue's budget: <= 2 s at isize 32, <= 10 s
 # at isize 128; the budget scales with the work of one pass, and a layer the budget does not reach keeps the fixed
 # choice.
@@ -98,9 +99,15 @@ class LayerSpec:
         per_row = self.size**2 if l.transposed else l.out_size(self.size) ** 2
         return min(self.rows, max(1, -(-TIMING_GEMM_ROWS // per_row)))
 
+    @property
+    def int8(self) -> bool:
+        """A quantised layer of an int8 model: its own forms and kernel (engine/int8_layers.py)."""
+        return self.layer.int8 is not None
+
     def geometry(self) -> list:
         l = self.layer
-        return [self.name, l.c_in, l.c_out, l.kernel, l.stride, l.padding, l.transposed, self.size, self.rows]
+        return [self.name, l.c_in, l.c_out, l.kernel, l.stride, l.padding, l.transposed, self.size, self.rows,
+                self.int8]
 
 
 def network_specs(net: FoldedNetwork, rows: int, d_rows: int) -> list[LayerSpec]:
@@ -207,7 +214,7 @@ def _valid_choices(choices: Any, specs: list[LayerSpec], dtype, device) -> bool:
     for s in specs:
         c = choices[s.name]
         if not (isinstance(c, list) and len(c) == 2 and c[0] in candidate_forms(s.layer, s.size, s.fold)
-                and c[1] in form_kernels(c[0], dtype, device)):
+                and c[1] in form_kernels(c[0], dtype, device, s.int8)):
             return False
     return True
 
@@ -291,11 +298,12 @@ def tune(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, budge
     built: dict[str, Any] = {}
     timings: dict[str, dict[str, float]] = {}
     untimed: list[str] = []
-    kernels = available_kernels(dtype, device)
     for spec in sorted(specs, key=lambda s: -s.macs()):
-        fixed = (fixed_form(spec.layer, spec.size, spec.rows, spec.fold), default_kernel(dtype, device))
-        forms = [f for f in candidate_forms(spec.layer, spec.size, spec.fold) if form_kernels(f, dtype, device)]
-        pairs = sum(len(form_kernels(f, dtype, device)) for f in forms)
+        kernels = available_kernels(dtype, device, spec.int8)
+        fixed = (fixed_form(spec.layer, spec.size, spec.rows, spec.fold), default_kernel(dtype, device, spec.int8))
+        forms = [f for f in candidate_forms(spec.layer, spec.size, spec.fold)
+                 if form_kernels(f, dtype, device, spec.int8)]
+        pairs = sum(len(form_kernels(f, dtype, device, spec.int8)) for f in forms)
         if pairs == 1 or not within():
             choices[spec.name] = fixed
             if pairs > 1:
@@ -323,7 +331,7 @@ def tune(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, budge
                 trial(fixed[0], kernel)
         for form in forms:
             if form != fixed[0] and within():
-                fk = form_kernels(form, dtype, device)  # the direct conv has its own library
+                fk = form_kernels(form, dtype, device, spec.int8)  # the direct conv has its own library
                 trial(form, best[1][1] if best[1][1] in fk else fk[0])
         choices[spec.name] = best[1]
         if timed.rows == spec.rows:
@@ -346,11 +354,12 @@ def choose(specs: list[LayerSpec], dtype: torch.dtype, device: torch.device, mod
             raise ValueError("plan: a forced plan names every layer ("
                              + ", ".join(f"{s.name}: {'|'.join(candidate_forms(s.layer, s.size, s.fold))}"
                                          for s in specs)
-                             + f") with a form and a kernel ({'|'.join(available_kernels(dtype, device))})")
+                             + f") with a form and a kernel ({'|'.join(available_kernels(dtype, device))}; "
+                               "u8s8 for a quantised layer)")
         return Plan("forced", {k: tuple(v) for k, v in choices.items()}, "forced"), {}
     if mode == "fixed" or device.type != "cpu":
-        return Plan(mode, {s.name: (fixed_form(s.layer, s.size, s.rows, s.fold), default_kernel(dtype, device))
-                           for s in specs}, "fixed"), {}
+        return Plan(mode, {s.name: (fixed_form(s.layer, s.size, s.rows, s.fold),
+                                    default_kernel(dtype, device, s.int8)) for s in specs}, "fixed"), {}
     key = plan_key(specs, dtype, device, threads or torch.get_num_threads())
     cached = load_cached(key, specs, dtype, device) if use_cache and mode == "tuned" else None
     if cached is not None:

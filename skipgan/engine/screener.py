@@ -35,7 +35,6 @@ from .. import ops
 from ..scoring import Scores
 from .cpu import bf16_fast, bf16_restriction, int8_restriction
 from .fold import FoldedNetwork, fold_for_scoring
-from .int8_layers import make_int8_layer
 from .layers import Col2imConvT, make_layer, nchw, needs_border
 from .plan import Plan, network_specs, plan_mode
 from .plan import choose as choose_plan
@@ -145,8 +144,8 @@ class Screener:
                  cuda_graphs: bool = True, knn=None, plan: str | dict | None = None, tf32: bool = False,
                  int8: bool = False):
         """tf32: let cuDNN run the fp32 convolutions on TF32 tensor cores (CUDA only; default: true fp32).
-        int8: run the quantised layers of `net` (fold.Int8Conv, from an int8 model) as u8s8 products, in the
-        fixed plan's forms; `dtype` is then the activations' (int8_activation_dtype for the fastest)."""
+        int8: run the quantised layers of `net` (fold.Int8Conv, from an int8 model) as u8s8 products, in the forms
+        the plan picks for them; `dtype` is then the activations' (int8_activation_dtype for the fastest)."""
         if not ops.AVAILABLE:
             raise RuntimeError(f"the fused engine needs the native ops: {ops.build_info().get('error')}")
         self.device = torch.device(device)
@@ -216,16 +215,12 @@ class Screener:
         if gemm:
             specs = network_specs(net, T, B2)
             self._specs = specs  # the layers as the plan names them
-            if self.int8:  # the fixed plan's forms (int8_layers.py); layers kept in fp32 run as the float ones
-                layers = {s.name: make_int8_layer(s.layer, s.size, s.rows, dt, dev, fold=s.fold)
-                          if s.layer.int8 is not None else make_layer(s.layer, s.size, s.rows, dt, dev, fold=s.fold)
-                          for s in specs}
-            else:
-                with intra_op_threads(self.threads):  # measured with the threads it will run with
-                    self.plan, built = choose_plan(specs, dt, dev, self.plan_mode, threads=self.threads)
-                layers = {s.name: built.get(s.name) or make_layer(s.layer, s.size, s.rows, dt, dev,
-                                                                  *self.plan.choices[s.name], fold=s.fold)
-                          for s in specs}
+            # (an int8 model's quantised layers are measured in their int8 forms, the layers kept in fp32 in theirs)
+            with intra_op_threads(self.threads):  # measured with the threads it will run with
+                self.plan, built = choose_plan(specs, dt, dev, self.plan_mode, threads=self.threads)
+            layers = {s.name: built.get(s.name) or make_layer(s.layer, s.size, s.rows, dt, dev,
+                                                              *self.plan.choices[s.name], fold=s.fold)
+                      for s in specs}
             self.enc = [layers[f"enc{j}"] for j in range(len(net.encoder))]
             self.dec = [layers[f"dec{j}"] for j in range(len(net.decoder))]
             self.pyr = [layers[f"pyr{i}"] for i in range(len(net.pyramid))]
@@ -411,7 +406,7 @@ class Screener:
         self._graphs[n].replay()
 
     def __repr__(self) -> str:
-        plan = "fixed (int8 forms)" if self.int8 else self.plan.mode if self.plan else self.plan_mode
+        plan = self.plan.mode if self.plan else self.plan_mode
         precision = f"{self.dtype}{' (tf32)' if self.tf32 else ''}{' (int8 products)' if self.int8 else ''}"
         return (f"Screener(isize={self.isize}, nc={self.nc}, probes={self.K}, device={self.device}, "
                 f"dtype={precision}, backend={self.backend}, max_batch={self.max_batch}, "
