@@ -118,6 +118,25 @@ def test_engine_scores_do_not_depend_on_batching_or_tiling():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=0)
 
 
+
+def test_replayed_steps_score_as_the_recorded_call_at_every_batch_size():
+    """The CPU engine records each batch size's steps at its first call and replays them after: the replay is the
+    same ops on the same buffers (bitwise the first call's results), a partial last batch has its own recording, and
+    new inputs are read (the steps hold views of the buffers, not of the first input)."""
+    m = make(32, 1, probes=2)
+    s = Screener.from_model(m, max_batch=4)
+    x = images(7, 1, 32)
+    first = s.score(x)
+    assert sorted(s._steps) == [3, 4]
+    again = s.score(x)
+    torch.testing.assert_close(again.score, first.score, rtol=0, atol=0)
+    direct = s.score(x, error_map=True)  # the error map's path is not replayed: the steps run as written
+    torch.testing.assert_close(direct.score, first.score, rtol=0, atol=0)
+    y = images(7, 1, 32, seed=5)
+    torch.testing.assert_close(s.score(y).score, Screener.from_model(m, max_batch=4).score(y).score, rtol=0, atol=0)
+    assert not torch.equal(s.score(y).score, first.score)
+
+
 # ------------------------------------------------------------------------------------------------ bf16
 @pytest.mark.skipif(not bf16_fast(), reason="no fast bf16 here (no AVX512-BF16/AMX, or restricted)")
 def test_engine_bf16_close_to_fp32():

@@ -107,10 +107,10 @@ def generator_rows(isize: int, probes: int, max_batch: int, tile: int | None = N
 
 @contextlib.contextmanager
 def intra_op_threads(n: int | None):
-    if not n:
+    before = torch.get_num_threads()
+    if not n or n == before:  # (setting the thread count costs ~0.1 ms a call: a tenth of a one-image call)
         yield
         return
-    before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
         yield
@@ -182,6 +182,10 @@ class Screener:
         self.T = generator_rows(self.isize, self.K, self.max_batch, tile, self.device)  # generator batch of a tile
         self.tile_images = self.T // max(1, self.K)  # images per generator tile
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        # CPU: each batch size's pipeline as recorded steps (op, views of the buffers): replayed without rebuilding
+        # the ~300 views per call that cost a one-image call ~10 % (the CPU's counterpart of the CUDA graphs)
+        self._steps: dict[int, list] = {}
+        self._recording: list | None = None
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.plan_mode = plan_mode(plan)  # checked before any work
         self.plan: Plan | None = None  # the gemm backend's layer plan (engine/plan.py), set by _build
@@ -271,8 +275,31 @@ class Screener:
         return nchw(t[:, pad : pad + size, pad : pad + size, :]) if self.backend == "gemm" else t
 
     # ------------------------------------------------------------------------------------------ the pipeline
+    def _do(self, fn, *args, **kw) -> None:
+        """One step of the pipeline (every op of the gemm backend's path goes through here); while recording, kept
+        with its arguments for replay."""
+        if self._recording is not None:
+            self._recording.append((fn, args, kw))
+        fn(*args, **kw)
+
     def _run(self, n: int, error_map: torch.Tensor | None) -> None:
-        """Score the n images already in d_in[:n] (x); x̂ goes to d_in[n:2n]."""
+        """Score the n images already in d_in[:n] (x); x̂ goes to d_in[n:2n]. CPU without an error map: the steps
+        recorded at this batch size's first call, replayed (every step writes preallocated buffers)."""
+        if self.backend != "gemm" or error_map is not None:
+            return self._run_steps(n, error_map)
+        steps = self._steps.get(n)
+        if steps is None:
+            self._recording = []
+            try:
+                self._run_steps(n, None)
+                self._steps[n] = self._recording
+            finally:
+                self._recording = None
+            return
+        for fn, args, kw in steps:
+            fn(*args, **kw)
+
+    def _run_steps(self, n: int, error_map: torch.Tensor | None) -> None:
         tb = self.tile_images
         for i0 in range(0, n, tb):
             i1 = min(n, i0 + tb)
@@ -281,8 +308,8 @@ class Screener:
         b, S = self.b, self.isize
         x = self._bordered_interior(b.d_in[:n], S)
         xh = self._bordered_interior(b.d_in[n : 2 * n], S)
-        torch.ops.skipgan.anomaly_score_out(x, xh, b.feat[:n], b.feat[n : 2 * n], self.net.lam, b.scores[:n],
-                                            error_map, self.net.margin, b.parts[:n])
+        self._do(torch.ops.skipgan.anomaly_score_out, x, xh, b.feat[:n], b.feat[n : 2 * n], self.net.lam,
+                 b.scores[:n], error_map, self.net.margin, b.parts[:n])
 
     def _generator(self, i0: int, i1: int, n: int) -> None:
         """Reconstruct images i0..i1 of the batch into d_in[n + i0 : n + i1]."""
@@ -294,8 +321,8 @@ class Screener:
             g_buf = b.g_in[:rows]
             g = self._bordered_interior(g_buf, S)
             if self.backend == "gemm":  # NHWC: [K, m, S, S, nc] = x[None] * scale[:, None] + shift[:, None]
-                torch.addcmul(self.p_shift[:, None], x.permute(0, 2, 3, 1)[None], self.p_scale[:, None],
-                              out=g.permute(0, 2, 3, 1).unflatten(0, (K, m)))
+                self._do(torch.addcmul, self.p_shift[:, None], x.permute(0, 2, 3, 1)[None], self.p_scale[:, None],
+                         out=g.permute(0, 2, 3, 1).unflatten(0, (K, m)))
             else:
                 torch.addcmul(self.p_shift[:, None], x[None], self.p_scale[:, None], out=g.unflatten(0, (K, m)))
         else:
@@ -323,7 +350,7 @@ class Screener:
     def _last_layer(self, src: torch.Tensor, xh: torch.Tensor, rows: int, m: int) -> None:
         K, slope = self.K, self.net.slope
         if self.backend == "gemm":
-            self.dec[0](src, self.b.cols, self.b.y, TANH, slope, xh, 0, None, self.p_weight if K else None)
+            self._do(self.dec[0], src, self.b.cols, self.b.y, TANH, slope, xh, 0, None, self.p_weight if K else None)
             return
         if not K:
             self._layer(self.dec[0], src, TANH, slope, xh)
@@ -346,7 +373,7 @@ class Screener:
 
     def _layer(self, layer, src, act, slope, out, act2=0, out2=None) -> None:
         if self.backend == "gemm":
-            layer(src, self.b.cols, self.b.y, act, slope, out, act2, out2)
+            self._do(layer, src, self.b.cols, self.b.y, act, slope, out, act2, out2)
             return
         w, shift = self._vendor_weights[id(layer)]
         torch.ops.skipgan.conv_bn_act_out(src, w, None, shift, [layer.stride] * 2, [layer.padding] * 2,
@@ -371,7 +398,8 @@ class Screener:
         with intra_op_threads(self.threads):
             for i in range(0, x.shape[0], self.max_batch):
                 parts.append(self._score_batch(x[i : i + self.max_batch], error_map, reconstruction))
-        return Scores.cat(parts).to(x.device) if parts else Scores.cat([])
+        res = Scores.cat(parts)
+        return res if x.device == self.device else res.to(x.device)
 
     def _score_batch(self, x: torch.Tensor, want_map: bool, want_rec: bool) -> Scores:
         n, b, S = x.shape[0], self.b, self.isize
