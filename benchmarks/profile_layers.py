@@ -21,6 +21,7 @@ import torch
 from skipgan import bench
 from skipgan.engine import Screener
 from skipgan.engine import plan as P
+from skipgan.model.layer_names import named_layers
 
 
 def main() -> None:
@@ -47,8 +48,7 @@ def main() -> None:
     whole = time.perf_counter() - t0
     if a.ops:
         return profile_ops(s, x)
-    objs = {**{f"enc{j}": l for j, l in enumerate(s.enc)}, **{f"dec{j}": l for j, l in enumerate(s.dec)},
-            **{f"pyr{i}": l for i, l in enumerate(s.pyr)}, "feat": s.feat}
+    objs = named_layers(s.enc, s.dec, s.pyr, s.feat)
     with torch.no_grad():
         ms = {spec.name: 1e3 * P._time_layer(objs[spec.name], spec, s.dtype, s.device, time.perf_counter, 1e9)
               for spec in s._specs}

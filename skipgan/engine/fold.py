@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..model.corruption import select_probes
+from ..model.layer_names import by_part, named_layers
 from ..model.unet import LEAKY_SLOPE
 from ..quant.int8 import out_dim, quantize_weight
 
@@ -124,11 +125,11 @@ def fold_model(model, int8: bool = False) -> FoldedNetwork:
     def fold(name, conv, bn):
         return fold_conv(conv, bn, (params.weight_scales[name], params.inputs[name]) if name in quantised else None)
 
-    encoder = [fold(f"enc{j}", level.conv, level.bn) for j, level in enumerate(g.down)]
-    decoder = [fold(f"dec{j}", level.conv, level.bn) for j, level in enumerate(g.up)]
-    pyramid = [fold(f"pyr{i}", level.conv, level.bn) for i, level in enumerate(d.pyramid)]
-    return FoldedNetwork(encoder, decoder, pyramid, fold("feat", d.feature, None), model.arch.isize, model.arch.nc,
-                         float(model.lam), int(model.margin))
+    pairs = named_layers([(level.conv, level.bn) for level in g.down], [(level.conv, level.bn) for level in g.up],
+                         [(level.conv, level.bn) for level in d.pyramid], (d.feature, None))
+    encoder, decoder, pyramid, feature = by_part({name: fold(name, *cb) for name, cb in pairs.items()})
+    return FoldedNetwork(encoder, decoder, pyramid, feature, model.arch.isize, model.arch.nc, float(model.lam),
+                         int(model.margin))
 
 
 def fold_for_scoring(model, probes: int | None = None, int8: bool = False

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import torch
 
 from .. import ops
+from ..model.layer_names import named_layers
 from .fold import FoldedConv, FoldedNetwork
 from .layers import (available_kernels, candidate_forms, default_kernel, fixed_form, form_kernels, make_layer,
                      needs_border)
@@ -113,12 +114,12 @@ class LayerSpec:
 def network_specs(net: FoldedNetwork, rows: int, d_rows: int) -> list[LayerSpec]:
     """The folded network's layers as the engine runs them: the generator's on `rows` (a tile of the K·B batch), the
     discriminator's on `d_rows` ([x; x̂]); names enc0.., dec0.. (dec0: the last, folding layer), pyr0.., feat."""
-    S = net.isize
-    dsizes = [S >> i for i in range(len(net.pyramid) + 1)]
-    return [*(LayerSpec(f"enc{j}", l, S >> j, rows) for j, l in enumerate(net.encoder)),
-            *(LayerSpec(f"dec{j}", l, S >> (j + 1), rows, fold=j == 0) for j, l in enumerate(net.decoder)),
-            *(LayerSpec(f"pyr{i}", l, dsizes[i], d_rows) for i, l in enumerate(net.pyramid)),
-            LayerSpec("feat", net.feature, dsizes[-1], d_rows)]
+    S, n_enc, n_dec, n_pyr = net.isize, len(net.encoder), len(net.decoder), len(net.pyramid)
+    sizes = named_layers([S >> j for j in range(n_enc)], [S >> (j + 1) for j in range(n_dec)],
+                         [S >> i for i in range(n_pyr)], S >> n_pyr)
+    batch = named_layers([rows] * n_enc, [rows] * n_dec, [d_rows] * n_pyr, d_rows)
+    return [LayerSpec(name, layer, sizes[name], batch[name], fold=layer is net.decoder[0])
+            for name, layer in named_layers(net.encoder, net.decoder, net.pyramid, net.feature).items()]
 
 
 @dataclasses.dataclass

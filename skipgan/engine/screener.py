@@ -32,6 +32,7 @@ import dataclasses
 import torch
 
 from .. import ops
+from ..model.layer_names import by_part
 from ..scoring import Scores
 from .cpu import bf16_fast, bf16_restriction, int8_restriction
 from .fold import FoldedNetwork, fold_for_scoring
@@ -225,10 +226,7 @@ class Screener:
             layers = {s.name: built.get(s.name) or make_layer(s.layer, s.size, s.rows, dt, dev,
                                                               *self.plan.choices[s.name], fold=s.fold)
                       for s in specs}
-            self.enc = [layers[f"enc{j}"] for j in range(len(net.encoder))]
-            self.dec = [layers[f"dec{j}"] for j in range(len(net.decoder))]
-            self.pyr = [layers[f"pyr{i}"] for i in range(len(net.pyramid))]
-            self.feat = layers["feat"]
+            self.enc, self.dec, self.pyr, self.feat = by_part(layers)
             assert isinstance(self.dec[0], Col2imConvT), "the last generator layer must be a fold (probe mixing)"
         else:
             self.enc, self.dec = net.encoder, net.decoder

@@ -41,6 +41,7 @@ from ..engine.fold import FoldedConv, FoldedNetwork, fold_for_scoring
 from ..engine.int8_layers import int8_matrix
 from ..engine.layers import col2im_matrix, dense_matrix, dense_ok, im2col_matrix
 from ..engine.plan import Plan, network_specs
+from ..model.layer_names import by_part
 from ..engine.plan import choose as choose_plan
 from ..engine.screener import TILE_PIXELS, generator_rows
 from ..model.corruption import mix_probes, probe_inputs
@@ -299,13 +300,13 @@ class ScreeningPipeline(_ActivationCodes):
         # tiled=False for torch.export, where a branch on the (dynamic) batch size would become a shape guard.
         self.tile = max(1, TILE_PIXELS // (S * S)) if mode == GEMM and tiled else 1 << 30
         pick = (plan or {}).get
-        self.encoder = nn.ModuleList(FoldedLayer(l, S >> j, dtype, mode, pick(f"enc{j}"))
-                                     for j, l in enumerate(net.encoder))
-        self.decoder = nn.ModuleList(FoldedLayer(l, S >> (j + 1), dtype, mode, pick(f"dec{j}"))  # innermost first
-                                     for j, l in reversed(list(enumerate(net.decoder))))
-        self.pyramid = nn.ModuleList(FoldedLayer(l, S >> i, dtype, mode, pick(f"pyr{i}"))
-                                     for i, l in enumerate(net.pyramid))
-        self.feature = FoldedLayer(net.feature, S >> len(net.pyramid), dtype, mode, pick("feat"))
+        # each layer at its input size under its name, as the engine's plan has them (rows do not matter here)
+        enc, dec, pyr, feat = by_part({s.name: FoldedLayer(s.layer, s.size, dtype, mode, pick(s.name))
+                                       for s in network_specs(net, 1, 1)})
+        self.encoder = nn.ModuleList(enc)
+        self.decoder = nn.ModuleList(reversed(dec))  # innermost first
+        self.pyramid = nn.ModuleList(pyr)
+        self.feature = feat
         self.gemm_int8 = mode == GEMM and any(l.int8 for l in [*self.encoder, *self.decoder, *self.pyramid,
                                                                self.feature])
         self.int8_checked = False

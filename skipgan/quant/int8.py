@@ -27,6 +27,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from ..model.layer_names import named_layers
+
 QMAX_W = 127  # symmetric weights: [-127, 127]
 QMIN_X, QMAX_X = 0, 255  # affine uint8 inputs
 PRECISION = "int8"
@@ -35,11 +37,8 @@ PRECISION = "int8"
 def conv_layers(model) -> dict[str, nn.Conv2d | nn.ConvTranspose2d]:
     """The model's convolutions under the engine's layer names, in the engine's order."""
     g, d = model.generator, model.discriminator
-    layers = {f"enc{j}": level.conv for j, level in enumerate(g.down)}
-    layers |= {f"dec{j}": level.conv for j, level in enumerate(g.up)}
-    layers |= {f"pyr{i}": level.conv for i, level in enumerate(d.pyramid)}
-    layers["feat"] = d.feature
-    return layers
+    return named_layers([level.conv for level in g.down], [level.conv for level in g.up],
+                        [level.conv for level in d.pyramid], d.feature)
 
 
 def out_dim(conv: nn.Module) -> int:
