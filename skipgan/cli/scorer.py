@@ -15,11 +15,11 @@ import torch
 
 from ..engine import Screener
 from ..engine.plan import PLANS
-from ..engine.screener import INT8, PRECISIONS, TF32, intra_op_threads
+from ..engine.screener import PRECISIONS, TF32, intra_op_threads
 from ..errors import InputError
 from ..model import score_in_batches
 from ..model.corruption import select_probes
-from ..quant import quantized
+from ..quant import file_precision, quantized
 from ..scoring import Scores
 from .flags import add_aggregation_flag, as_input_error
 
@@ -74,15 +74,7 @@ def make_scorer(model, a: argparse.Namespace, max_batch: int) -> Callable[..., S
 def check_precision(model, a: argparse.Namespace) -> None:
     """Sets a.dtype to the model file's precision when not given; an int8 model file (skipgan quantize) scores in
     int8 only (its thresholds are its int8 scores'), and int8 needs such a file."""
-    path = getattr(a, "model", "the model")
-    own = INT8 if model.int8 is not None else "fp32"
-    a.dtype = a.dtype or own
-    if own == INT8 and a.dtype != INT8:
-        raise InputError(f"--dtype {a.dtype}: {path} is an int8 model file, it scores in int8 only; leave --dtype out "
-                         "(or score the fp32 model it was made from)")
-    if a.dtype == INT8 and own != INT8:
-        raise InputError(f"--dtype int8: {path} is not an int8 model file; make one with `skipgan quantize {path} "
-                         "--out MODEL_INT8`")
+    a.dtype = file_precision(model, a.dtype, getattr(a, "model", "the model"), "score")
 
 
 def eager_scorer(model, a: argparse.Namespace, batch_size: int) -> Callable[..., Scores]:

@@ -24,7 +24,7 @@ from ..model.corruption import select_probes
 from ..model.patch_knn import QUERY_BLOCK
 from ..modelfile import scoring_choice
 from ..preprocess import to_model_input
-from ..quant import quantized
+from ..quant import file_precision, quantized
 from .aoti import export_aoti, read_aoti_metadata
 from .metadata import check_device, export_metadata
 from .onnx import export_onnx, read_onnx_metadata
@@ -97,21 +97,6 @@ def _check(fmt: str, out: str | os.PathLike, device: str, dtype: str, input_dtyp
         raise InputError(f"--{e}") from None
 
 
-def check_export_precision(model, dtype: str | None, source) -> str:
-    """The export's precision: the model file's own (int8 for a file made by `skipgan quantize`, whose thresholds
-    are its int8 scores') unless given; InputError where `dtype` does not fit the file."""
-    own = INT8 if model.int8 is not None else "fp32"
-    if dtype is None:
-        return own
-    if own == INT8 and dtype != INT8:
-        raise InputError(f"--dtype {dtype}: {source} is an int8 model file, it exports in int8 only; leave --dtype "
-                         "out (or export the fp32 model it was made from)")
-    if dtype == INT8 and own != INT8:
-        raise InputError(f"--dtype int8: {source} is not an int8 model file; make one with `skipgan quantize "
-                         f"{source} --out MODEL_INT8`")
-    return dtype
-
-
 def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, *, device: str = "cpu",
                  dtype: str | None = None, max_batch: int = 64, probes: int | None = None, error_map: bool = False,
                  maps: bool = False, input_dtype: str = "uint8", verify: bool = True, trt: dict | None = None,
@@ -127,7 +112,7 @@ def export_model(model, meta: dict[str, Any], fmt: str, out: str | os.PathLike, 
     arguments raise InputError naming the flag.
     """
     how, _, settings = scoring_choice(meta, None, source)
-    dtype = check_export_precision(model, dtype, source)
+    dtype = file_precision(model, dtype, source, "export")
     int8 = dtype == INT8
     if maps and error_map:
         raise InputError("--maps and --error-map: choose one fourth output (the anomaly map, or the raw error map)")

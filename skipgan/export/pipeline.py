@@ -31,8 +31,8 @@ from typing import Final, List, Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
-# registers the quantized_decomposed ops (int8 layers in standard graphs); before any export starts, for the ONNX
-# exporter's registry of them is made when an export begins
+# registers the quantized_decomposed ops (an int8 file's layers in standard graphs), here at import: the ONNX
+# exporter builds its registry of ops when an export begins, and misses ops registered later
 from torch.ao.quantization.fx import _decomposed  # noqa: F401
 
 from .. import ops
@@ -41,10 +41,10 @@ from ..engine.fold import FoldedConv, FoldedNetwork, fold_for_scoring
 from ..engine.int8_layers import int8_matrix
 from ..engine.layers import col2im_matrix, dense_matrix, dense_ok, im2col_matrix
 from ..engine.plan import Plan, network_specs
-from ..model.layer_names import by_part
 from ..engine.plan import choose as choose_plan
 from ..engine.screener import TILE_PIXELS, generator_rows
 from ..model.corruption import mix_probes, probe_inputs
+from ..model.layer_names import by_part
 from ..model.patch_knn import QUERY_BLOCK, PatchKnn
 from ..preprocess import to_model_input
 from ..scoring import calibration_values, combine_scores, error_map, verdicts
@@ -125,8 +125,8 @@ class FoldedLayer(_ActivationCodes):
         # w_scale / w_zero: an int8 layer's per-column (GEMM) or per-channel (STANDARD) weight scales and zero points
         w_scale, w_zero = torch.empty(0), torch.empty(0, dtype=torch.int64)
         if q is not None and mode == GEMM:
-            # oneDNN's u8s8 product: the int8 matrix [N, K] (prepacked per call: a graph cannot hold a prepacked
-            # weight), each column rescaled by x_scale · scale (the weight's with the folded BN's)
+            # oneDNN's u8s8 product: the int8 matrix [N, K] (prepacked at the first call, `packed`: a file cannot
+            # hold oneDNN's CPU-specific layout), each column rescaled by x_scale · scale (the weight's with the BN's)
             matrix, w_scale = int8_matrix(fc, size, self.dense)
             self.register_buffer("weight", matrix.t().round().to(torch.int8).contiguous())
             w_zero = torch.zeros(w_scale.shape[0], dtype=torch.int64)

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..model.layer_names import named_layers
 
 QMAX_W = 127  # symmetric weights: [-127, 127]
@@ -39,6 +40,22 @@ def conv_layers(model) -> dict[str, nn.Conv2d | nn.ConvTranspose2d]:
     g, d = model.generator, model.discriminator
     return named_layers([level.conv for level in g.down], [level.conv for level in g.up],
                         [level.conv for level in d.pyramid], d.feature)
+
+
+def file_precision(model, dtype: str | None, source, verb: str) -> str:
+    """The precision `model` runs at: its file's own unless `dtype` is given — int8 for a file made by `skipgan
+    quantize` (which runs in int8 only: its thresholds are its int8 scores'), fp32 otherwise — for the commands that
+    `verb` ("score", "export") it. InputError where `dtype` does not fit the file."""
+    own = PRECISION if model.int8 is not None else "fp32"
+    if dtype is None:
+        return own
+    if own == PRECISION and dtype != PRECISION:
+        raise InputError(f"--dtype {dtype}: {source} is an int8 model file, it {verb}s in int8 only; leave --dtype "
+                         f"out (or {verb} the fp32 model it was made from)")
+    if dtype == PRECISION and own != PRECISION:
+        raise InputError(f"--dtype int8: {source} is not an int8 model file; make one with `skipgan quantize "
+                         f"{source} --out MODEL_INT8`")
+    return dtype
 
 
 def out_dim(conv: nn.Module) -> int:
