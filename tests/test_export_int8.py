@@ -123,9 +123,13 @@ def test_int8_exports_score_as_the_reference_and_as_each_other(gray, exported):
     imgs = images(6, 1, 37, 29, seed=4)
     ref = reference_outputs(model, meta, imgs)[0]
     got = {"onnxruntime": run_exported("onnx", exported[0], imgs)[0]}
-    ov = pytest.importorskip("openvino")
-    compiled = ov.Core().compile_model(str(exported[0]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    got["openvino"] = torch.from_numpy(compiled(imgs.numpy())[0])
+    try:  # in the test extra; without it the other runtimes are still compared
+        import openvino as ov
+    except ImportError:
+        ov = None
+    if ov is not None:
+        compiled = ov.Core().compile_model(str(exported[0]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        got["openvino"] = torch.from_numpy(compiled(imgs.numpy())[0])
     if EXACT:
         got["torchscript"] = run_exported("torchscript", exported[1], imgs)[0]
     for name, scores in got.items():
