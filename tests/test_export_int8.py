@@ -182,6 +182,28 @@ def test_torchscript_int8_file_scores_after_import_skipgan_in_a_fresh_process(gr
     assert json.loads(r.stdout.strip()) > 0
 
 
+def test_a_prepared_torchscript_module_scores_from_threads_and_scoring_writes_nothing(exported):
+    """Loaders prepare a file once (check_machine: the exactness check, the int8 weights prepacked for this CPU);
+    scoring writes no state, so a prepared module serves several threads, and a module loaded without preparing
+    (plain torch.jit.load) scores the same, packing per call."""
+    if not EXACT:
+        pytest.skip("u8s8 products saturate on this CPU")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skipgan.export.torchscript import load
+
+    prepared = load(exported[1])
+    assert prepared.int8_checked and getattr(prepared.encoder, "1").packed is not None
+    imgs = images(4, 1, 32, 32, seed=7)
+    want = prepared(imgs)[0]
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(lambda _: prepared(imgs)[0], range(8)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+    plain = torch.jit.load(str(exported[1]))
+    torch.testing.assert_close(plain(imgs)[0], want, rtol=0, atol=0)
+    assert not plain.int8_checked and getattr(plain.encoder, "1").packed is None
+
+
 @pytest.mark.parametrize("args,message", [
     (["--format", "aoti", "--out", "{d}/x.pt2"], "--format aoti: an int8 model file exports to torchscript or onnx"),
     (["--format", "tensorrt", "--out", "{d}/x.engine"], "--format tensorrt: an int8 model file exports to"),

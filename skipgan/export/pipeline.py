@@ -93,7 +93,7 @@ class FoldedLayer(_ActivationCodes):
     x_scale: Final[float]
     x_zero: Final[int]
     axis: Final[int]
-    packed: Optional[torch.Tensor]  # an int8 GEMM layer's weight prepacked by oneDNN, at its first call
+    packed: Optional[torch.Tensor]  # an int8 GEMM layer's weight prepacked by oneDNN (prepack(), at load)
 
     def __init__(self, fc: FoldedConv, size: int, dtype: torch.dtype, mode: int,
                  choice: Optional[tuple[str, str]] = None):
@@ -125,8 +125,8 @@ class FoldedLayer(_ActivationCodes):
         # w_scale / w_zero: an int8 layer's per-column (GEMM) or per-channel (STANDARD) weight scales and zero points
         w_scale, w_zero = torch.empty(0), torch.empty(0, dtype=torch.int64)
         if q is not None and mode == GEMM:
-            # oneDNN's u8s8 product: the int8 matrix [N, K] (prepacked at the first call, `packed`: a file cannot
-            # hold oneDNN's CPU-specific layout), each column rescaled by x_scale · scale (the weight's with the BN's)
+            # oneDNN's u8s8 product: the int8 matrix [N, K] (prepacked at load, `packed`: a file cannot hold
+            # oneDNN's CPU-specific layout), each column rescaled by x_scale · scale (the weight's with the BN's)
             matrix, w_scale = int8_matrix(fc, size, self.dense)
             self.register_buffer("weight", matrix.t().round().to(torch.int8).contiguous())
             w_zero = torch.zeros(w_scale.shape[0], dtype=torch.int64)
@@ -213,13 +213,18 @@ class FoldedLayer(_ActivationCodes):
         y = self._mm(windows.reshape(n * o * o, k * k * c), x.dtype)
         return y.view(n, o, o, self.c_out).permute(0, 3, 1, 2)
 
+    @torch.jit.export
+    def prepack(self) -> None:
+        """An int8 GEMM layer's weight in oneDNN's layout for this CPU, kept (ScreeningPipeline.check_machine)."""
+        if self.int8 and not self.standard and self.packed is None:
+            self.packed = torch.ops.onednn.qlinear_prepack(self.weight, None)
+
     def _mm(self, a: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
         no_scalars: List[Optional[Union[int, float, complex]]] = []  # the schema's Scalar?[]
         if self.int8:  # integer products summed exactly in int32, rescaled into the activations' float dtype
             packed = self.packed
-            if packed is None:  # once per loaded module (a graph cannot hold a prepacked weight in the file)
+            if packed is None:  # not prepared at load (check_machine): packed for this call, nothing written
                 packed = torch.ops.onednn.qlinear_prepack(self.weight, None)
-                self.packed = packed
             return torch.ops.onednn.qlinear_pointwise(a.contiguous(), self.x_scale, self.x_zero, packed, self.w_scale,
                                                       self.w_zero, None, 1.0, 0, out_dtype, "none", no_scalars, "")
         if self.onednn:
@@ -277,7 +282,7 @@ class ScreeningPipeline(_ActivationCodes):
     native: Final[bool]
     tile: Final[int]
     gemm_int8: Final[bool]  # int8 layers in the GEMM form: checked on the running CPU (u8s8_products_exact)
-    int8_checked: bool
+    int8_checked: bool  # check_machine ran: the CPU's u8s8 products are exact and the int8 weights are prepacked
 
     def __init__(self, net: FoldedNetwork, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                  calibration: dict, *, dtype: torch.dtype = torch.float32, mode: int = GEMM, tiled: bool = True,
@@ -361,23 +366,35 @@ class ScreeningPipeline(_ActivationCodes):
             y = torch.cat([self.generator(t) for t in torch.split(g, self.tile)], 0)
         return mix_probes(y, self.probe_weight, x.shape[0])
 
+    def _require_exact_u8s8(self) -> None:
+        if not u8s8_products_exact():
+            raise RuntimeError("an int8 TorchScript file needs int8 dot-product instructions (AVX512-VNNI, AVX-VNNI "
+                               "or AMX) that oneDNN may use: without them its u8s8 products saturate, so the scores "
+                               "would be wrong on this CPU; use the ONNX int8 export (ONNX Runtime, OpenVINO) or the "
+                               "fp32 model's TorchScript here")
+
     @torch.jit.export
     def check_machine(self) -> None:
-        """Raises where this file cannot score correctly on the running machine: an int8 file (GEMM form) on a CPU
-        whose u8s8 products saturate (u8s8_products_exact). Measured once per loaded module; loaders call it at load
-        (skipgan.export.torchscript.load, the C++ scanner), and scoring before its first batch."""
+        """Prepares the file for the running machine, once, at load, before any thread scores with it (the loaders
+        call it: skipgan.export.torchscript.load, the C++ scanner): an int8 file (GEMM form) refuses a CPU whose u8s8
+        products saturate (u8s8_products_exact) and prepacks its int8 weights for this CPU. The only method that
+        writes the module's state: scoring never does, so a prepared module can be shared by threads."""
         if self.gemm_int8 and not self.int8_checked:
-            if not u8s8_products_exact():
-                raise RuntimeError("an int8 TorchScript file needs int8 dot-product instructions (AVX512-VNNI, "
-                                   "AVX-VNNI or AMX) that oneDNN may use: without them its u8s8 products saturate, "
-                                   "so the scores would be wrong on this CPU; use the ONNX int8 export (ONNX "
-                                   "Runtime, OpenVINO) or the fp32 model's TorchScript here")
+            self._require_exact_u8s8()
+            for layer in self.encoder:
+                layer.prepack()
+            for layer in self.decoder:
+                layer.prepack()
+            for layer in self.pyramid:
+                layer.prepack()
+            self.feature.prepack()
             self.int8_checked = True
 
     def _run(self, images: torch.Tensor, want: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(the model's image scores fp32 [B], a map fp32 [B, isize, isize] or an empty tensor). want: 0 no map, 1
         the raw per-pixel error map, 2 the anomaly map the aggregation reads (smoothed, in σ units: MapHead)."""
-        self.check_machine()
+        if self.gemm_int8 and not self.int8_checked:  # not prepared at load: checked on every call, nothing written
+            self._require_exact_u8s8()
         x = self._prepare(images)
         x_hat = self._reconstruct(x)
         if self.native:
