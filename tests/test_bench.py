@@ -159,3 +159,38 @@ def test_good_flags_become_run_settings():
     assert [tuple(c) for c in kw["configs"]] == [(1, 32, 0), (64, 32, 0), (1, 32, 8), (64, 32, 8)]
     assert kw["runtimes"] == ["eager", "engine_bf16"] and kw["min_time"] == 0.5 and kw["threads"] == 2
     assert bench_settings(parse())["runtimes"] == list(bench.RUNTIMES)
+
+
+def test_an_int8_model_file_is_benched_with_its_own_calibration(tmp_path, capsys):
+    """`skipgan bench --model` of an int8 file: the float rows time its fp32 weights, engine_int8 its own int8
+    grids (the file's, not new ones observed on the bench's input)."""
+    from skipgan.engine.cpu import int8_restriction
+
+    if int8_restriction() is not None:
+        pytest.skip(f"no fast int8 here: {int8_restriction()}")
+    try:
+        from model_fixtures import make_int8
+    except ImportError:
+        from tests.model_fixtures import make_int8
+    from skipgan.cli import main
+    from skipgan.modelfile import save_model
+    from skipgan.quant import calibrate
+
+    path = tmp_path / "q.safetensors"
+    save_model(path, make_int8(nc=1, probes=2), {"threshold": 0.5, "target_fpr": 0.05,
+                                                 "val_stats": {"mean": 0.4, "std": 0.2, "n": 10}})
+    observed = []
+    real = calibrate.observe_input_ranges
+    calibrate.observe_input_ranges = lambda *a, **k: observed.append(1) or real(*a, **k)
+    try:
+        out = tmp_path / "rows.json"
+        assert main(["bench", "--model", str(path), "--batch", "2", "--probes", "2", "--runtimes",
+                     "eager,engine_fp32,engine_int8", "--min-time", "0.05", "--rounds", "1", "--json", str(out)]) == 0
+    finally:
+        calibrate.observe_input_ranges = real
+    rows = json.loads(out.read_text())
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    by = {r["runtime"]: r for r in rows}
+    assert by["engine_int8"]["status"] == "ok" and by["engine_fp32"]["status"] == "ok", rows
+    assert by["engine_int8"]["max_rel_err"] <= bench.TOLERANCE["int8"]
+    assert not observed  # the file's own grids

@@ -10,7 +10,6 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..errors import InputError
 from ..model import Architecture, Corruption, SkipGANomaly
 from ..model.corruption import select_probes
 from ..modelfile import load_model
@@ -60,12 +59,10 @@ def make_model(isize: int = 32, nc: int = 1, probes: int | None = 8, seed: int =
 
 
 def load_trained(path: str | os.PathLike) -> SkipGANomaly:
-    """A trained model file (skipgan.modelfile), in eval mode on the CPU; InputError if the file is bad (or int8:
-    the bench times the fp32 model's forms)."""
-    model = load_model(path, "cpu")[0]
-    if model.int8 is not None:
-        raise InputError(f"{path} is an int8 model file; bench the fp32 model it was made from")
-    return model
+    """A trained model file (skipgan.modelfile), in eval mode on the CPU; InputError if the file is bad. An int8
+    model file (skipgan quantize) holds its fp32 weights too: the float rows time those, `engine_int8` its own
+    int8 calibration (the int8 peers calibrate on the bench's input as always)."""
+    return load_model(path, "cpu")[0]
 
 
 def with_probes(model: SkipGANomaly, k: int | None) -> SkipGANomaly:

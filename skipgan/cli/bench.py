@@ -33,7 +33,7 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
                                      "torch.compile, ONNX Runtime, OpenVINO (one table, one run)")
     p.add_argument("--model", metavar="FILE", default=None,
                    help="a trained model file (default: random weights of the default architecture; speed does "
-                        "not depend on training)")
+                        "not depend on training); an int8 file's engine_int8 row uses its own calibration")
     p.add_argument("--batch", default="1,64", help="comma-separated batch sizes (default: %(default)s)")
     p.add_argument("--isize", default=None,
                    help="comma-separated image sizes (default: 32,128; with --model: the model's)")
