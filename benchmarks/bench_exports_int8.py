@@ -13,13 +13,12 @@ resize, probes, G, D, score), and the median images/s reported.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
 import torch
 
-from skipgan.bench import median_time
+from skipgan.bench import interleaved_rates
 from skipgan.engine import Screener
 from skipgan.engine.cpu import int8_restriction
 from skipgan.export import export_model, reference_outputs
@@ -80,13 +79,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         calls, int8, arch = runners(a.model, a.int8, Path(tmp), a.batch)
         agreement(calls, int8, arch)
-        runs = {key: [] for key in calls}
-        for _ in range(a.rounds):
-            for key, fn in calls.items():
-                runs[key].append(a.batch / median_time(fn, torch.device("cpu"), a.min_time))
-    if a.rounds < 1:
-        return
-    ips = {key: statistics.median(v) for key, v in runs.items()}
+        if a.rounds < 1:
+            return
+        ips = interleaved_rates(calls, a.batch, a.rounds, a.min_time)
     print(f"batch {a.batch}, threads {torch.get_num_threads()}, torch {torch.__version__}")
     print("| runtime | fp32 img/s | int8 img/s | int8 / fp32 |")
     print("|---|---:|---:|---:|")

@@ -12,11 +12,10 @@ every precision in turn for `--rounds` rounds of `--min-time` seconds each, and 
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 
-from skipgan.bench import make_model, median_time
+from skipgan.bench import interleaved_rates, make_model
 from skipgan.engine import Screener
 from skipgan.engine.cpu import bf16_fast, int8_restriction
 from skipgan.modelfile import load_model
@@ -49,11 +48,8 @@ def main() -> None:
         k, batch = (int(v) for v in cfg.split(":"))
         x = torch.rand(batch, nc, isize, isize) * 2 - 1
         engines = {prec: Screener.from_model(model, dtype=prec, max_batch=batch, probes=k) for prec in precisions}
-        runs = {prec: [] for prec in precisions}
-        for _ in range(a.rounds):
-            for prec, sc in engines.items():
-                runs[prec].append(batch / median_time(lambda sc=sc: sc.score(x), torch.device("cpu"), a.min_time))
-        ips = {prec: statistics.median(v) for prec, v in runs.items()}
+        ips = interleaved_rates({prec: (lambda sc=sc: sc.score(x)) for prec, sc in engines.items()}, batch,
+                                a.rounds, a.min_time)
         bf = f"{ips['int8'] / ips['bf16']:.2f}x" if "bf16" in ips else "-"
         print(f"| {k} | {batch} | " + " | ".join(f"{ips[p]:.1f}" for p in precisions)
               + f" | {bf} | {ips['int8'] / ips['fp32']:.2f}x |", flush=True)

@@ -11,11 +11,10 @@ the cache), timed in turn for `--rounds` rounds of `--min-time` seconds; median 
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 
-from skipgan.bench import make_model, median_time
+from skipgan.bench import interleaved_rates, make_model
 from skipgan.engine import Screener
 from skipgan.engine.cpu import bf16_fast
 from skipgan.engine.screener import TILE_PIXELS
@@ -37,12 +36,9 @@ def main() -> None:
     print(f"isize {a.isize}, K {a.probes}, batch {a.batch}; the fixed budget gives {default} rows per tile")
     for dt in ("fp32", *(["bf16"] if bf16_fast() else [])):
         engines = {t: Screener.from_model(model, dtype=dt, max_batch=a.batch, probes=a.probes, tile=t) for t in tiles}
-        runs = {t: [] for t in tiles}
-        for _ in range(a.rounds):
-            for t, s in engines.items():
-                runs[t].append(a.batch / median_time(lambda s=s: s.score(x), torch.device("cpu"), a.min_time))
-        cells = ", ".join(f"{t} rows ({engines[t].tile_images} images): {statistics.median(v):.1f}"
-                          for t, v in runs.items())
+        ips = interleaved_rates({t: (lambda s=s: s.score(x)) for t, s in engines.items()}, a.batch, a.rounds,
+                                a.min_time)
+        cells = ", ".join(f"{t} rows ({engines[t].tile_images} images): {v:.1f}" for t, v in ips.items())
         print(f"{dt} img/s: {cells}")
 
 

@@ -24,7 +24,8 @@ trained model is given: speed does not depend on training.
 
 from .flops import (conv_macs, discriminator_macs, flops_per_image, generator_macs, limit_img_s, model_bounds,
                     weight_count)
-from .machine import bf16_supported, cpu_model, machine_info, measure_machine, median_time, sync
+from .machine import (bf16_supported, cpu_model, interleaved_rates, machine_info, measure_machine, median_time,
+                      sync)
 from .model import (SPEED_NOTE, Config, default_configs, load_trained, make_input, make_model, num_probes,
                     reference_scores, with_probes)
 from .onnx_peers import clear_exports, onnx_file
@@ -35,7 +36,7 @@ from .table import format_machine, format_table
 
 __all__ = ["PEERS", "RUNTIMES", "SPEED_NOTE", "TOLERANCE", "Built", "Config", "Peer", "ScoreOnly", "bf16_supported",
            "build_peer", "clear_exports", "conv_macs", "cpu_model", "default_configs", "discriminator_macs",
-           "flops_per_image", "format_machine", "format_table", "generator_macs", "limit_img_s", "load_trained",
-           "machine_info", "make_input", "make_model", "max_rel_err", "measure_machine", "median_time",
+           "flops_per_image", "format_machine", "format_table", "generator_macs", "interleaved_rates", "limit_img_s",
+           "load_trained", "machine_info", "make_input", "make_model", "max_rel_err", "measure_machine", "median_time",
            "model_bounds", "num_probes", "one_line", "onnx_file", "reference_scores", "run", "sync", "weight_count",
            "with_probes"]

@@ -35,6 +35,17 @@ def median_time(fn: Callable[[], Any], device: torch.device, min_time: float, mi
     return statistics.median(times)
 
 
+def interleaved_rates(calls: dict[Any, Callable[[], Any]], batch: int, rounds: int, min_time: float,
+                      device: torch.device = torch.device("cpu")) -> dict[Any, float]:
+    """Images/s of each call (one batch of `batch` images per call): every call timed in turn (median_time, `min_time`
+    seconds) for `rounds` rounds, so that load drift hits them alike; the median over the rounds."""
+    runs: dict[Any, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            runs[key].append(batch / median_time(fn, device, min_time))
+    return {key: statistics.median(v) for key, v in runs.items()}
+
+
 def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

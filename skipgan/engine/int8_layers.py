@@ -34,27 +34,31 @@ def integers_of(layer: FoldedConv) -> FoldedConv:
 
 
 def int8_matrix(layer: FoldedConv, size: int, dense: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the layer's integer matrix [K, N] as fp32, its column scales [N]): the matrices of layers.py (dense, else
-    col2im for a transposed conv, else im2col) built from the int8 integers, each column scaled by its output
-    channel's scale (dense columns are ordered (oy, ox, c_out), col2im's (ky, kx, c_out)). The engine's int8 layers
-    and the TorchScript export's (skipgan/export/pipeline.py) both build from this."""
+    """(the layer's int8 matrix [N, K], the layout oneDNN's qlinear_prepack takes, and its column scales [N]): the
+    matrices of layers.py (dense, else col2im for a transposed conv, else im2col) built from the int8 integers,
+    each column scaled by its output channel's scale (dense columns are ordered (oy, ox, c_out), col2im's (ky, kx,
+    c_out)). The engine's int8 layers and the TorchScript export's (skipgan/export/pipeline.py) both build from
+    this."""
     ints = integers_of(layer)
     if dense:
-        return dense_matrix(ints, size), layer.int8.scale.repeat(layer.out_size(size) ** 2)
-    if layer.transposed:
-        return col2im_matrix(ints), layer.int8.scale.repeat(layer.kernel ** 2)
-    return im2col_matrix(ints), layer.int8.scale
+        matrix, scale = dense_matrix(ints, size), layer.int8.scale.repeat(layer.out_size(size) ** 2)
+    elif layer.transposed:
+        matrix, scale = col2im_matrix(ints), layer.int8.scale.repeat(layer.kernel ** 2)
+    else:
+        matrix, scale = im2col_matrix(ints), layer.int8.scale
+    return matrix.t().round().to(torch.int8).contiguous(), scale.float().contiguous()
 
 
 class QGemm:
-    """u8 x [M, K] @ s8 W [K, N] → out_dtype [M, N], scaled by x_scale · col_scale[n] (oneDNN, prepacked)."""
+    """u8 x [M, K] @ s8 W → out_dtype [M, N], scaled by x_scale · col_scale[n] (oneDNN, prepacked); the int8 matrix
+    as int8_matrix gives it, [N, K]."""
 
-    def __init__(self, integers: torch.Tensor, col_scale: torch.Tensor, x_scale: float, x_zero: int, rows: int,
+    def __init__(self, matrix: torch.Tensor, col_scale: torch.Tensor, x_scale: float, x_zero: int, rows: int,
                  out_dtype: torch.dtype):
-        k, n = integers.shape
+        n, k = matrix.shape
         self.k, self.n = k, n
-        self.packed = torch.ops.onednn.qlinear_prepack(integers.round().to(torch.int8).t().contiguous(), [rows, k])
-        self.col_scale = col_scale.float().contiguous()
+        self.packed = torch.ops.onednn.qlinear_prepack(matrix, [rows, k])
+        self.col_scale = col_scale
         self.col_zero = torch.zeros(n, dtype=torch.int64)
         self.x_scale, self.x_zero, self.out_dtype = float(x_scale), int(x_zero), out_dtype
 

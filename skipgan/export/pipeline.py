@@ -128,7 +128,7 @@ class FoldedLayer(_ActivationCodes):
             # oneDNN's u8s8 product: the int8 matrix [N, K] (prepacked at load, `packed`: a file cannot hold
             # oneDNN's CPU-specific layout), each column rescaled by x_scale · scale (the weight's with the BN's)
             matrix, w_scale = int8_matrix(fc, size, self.dense)
-            self.register_buffer("weight", matrix.t().round().to(torch.int8).contiguous())
+            self.register_buffer("weight", matrix)
             w_zero = torch.zeros(w_scale.shape[0], dtype=torch.int64)
         elif q is not None:
             # QDQ: the int8 weight itself, its per-channel scales positive (DequantizeLinear's); a negative folded
