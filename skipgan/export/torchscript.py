@@ -45,8 +45,9 @@ def export_torchscript(pipeline: torch.nn.Module, metadata: dict, out: str | os.
 
 def load(path: str | os.PathLike, device: str = "cpu") -> torch.jit.ScriptModule:
     """The exported module on `device`; InputError, before anything is loaded, if the file was exported for another
-    device (it names the export flag to use), and after loading if the file's own check of this machine fails
-    (ScreeningPipeline.check_machine: an int8 file on a CPU whose u8s8 products saturate)."""
+    device (it names the export flag to use). Loaded, the file prepares itself for this machine
+    (ScreeningPipeline.check_machine: an int8 file prepacks its weights, and is an InputError on a CPU whose u8s8
+    products saturate)."""
     check_device(json.loads(read_torchscript_metadata(path)), device, path)
     with quiet():
         module = torch.jit.load(str(path), map_location=device)
