@@ -3,12 +3,15 @@
     python benchmarks/profile_layers.py --isize 128 --probes 8 --batch 1 [--dtype fp32] [--plan tuned|fixed]
     python benchmarks/profile_layers.py --isize 32 --probes 0 --batch 1 --ops     # where a whole pass goes, by op
     python benchmarks/profile_layers.py --isize 32 --probes 8 --batch 64 --dtype int8   # the int8 engine's layers
+    python benchmarks/profile_layers.py --isize 32 --probes 0 --batch 1 --steps   # each layer inside whole passes
 
 Uses the plan's own timing harness (skipgan/engine/plan.py `_time_layer`: minimum of a few calls after a warm-up) on
 a random default model; prints the whole call, the sum of the layers and the layers by time with their choices.
 Run it under ONEDNN_MAX_CPU_ISA / MKL_ENABLE_INSTRUCTIONS / ATEN_CPU_CAPABILITY to see another ISA level.
 --ops instead profiles whole passes (torch.profiler, 100 calls): self time per op and call counts per pass, i.e. the
-products against the copies, epilogues, views and Python around them.
+products against the copies, epilogues, views and Python around them. --steps times each recorded step of the CPU
+engine's pass where it runs, inside whole passes (caches as the previous layers left them, not warm), beside the bytes
+of its weights: at batch 1 the gap between this and the layer alone is what running in sequence costs.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def main() -> None:
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--plan", default=None)
     p.add_argument("--ops", action="store_true", help="profile whole passes by op instead of timing each layer")
+    p.add_argument("--steps", action="store_true", help="time each step inside whole passes instead")
     a = p.parse_args()
     model = bench.make_model(a.isize, probes=a.probes)
     x = bench.make_input(model, a.batch, torch.device("cpu"))
@@ -48,6 +52,8 @@ def main() -> None:
     whole = time.perf_counter() - t0
     if a.ops:
         return profile_ops(s, x)
+    if a.steps:
+        return profile_steps(s, x)
     objs = named_layers(s.enc, s.dec, s.pyr, s.feat)
     with torch.no_grad():
         ms = {spec.name: 1e3 * P._time_layer(objs[spec.name], spec, s.dtype, s.device, time.perf_counter, 1e9)
@@ -57,6 +63,33 @@ def main() -> None:
     for name, v in sorted(ms.items(), key=lambda kv: -kv[1]):
         how = "/".join(s.plan.choices[name]) if s.plan else type(objs[name]).__name__
         print(f"  {name:5s} {v:8.2f} ms {100 * v / total:5.1f} %  {how}")
+
+
+def profile_steps(s: Screener, x: torch.Tensor, calls: int = 300) -> None:
+    """Each recorded step of the pass timed where it runs, over `calls` whole passes (Screener._steps: what a call
+    of this batch size replays)."""
+    steps = s._steps[x.shape[0]]
+    names = {id(obj): name for name, obj in named_layers(s.enc, s.dec, s.pyr, s.feat).items()}
+    spent = [0.0] * len(steps)
+    clock = time.perf_counter
+    with torch.no_grad():
+        for call in range(calls + 20):
+            for i, (fn, args, kw) in enumerate(steps):
+                t0 = clock()
+                fn(*args, **kw)
+                if call >= 20:  # the first passes warm up
+                    spent[i] += clock() - t0
+    size = torch.finfo(s.dtype).bits // 8
+    specs = {spec.name: spec.layer for spec in s._specs}
+    total = sum(spent) / calls
+    print(f"whole pass (sum of its steps) {total * 1e3:.2f} ms over {calls} passes")
+    for i, (fn, _, _) in enumerate(steps):
+        name = names.get(id(fn), getattr(fn, "__name__", type(fn).__name__))
+        l = specs.get(name)
+        mb = l.c_in * l.c_out * l.kernel**2 * size / 1e6 if l is not None else 0.0
+        us = spent[i] / calls * 1e6
+        how = "/".join(s.plan.choices[name]) if s.plan and name in s.plan.choices else ""
+        print(f"  {name:18s} {us:8.1f} us {100 * us / (total * 1e6):5.1f} %  weights {mb:5.1f} MB  {how}")
 
 
 def profile_ops(s: Screener, x: torch.Tensor, calls: int = 100) -> None:

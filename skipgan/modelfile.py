@@ -4,7 +4,8 @@ Metadata: format version, architecture, input normalisation, λ, calibration (th
 validation score statistics) and the training settings; since anomaly maps: `aggregation` (the model's image
 score, skipgan/anomaly_map.py), `calibrations` (one per aggregation; `calibration` is the model's own) and
 `anomaly_map` (the calibrated map settings); since the knn map: the tensor `knn_memory` (and
-`knn_intensity_memory`) with its settings `knn` (skipgan/model/patch_knn.py). Files without them score by the
+`knn_intensity_memory`, with `knn_intensity_mean` and `knn_intensity_whitening` where it is whitened) with its
+settings `knn` (skipgan/model/patch_knn.py). Files without them score by the
 paper's mean. An int8 model file (`skipgan quantize`) also holds the tensors `int8.<layer>.input` and
 `int8.<layer>.weight_scale` and the metadata `quantization` (skipgan/quant/int8.py); its `calibration(s)` are
 those of its int8 scores. No pickle anywhere: loading cannot execute code, and a save/load round trip is
@@ -30,6 +31,8 @@ FORMAT = "skipgan-model"
 FORMAT_VERSION = 1
 KNN_MEMORY = "knn_memory"  # the tensor holding the knn map's memory (outside the networks' state dict)
 KNN_INTENSITY = "knn_intensity_memory"  # and its intensity part's (skipgan/model/patch_knn.py)
+# the intensity part's whitening (μ, W), in files whose knn settings whiten it
+KNN_WHITENING = ("knn_intensity_mean", "knn_intensity_whitening")
 # How images become network input; scorers (Python, C++, ONNX) must reproduce it.
 NORMALISATION = {"scale": "divide by the dtype's full range (255 or 65535)", "range": [-1.0, 1.0],
                  "resize": "bilinear, antialiased, to isize x isize"}
@@ -54,6 +57,8 @@ def save_model(path: str | os.PathLike, model: SkipGANomaly, calibration: dict[s
         tensors[KNN_MEMORY] = model.knn.memory
         if model.knn.intensity is not None:
             tensors[KNN_INTENSITY] = model.knn.intensity
+        if model.knn.whitening is not None:
+            tensors.update(zip(KNN_WHITENING, model.knn.whitening))
         meta["knn"] = model.knn.to_meta()
     if model.int8 is not None:
         int8_tensors, meta["quantization"] = model.int8.to_file()
@@ -77,11 +82,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         for name in ("probe_scale", "probe_shift", "probe_weight"):
             tensors.setdefault(name, getattr(model, name))
         memory, intensity = tensors.pop(KNN_MEMORY, None), tensors.pop(KNN_INTENSITY, None)
+        whitening = tuple(tensors.pop(name, None) for name in KNN_WHITENING)
+        whitening = None if whitening[0] is None and whitening[1] is None else whitening
         int8 = _int8_of(path, model, tensors, meta)
         model.load_state_dict(tensors, strict=True)
         model.int8 = int8
         if memory is not None:
-            model.knn = PatchKnn.from_file(memory, meta.get("knn") or {}, intensity)
+            model.knn = PatchKnn.from_file(memory, meta.get("knn") or {}, intensity, whitening)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
         raise InputError(f"{path}: weights do not match the stored architecture ({first}); retrain") from None

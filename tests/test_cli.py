@@ -152,7 +152,10 @@ def test_every_setting_is_a_flag_with_help():
     for cls in (TrainConfig, Architecture):
         for f in dataclasses.fields(cls):
             if f.metadata.get("cli", True):
-                assert flags[f.name].option_strings == ["--" + f.name.replace("_", "-")]
+                flag = "--" + f.name.replace("_", "-")
+                # a switch that defaults to on also has its --no- form (argparse.BooleanOptionalAction)
+                on = f.default is True
+                assert flags[f.name].option_strings == [flag] + (["--no-" + flag[2:]] if on else []), f.name
                 assert flags[f.name].default == f.default and flags[f.name].help, f.name
             else:
                 assert f.name not in flags

@@ -19,7 +19,8 @@ from skipgan.errors import InputError
 from skipgan.model import score_in_batches
 from skipgan.model.unet import LEAKY_SLOPE
 from skipgan.modelfile import KNN_INTENSITY, KNN_MEMORY, load_model, save_model, scoring_choice
-from skipgan.model.patch_knn import KnnSettings, PatchKnn, descriptors, first_level, pixel_patches
+from skipgan.model.patch_knn import (WHITEN_RIDGE, KnnSettings, PatchKnn, descriptors, first_level, pixel_patches,
+                                     whitening)
 from skipgan.scoring import Scores
 from skipgan.tensorfile import load_tensors, save_tensors
 from skipgan.train.calibrate import calibrate_maps
@@ -80,7 +81,7 @@ def test_pixel_patches_are_the_patches_under_each_inner_cell_of_the_first_level(
 
 def test_default_descriptor_is_the_square_root_of_the_energy():
     assert KnnSettings() == KnnSettings(window=7, memory_size=10000, power=0.5, border="valid",
-                                        intensity_memory=30000, coreset=0.1)
+                                        intensity_memory=30000, coreset=0.1, intensity_whiten=True)
     pre = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(descriptors(F.leaky_relu(pre, LEAKY_SLOPE), 1), pre.abs().sqrt())
 
@@ -168,7 +169,9 @@ def test_memories_are_drawn_batch_by_batch_as_from_all_rows_at_once(batch_size):
     want_tex = tex[torch.randperm(len(tex), generator=gen)[:300]]
     want_pix = pix[torch.randperm(len(pix), generator=gen)[:500]]
     torch.testing.assert_close(knn.memory, want_tex, rtol=1e-6, atol=1e-6)  # a conv may round per batch size
-    assert torch.equal(knn.intensity, want_pix)
+    mean, w = whitening(want_pix)  # the intensity draw is stored whitened by its own statistics
+    assert torch.equal(knn.whitening[0], mean) and torch.equal(knn.whitening[1], w)
+    assert torch.equal(knn.intensity, torch.mm(want_pix - mean, w))
 
 
 def _reference_distances(knn: PatchKnn, level0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -192,20 +195,27 @@ def _reference_distances(knn: PatchKnn, level0: torch.Tensor, x: torch.Tensor) -
     tex = on_grid(descriptors(level0, st.window, st.power, st.border), knn.memory)
     if knn.intensity is None:
         return tex
-    pix = on_grid(pixel_patches(x), knn.intensity)
+    patches = pixel_patches(x).double()
+    if knn.whitening is not None:  # the Mahalanobis distance: (p − μ) W against the whitened memory
+        mean, white = (t.double() for t in knn.whitening)
+        patches = torch.einsum("nchw,cd->ndhw", patches - mean[:, None, None], white)
+    pix = on_grid(patches, knn.intensity)
     (mt, sdt), (mi, sdi) = knn.stats["texture"], knn.stats["intensity"]
     return torch.maximum((tex - mt) / sdt, (pix - mi) / sdi)
 
 
 @pytest.mark.parametrize("border", ["valid", "cut"])
-@pytest.mark.parametrize("intensity", [0, 300])
-def test_distance_map_equals_brute_force_on_the_whole_grid(border, intensity):
+@pytest.mark.parametrize("intensity,whiten", [(0, True), (300, True), (300, False)])
+def test_distance_map_equals_brute_force_on_the_whole_grid(border, intensity, whiten):
     """Border cells read the nearest valid position's distance; with an intensity part the two parts, each in units
-    of its spread over the calibration images, are joined by their maximum."""
+    of its spread over the calibration images, are joined by their maximum; whitened, the intensity part's distance
+    is the Mahalanobis distance of the raw patches."""
     model = model_fixtures.make(isize=32, nc=1, width=4)
     train, val, test = (model_fixtures.images(n, 1, 32, seed=s) for n, s in ((6, 0), (3, 1), (2, 2)))
     knn = PatchKnn.fit(model, train, KnnSettings(window=5, memory_size=200, border=border,
-                                                 intensity_memory=intensity), calibration=val)
+                                                 intensity_memory=intensity, intensity_whiten=whiten),
+                       calibration=val)
+    assert (knn.whitening is not None) == (intensity > 0 and whiten)
     with torch.no_grad():
         level0 = first_level(model, test)
     # fp32 |q|² − 2 q·m + |m|² loses a few digits on the smallest distances (float64 reference)
@@ -223,14 +233,15 @@ def test_intensity_memory_and_the_statistics_of_both_parts():
                        seed=2,
                        calibration=val)
     assert knn.intensity.shape == (150, 32)  # 2 channels x 4 x 4
-    every = pixel_patches(train).permute(0, 2, 3, 1).reshape(-1, 32)
-    d = torch.cdist(knn.intensity.double(), every.double())
-    assert float(d.amin(1).max()) < 1e-6 and len(torch.unique(d.argmin(1))) == 150
+    mean, w = knn.whitening
+    white = lambda p: torch.mm(p.permute(0, 2, 3, 1).reshape(-1, 32) - mean, w).double()  # noqa: E731
+    d = torch.cdist(knn.intensity.double(), white(pixel_patches(train)))
+    assert float(d.amin(1).max()) < 1e-5 and len(torch.unique(d.argmin(1))) == 150
     # the statistics are those of each part's distances over the calibration images' valid positions
     with torch.no_grad():
         level0 = first_level(model, val)
     tex = torch.cdist(descriptors(level0, 3).permute(0, 2, 3, 1).reshape(-1, 4).double(), knn.memory.double())
-    pix = torch.cdist(pixel_patches(val).permute(0, 2, 3, 1).reshape(-1, 32).double(), knn.intensity.double())
+    pix = torch.cdist(white(pixel_patches(val)), knn.intensity.double())
     for part, dist in (("texture", tex), ("intensity", pix)):
         want = dist.amin(1)
         assert knn.stats[part] == pytest.approx((float(want.mean()), float(want.std())), rel=1e-4)
@@ -259,7 +270,8 @@ def test_without_calibration_images_a_tenth_is_held_out_for_the_statistics():
                                     ({"power": 0}, r"knn_power=0: must be in \(0, 4\]"),
                                     ({"power": -1.0}, "knn_power=-1.0"),
                                     ({"border": "same"}, "knn border='same': expected one of valid, cut"),
-                                    ({"intensity_memory": -1}, "knn_intensity_memory=-1: must be a non-negative")])
+                                    ({"intensity_memory": -1}, "knn_intensity_memory=-1: must be a non-negative"),
+                                    ({"intensity_whiten": 1}, "knn_intensity_whiten=1: must be True or False")])
 def test_bad_settings(kw, msg):
     with pytest.raises(ValueError, match=msg):
         KnnSettings(**kw)
@@ -347,8 +359,10 @@ def test_model_file_round_trip_and_files_without_memory(tmp_path):
     loaded, meta = load_model(tmp_path / "m.safetensors")
     assert torch.equal(loaded.knn.memory, model.knn.memory) and loaded.knn.settings == model.knn.settings
     assert torch.equal(loaded.knn.intensity, model.knn.intensity) and loaded.knn.stats == model.knn.stats
+    assert all(torch.equal(a, b) for a, b in zip(loaded.knn.whitening, model.knn.whitening))
     assert {k: v for k, v in meta["knn"].items() if k != "stats"} == {
-        "window": 3, "memory_size": 50, "power": 0.5, "border": "valid", "intensity_memory": 60, "coreset": 0.1}
+        "window": 3, "memory_size": 50, "power": 0.5, "border": "valid", "intensity_memory": 60, "coreset": 0.1,
+        "intensity_whiten": True}
     with torch.no_grad():
         torch.testing.assert_close(loaded.knn.distances(first_level(model, x), x),
                                    model.knn.distances(first_level(model, x), x))
@@ -375,10 +389,57 @@ def test_files_from_before_the_power_setting_keep_their_descriptor(tmp_path):
     save_tensors(tmp_path / "old.safetensors", tensors, meta)
     old, _ = load_model(tmp_path / "old.safetensors")
     assert old.knn.settings == KnnSettings(window=3, memory_size=50, power=1.0, border="cut", intensity_memory=0,
-                                           coreset=1.0)
+                                           coreset=1.0, intensity_whiten=False)
     assert old.knn.intensity is None and old.knn.stats == {}
     with torch.no_grad():
         torch.testing.assert_close(old.knn.distances(first_level(model, x)), model.knn.distances(first_level(model, x)))
+
+
+def test_files_from_before_whitening_keep_their_raw_pixel_patches(tmp_path):
+    """Files written before the intensity part was whitened hold raw patches and no whitening tensors: they go on
+    scoring by the Euclidean distance of raw patches. A file whose settings whiten but whose tensors are missing is
+    refused with one line naming it."""
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    x, val = model_fixtures.images(4, 1, 32), model_fixtures.images(2, 1, 32, seed=1)
+    model.knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=50, intensity_memory=60,
+                                                   intensity_whiten=False), calibration=val)
+    assert model.knn.whitening is None
+    save_model(tmp_path / "m.safetensors", model, {"threshold": 1.0, "val_stats": {}})
+    tensors, meta = load_tensors(tmp_path / "m.safetensors")
+    assert not any(k.startswith("knn_intensity_") and k != KNN_INTENSITY for k in tensors)
+    del meta["knn"]["intensity_whiten"]  # what such a file holds
+    save_tensors(tmp_path / "old.safetensors", tensors, meta)
+    old, _ = load_model(tmp_path / "old.safetensors")
+    assert old.knn.settings.intensity_whiten is False and old.knn.whitening is None
+    with torch.no_grad():
+        torch.testing.assert_close(old.knn.distances(first_level(model, x), x), model.knn.distances(first_level(model, x), x))
+    meta["knn"]["intensity_whiten"] = True
+    save_tensors(tmp_path / "torn.safetensors", tensors, meta)
+    with pytest.raises(InputError, match=r"torn.safetensors: .*comes with its whitening"):
+        load_model(tmp_path / "torn.safetensors")
+
+
+def test_whitening_gives_normal_patches_identity_covariance():
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(5000, 6, generator=g) @ torch.randn(6, 6, generator=g) + 3.0  # correlated, off-centre
+    mean, w = whitening(rows, ridge=0.0)
+    white = torch.mm(rows - mean, w).double()
+    torch.testing.assert_close(white.mean(0), torch.zeros(6, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.cov(white.T), torch.eye(6, dtype=torch.float64), atol=1e-3, rtol=0)
+    torch.testing.assert_close(w, w.T)
+    # the ridge bounds a direction without variation (a constant value in every patch) instead of dividing by zero
+    flat = torch.cat([rows, torch.full((5000, 1), 0.5)], 1)
+    mean, w = whitening(flat)
+    assert torch.isfinite(w).all()
+    assert float(w[-1, -1]) == pytest.approx((WHITEN_RIDGE * float(torch.cov(flat.T).diagonal().mean())) ** -0.5,
+                                             rel=1e-3)
+    mean, w = whitening(torch.ones(10, 3))  # constant patches: distances as they are
+    assert torch.equal(w, torch.eye(3))
+    with pytest.raises(ValueError, match=r"whitening must be \[16\] and \[16, 16\]"):
+        PatchKnn(torch.ones(3, 4), KnnSettings(), torch.ones(5, 16), {"texture": (0, 1), "intensity": (0, 1)},
+                 whitening=(torch.zeros(16), torch.eye(15)))
+    with pytest.raises(ValueError, match="comes with its whitening"):
+        PatchKnn(torch.ones(3, 4), KnnSettings(), torch.ones(5, 16), {"texture": (0, 1), "intensity": (0, 1)})
 
 
 def test_calibration_gives_the_knn_map_its_own_statistics():
@@ -428,7 +489,8 @@ def test_train_with_knn_records_memory_calibration_and_pixel_metrics(knn_run):
     assert meta["aggregation"] == "knn" and meta["calibration"] == meta["calibrations"]["knn"]
     assert set(meta["calibrations"]) == {"mean", "max", "topk", "knn"}
     assert {k: v for k, v in meta["knn"].items() if k != "stats"} == {
-        "window": 3, "memory_size": 2000, "power": 0.5, "border": "valid", "intensity_memory": 30000, "coreset": 0.1}
+        "window": 3, "memory_size": 2000, "power": 0.5, "border": "valid", "intensity_memory": 30000, "coreset": 0.1,
+        "intensity_whiten": True}
     # the default coreset keeps a tenth of each draw (the draw: min(2000, all positions) texture descriptors)
     assert model.knn.memory.shape == (200, 4) and set(model.knn.stats) == {"texture", "intensity"}
     # fewer inner 4 x 4 patches than the intensity memory holds: all of them are drawn (the training share, 14 x 14
@@ -561,3 +623,17 @@ def test_fit_with_a_coreset_keeps_that_share_of_each_memory():
     assert knn.memory.shape[0] == 50 and knn.intensity.shape[0] == 75
     with pytest.raises(ValueError, match="knn_coreset=0: must be in"):
         KnnSettings(coreset=0)
+
+
+def test_whitened_intensity_part_stays_fp32_under_autocast():
+    """A bf16-AMP training scores its validation normals' knn maps inside an autocast region: the whitening product
+    must not come out in bf16 (the native search takes fp32, and bf16 would move the distances)."""
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    x, val = model_fixtures.images(4, 1, 32), model_fixtures.images(2, 1, 32, seed=1)
+    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=50, intensity_memory=60), calibration=val)
+    with torch.no_grad():
+        level0 = first_level(model, x)
+        want = knn.module().parts(level0, x)[1]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = knn.module().parts(level0, x)[1]
+    assert got.dtype == torch.float32 and torch.equal(got, want)

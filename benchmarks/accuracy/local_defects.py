@@ -104,7 +104,8 @@ def _trained(data: Path, runs: Path, tex: str):
     from skipgan.modelfile import load_model
 
     model, meta = load_model(runs / tex / "model.safetensors")
-    return model, meta, load_splits(f"folder:{data / tex}", isize=meta["architecture"]["isize"], channels=1)
+    arch = meta["architecture"]
+    return model, meta, load_splits(f"folder:{data / tex}", isize=arch["isize"], channels=arch["nc"])
 
 
 def _score_test(model, splits):
@@ -193,7 +194,8 @@ def knn_settings(a) -> None:
     from skipgan.train.knn_refit import refit_knn
 
     given = {"window": a.knn_window, "memory_size": a.knn_memory, "power": a.knn_power, "border": a.knn_border,
-             "intensity_memory": a.knn_intensity_memory, "coreset": a.knn_coreset}
+             "intensity_memory": a.knn_intensity_memory, "coreset": a.knn_coreset,
+             "intensity_whiten": a.knn_intensity_whiten}
     settings = KnnSettings(**{k: v for k, v in given.items() if v is not None})
     results = {}
     for tex in a.textures:
@@ -285,6 +287,8 @@ def main() -> None:
     k.add_argument("--knn-intensity-memory", type=int, help="default: skipgan's (0: texture part only)")
     k.add_argument("--knn-coreset", type=float, help="default: skipgan's (1: the whole draw)")
     k.add_argument("--knn-border", choices=["valid", "cut"], help="default: skipgan's")
+    k.add_argument("--knn-intensity-whiten", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: skipgan's")
     k.add_argument("--memory-seed", type=int, default=0)
     k.add_argument("--json", default=None)
     a = p.parse_args()

@@ -13,7 +13,8 @@ memory of normal patches, finds both kinds of defect.
     energy   = |conv(x)|, recovered exactly from a (negative values were scaled by the LeakyReLU slope)
     texture  = energy ** `power` averaged over a `window` x `window` neighbourhood, stride 1, only where the whole
                window lies on the grid (border 'valid')
-    pixels   = the 4 x 4 patch of x under each inner cell of that grid (the cell's own receptive field)
+    pixels   = the 4 x 4 patch of x under each inner cell of that grid (the cell's own receptive field), in
+               whitened coordinates: (p − μ) W with μ, W = Σ^(−1/2) of the drawn normal patches (ridge WHITEN_RIDGE)
     distance = per part, the Euclidean distance to the nearest row of its memory: `memory_size` texture
                descriptors and `intensity_memory` pixel patches drawn (seeded, without replacement) from every
                position of every normal training image; each cell of the grid without a valid position of its own
@@ -35,7 +36,14 @@ Why valid windows: a window cut at the border averages fewer cells, so its descr
 memory and the image maximum lands on the border of normal images (dev mean image AUROC 0.929 -> 0.961). Why the
 intensity part: the discriminator's filters are tuned to fine contrast and compress the intensity geometry that
 separates a mid-grey blob or a pasted texture from a regular pattern like brick (dev brick 0.928 -> 0.986;
-mean 0.961 / 0.949 / 0.871 -> 0.979 / 0.958 / 0.896 image / pixel AUROC / PRO).
+mean 0.961 / 0.949 / 0.871 -> 0.979 / 0.958 / 0.896 image / pixel AUROC / PRO). Why whitened pixel patches (a
+Mahalanobis distance): raw patches vary most along a few directions (the patch's mean level, its gradient), so a
+Euclidean distance between them is those directions' and a defect that differs in fine structure or in colour at the
+same brightness counts for little; whitening gives every direction of normal variation the same weight. Taken on
+the development split, where it changes nothing (0.980 / 0.958 / 0.895 -> 0.980 / 0.958 / 0.892; whitening the
+texture part too lowered it: not taken), then measured once on the held-out families B, C, D: image AUROC 0.71 /
+0.88 / 0.77 -> 0.78 / 0.92 / 0.79, pixel AUROC 0.65 / 0.81 / 0.80 -> 0.66 / 0.82 / 0.87 (docs/accuracy.md,
+"Benchmark families").
 """
 
 import dataclasses
@@ -59,6 +67,10 @@ QUERY_BLOCK, MEMORY_BLOCK = 1024, 4096
 # Nearest candidates by the GEMM's distance whose exact distance is computed (nearest_distances): the GEMM's rounding
 # error in |q − m|² is ~1e-7 of |q|² + |m|², so only rows that near-tie with the nearest can swap places with it.
 RERANK = 8
+# The whitening's ridge, as a share of the patches' mean variance: directions of (nearly) no variation in the normal
+# patches (a constant border, a saturated channel) are scaled by at most 1/sqrt(ridge) of a typical one instead of
+# without bound. Fixed a priori, not tuned.
+WHITEN_RIDGE = 0.01
 
 
 BORDERS = ("valid", "cut")
@@ -81,6 +93,9 @@ class KnnSettings:
     # pixel AUROC / PRO 0.979 / 0.958 / 0.896 with the whole draw, 0.980 / 0.958 / 0.895 at 0.1, 0.976 / 0.959 /
     # 0.895 at 0.05; docs/accuracy.md)
     coreset: float = 0.1
+    # the intensity part's pixel patches compared in whitened coordinates (a Mahalanobis distance; files from before
+    # this setting: raw patches)
+    intensity_whiten: bool = True
 
     def __post_init__(self):
         if not (isinstance(self.window, int) and self.window >= 1 and self.window % 2 == 1):
@@ -98,6 +113,8 @@ class KnnSettings:
         if not (isinstance(self.coreset, (int, float)) and 0 < self.coreset <= 1):
             raise ValueError(f"knn_coreset={self.coreset!r}: must be in (0, 1] (the share of each memory kept; 1 = "
                              "all of the draw)")
+        if not isinstance(self.intensity_whiten, bool):
+            raise ValueError(f"knn_intensity_whiten={self.intensity_whiten!r}: must be True or False")
 
     def check(self, isize: int) -> None:
         """The settings at image size `isize`: the window must fit on D's first level (isize/2 cells a side)."""
@@ -151,6 +168,20 @@ def pixel_patches(x: torch.Tensor) -> torch.Tensor:
     x = x.float()[..., 1:-1, 1:-1]
     h, w = (x.shape[-2] - 4) // 2 + 1, (x.shape[-1] - 4) // 2 + 1
     return F.unfold(x, 4, stride=2).view(x.shape[0], -1, h, w)
+
+
+@torch.no_grad()
+def whitening(rows: torch.Tensor, ridge: float = WHITEN_RIDGE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normal descriptors [N, C] -> (μ [C], W [C, C]) fp32 with (rows − μ) W of identity covariance: W = (Σ + r·I)^(−1/2),
+    r = ridge × the mean variance (computed in fp64); constant rows (no variance at all) get W = I."""
+    x = rows.double()
+    mu = x.mean(0)
+    c = (x - mu).T @ (x - mu) / max(len(x) - 1, 1)
+    var = float(c.diagonal().mean())
+    if var <= 0:  # constant patches: nothing to weigh, distances stay as they are
+        return mu.float(), torch.eye(c.shape[0])
+    ev, vec = torch.linalg.eigh(c + ridge * var * torch.eye(c.shape[0], dtype=c.dtype))
+    return mu.float(), ((vec * ev.rsqrt()) @ vec.T).float()
 
 
 def _rows(desc: torch.Tensor) -> torch.Tensor:
@@ -312,6 +343,7 @@ class KnnMap(nn.Module):
     memory_block: Final[int]
     valid: Final[bool]
     joined: Final[bool]
+    whitened: Final[bool]
     query_block: Final[int]
     native: Final[bool]
     gemm_texture: Final[int]
@@ -334,23 +366,44 @@ class KnnMap(nn.Module):
         for name, m in (("memory", knn.memory), ("intensity", intensity)):
             self.register_buffer(name, m)
             self.register_buffer(f"{name}_sq", m.pow(2).sum(1))
+        # the intensity part's whitening (its memory rows are stored whitened); identity placeholders without one
+        self.whitened = knn.whitening is not None
+        mean, w = knn.whitening if knn.whitening is not None else (torch.zeros(intensity.shape[1]),
+                                                                   torch.eye(intensity.shape[1]))
+        self.register_buffer("intensity_mean", mean)
+        self.register_buffer("intensity_whitening", w)
         # the search's GEMM, measured on this machine for each memory (an export carries the exporter's choice)
         self.gemm_texture = choose_search_gemm(self.memory, self.memory_sq, query_block) if self.native else 0
         self.gemm_intensity = choose_search_gemm(self.intensity, self.intensity_sq, query_block) \
             if self.native and self.joined else 0
 
-    def _nearest(self, desc: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, gemm: int) -> torch.Tensor:
+    def _nearest(self, desc: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, gemm: int,
+                 whiten: bool = False) -> torch.Tensor:
         n, c, h, w = desc.shape
         q = desc.permute(0, 2, 3, 1).reshape(-1, c)
+        if whiten:
+            q = self._whiten(q) if torch.jit.is_scripting() else self._whiten_fp32(q)
         return nearest_rows(q, mem, mem_sq, self.query_block, self.rerank, self.memory_block, self.native,
                             gemm).view(n, h, w)
+
+    def _whiten(self, q: torch.Tensor) -> torch.Tensor:
+        """Pixel patches [Q, C] fp32 -> (q − μ) W, the coordinates the intensity memory is stored in."""
+        return torch.mm(q - self.intensity_mean, self.intensity_whitening)
+
+    @torch.jit.unused
+    def _whiten_fp32(self, q: torch.Tensor) -> torch.Tensor:
+        """_whiten in fp32 under autocast too (a bf16-AMP training's validation scores the knn map in an autocast
+        region, where the product would come out in bf16; exports and the engine run without one)."""
+        with torch.autocast(q.device.type, enabled=False):
+            return self._whiten(q)
 
     def parts(self, level0: torch.Tensor, x: torch.Tensor) -> List[torch.Tensor]:
         """[texture distances(, intensity distances)], each on its own grid of valid positions."""
         out = [self._nearest(energy_descriptors(level0, self.window, self.power, self.valid, self.slope), self.memory,
                              self.memory_sq, self.gemm_texture)]
         if self.joined:
-            out.append(self._nearest(pixel_patches(x), self.intensity, self.intensity_sq, self.gemm_intensity))
+            out.append(self._nearest(pixel_patches(x), self.intensity, self.intensity_sq, self.gemm_intensity,
+                                     self.whitened))
         return out
 
     def distances(self, level0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -377,15 +430,29 @@ class PatchKnn:
     `knn_intensity_memory`.
 
     `stats`: per part, the mean and std of its distances over held-out normal images (fit's `calibration`), which
-    put the two parts on one scale before their maximum is taken; empty without an intensity part."""
+    put the two parts on one scale before their maximum is taken; empty without an intensity part.
+    `whitening`: the intensity part's (μ [C], W [C, C]) when settings.intensity_whiten (its memory rows are then
+    stored whitened, (p − μ) W; files `knn_intensity_mean`, `knn_intensity_whitening`)."""
 
     def __init__(self, memory: torch.Tensor, settings: KnnSettings = KnnSettings(),
-                 intensity: torch.Tensor | None = None, stats: dict[str, tuple[float, float]] | None = None):
+                 intensity: torch.Tensor | None = None, stats: dict[str, tuple[float, float]] | None = None,
+                 whitening: tuple[torch.Tensor, torch.Tensor] | None = None):
         for name, m in (("knn", memory), ("knn intensity", intensity)):
             if m is not None and (m.dim() != 2 or m.shape[0] < 1):
                 raise ValueError(f"{name} memory must be [M >= 1, C], got shape {tuple(m.shape)}")
         if (intensity is not None) != bool(stats):
             raise ValueError("a knn intensity memory comes with the statistics of both parts, and only with one")
+        wants = intensity is not None and settings.intensity_whiten
+        if (whitening is not None) != wants:
+            raise ValueError("a knn intensity memory comes with its whitening (μ, W) when its settings whiten it, "
+                             "and only then")
+        if whitening is not None:
+            c = intensity.shape[1]
+            if tuple(whitening[0].shape) != (c,) or tuple(whitening[1].shape) != (c, c):
+                raise ValueError(f"knn intensity whitening must be [{c}] and [{c}, {c}] for {c}-value patches, got "
+                                 f"{tuple(whitening[0].shape)} and {tuple(whitening[1].shape)}")
+            whitening = (whitening[0].float().contiguous(), whitening[1].float().contiguous())
+        self.whitening = whitening
         self.memory = memory.float().contiguous()
         self.intensity = intensity.float().contiguous() if intensity is not None else None
         self.stats = dict(stats or {})
@@ -423,10 +490,15 @@ class PatchKnn:
                                for r, size in zip(rows, sizes)]
                 for sample, r in zip(samples, rows):
                     sample.add(r)
+            white = None
+            if settings.intensity_memory and settings.intensity_whiten:  # from the whole draw, before the coreset
+                white = whitening(samples[1].out)
+                samples[1].out = torch.mm(samples[1].out - white[0], white[1])
             kept = [greedy_coreset(sample.out, settings.coreset, gen) for sample in samples]
             if not settings.intensity_memory:
                 return cls(kept[0], settings)
-            knn = cls(kept[0], settings, kept[1], stats={"texture": (0.0, 1.0), "intensity": (0.0, 1.0)})
+            knn = cls(kept[0], settings, kept[1], stats={"texture": (0.0, 1.0), "intensity": (0.0, 1.0)},
+                      whitening=white)
             parts = [knn._part_distances(first_level(model, x), x) for x in
                      (calibration[i : i + batch_size].to(device) for i in range(0, len(calibration), batch_size))]
             dists = {k: torch.cat([p[k].flatten().cpu() for p in parts]) for k in parts[0]}
@@ -482,11 +554,12 @@ class PatchKnn:
         return {**dataclasses.asdict(self.settings), **({"stats": self.stats} if self.stats else {})}
 
     @classmethod
-    def from_file(cls, memory: torch.Tensor, meta: dict[str, Any], intensity: torch.Tensor | None = None
-                  ) -> "PatchKnn":
+    def from_file(cls, memory: torch.Tensor, meta: dict[str, Any], intensity: torch.Tensor | None = None,
+                  whitening: tuple[torch.Tensor, torch.Tensor] | None = None) -> "PatchKnn":
         names = {f.name for f in dataclasses.fields(KnnSettings)}
         # files from before these settings: energy averages (power 1) over windows cut at the border, no intensity
-        old = {"power": 1.0, "border": "cut", "intensity_memory": 0, "coreset": 1.0}
+        # part, the whole draw, raw pixel patches
+        old = {"power": 1.0, "border": "cut", "intensity_memory": 0, "coreset": 1.0, "intensity_whiten": False}
         settings = KnnSettings(**{**old, **{k: v for k, v in meta.items() if k in names}})
         stats = {k: tuple(v) for k, v in (meta.get("stats") or {}).items()}
-        return cls(memory, settings, intensity, stats)
+        return cls(memory, settings, intensity, stats, whitening)

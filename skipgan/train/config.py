@@ -85,6 +85,9 @@ class TrainConfig:
     knn_coreset: float = setting(KnnSettings.coreset, "share of each knn memory drawn (--knn-memory, "
                                  "--knn-intensity-memory) that a greedy coreset keeps: the rows covering the draw "
                                  "best, a faster search (1 = the whole draw)")
+    knn_intensity_whiten: bool = setting(KnnSettings.intensity_whiten, "compare the knn map's pixel patches in "
+                                         "whitened coordinates (a Mahalanobis distance; --no-knn-intensity-whiten: "
+                                         "raw patches, the default before 2026-12-03)")
     map_sigma: float = setting(2.0, "Gaussian smoothing of the anomaly map, in pixels at isize (0 = none)")
     topk_percent: float = setting(1.0, "share of the map's pixels averaged by --aggregation topk")
     sync_bn: bool = setting(False, "under torchrun: SyncBatchNorm (batch statistics over all processes; CUDA only) "
@@ -125,7 +128,7 @@ class TrainConfig:
         """The knn map's settings, None with --knn-memory 0 (raises ValueError 'knn_window=...: ...')."""
         settings = KnnSettings(window=self.knn_window, memory_size=max(self.knn_memory, 1), power=self.knn_power,
                                border=self.knn_border, intensity_memory=self.knn_intensity_memory,
-                               coreset=self.knn_coreset)
+                               coreset=self.knn_coreset, intensity_whiten=self.knn_intensity_whiten)
         return settings if self.knn_memory else None  # checked either way
 
     @property
