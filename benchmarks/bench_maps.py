@@ -4,13 +4,15 @@
     python benchmarks/bench_maps.py --model runs/brick/model.safetensors --batch 64 --dtype bf16
 
 Timing does not depend on the weights, so without --model a randomly initialised default-width model is used and
-its knn memory (the default settings: 10,000 descriptors) is fitted on random images. Images/s are medians of timed calls
+its knn memory (the default settings: 10,000 descriptors) is fitted on random images. With whitened pixel patches
+(the default) a last row times the same map with raw ones (a memory fitted again without whitening). Images/s are medians of timed calls
 (skipgan.bench's timer); the ratios are the claim, the absolute numbers belong to this machine and run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 
@@ -44,6 +46,12 @@ def main() -> None:
         "+ error map (max aggregation)": lambda: image_scores(plain.score(x, error_map=True), "max", settings),
         "+ knn map (knn aggregation)": lambda: image_scores(sc.score(x, error_map=True), "knn", settings),
     }
+    if model.knn.whitening is not None:  # what whitening the pixel patches costs: the same map with raw ones
+        raw = PatchKnn.fit(model, torch.rand(300, model.arch.nc, isize, isize) * 2 - 1,
+                           dataclasses.replace(model.knn.settings, intensity_whiten=False))
+        unwhite = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch, knn=raw)
+        cases["+ knn map, raw pixel patches"] = lambda: image_scores(unwhite.score(x, error_map=True), "knn",
+                                                                     settings)
     rows = [(name, a.batch / median_time(fn, torch.device("cpu"), a.min_time)) for name, fn in cases.items()]
     print(f"isize {isize}, batch {a.batch}, {a.dtype}, {model.probe_weight.shape[0]} probes, threads "
           f"{torch.get_num_threads()}, knn memory {tuple(model.knn.memory.shape)}")

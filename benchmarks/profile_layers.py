@@ -4,6 +4,7 @@
     python benchmarks/profile_layers.py --isize 32 --probes 0 --batch 1 --ops     # where a whole pass goes, by op
     python benchmarks/profile_layers.py --isize 32 --probes 8 --batch 64 --dtype int8   # the int8 engine's layers
     python benchmarks/profile_layers.py --isize 32 --probes 0 --batch 1 --steps   # each layer inside whole passes
+    python benchmarks/profile_layers.py --isize 32 --probes 0 --batch 1 --products   # the products alone vs the pass
 
 Uses the plan's own timing harness (skipgan/engine/plan.py `_time_layer`: minimum of a few calls after a warm-up) on
 a random default model; prints the whole call, the sum of the layers and the layers by time with their choices.
@@ -11,7 +12,10 @@ Run it under ONEDNN_MAX_CPU_ISA / MKL_ENABLE_INSTRUCTIONS / ATEN_CPU_CAPABILITY 
 --ops instead profiles whole passes (torch.profiler, 100 calls): self time per op and call counts per pass, i.e. the
 products against the copies, epilogues, views and Python around them. --steps times each recorded step of the CPU
 engine's pass where it runs, inside whole passes (caches as the previous layers left them, not warm), beside the bytes
-of its weights: at batch 1 the gap between this and the layer alone is what running in sequence costs.
+of its weights: at batch 1 the gap between this and the layer alone is what running in sequence costs. --products
+times, interleaved in rounds, the whole pass, the same pass's matrix products alone (captured from one pass, replayed
+back to back: the floor that leaving out everything else would reach) and OpenVINO on the same model at the same
+precision (where installed).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ def main() -> None:
     p.add_argument("--plan", default=None)
     p.add_argument("--ops", action="store_true", help="profile whole passes by op instead of timing each layer")
     p.add_argument("--steps", action="store_true", help="time each step inside whole passes instead")
+    p.add_argument("--products", action="store_true",
+                   help="the whole pass against its matrix products alone (and OpenVINO) instead")
     a = p.parse_args()
     model = bench.make_model(a.isize, probes=a.probes)
     x = bench.make_input(model, a.batch, torch.device("cpu"))
@@ -54,6 +60,8 @@ def main() -> None:
         return profile_ops(s, x)
     if a.steps:
         return profile_steps(s, x)
+    if a.products:
+        return profile_products(s, model, x, a.dtype)
     objs = named_layers(s.enc, s.dec, s.pyr, s.feat)
     with torch.no_grad():
         ms = {spec.name: 1e3 * P._time_layer(objs[spec.name], spec, s.dtype, s.device, time.perf_counter, 1e9)
@@ -79,17 +87,63 @@ def profile_steps(s: Screener, x: torch.Tensor, calls: int = 300) -> None:
                 fn(*args, **kw)
                 if call >= 20:  # the first passes warm up
                     spent[i] += clock() - t0
-    size = torch.finfo(s.dtype).bits // 8
-    specs = {spec.name: spec.layer for spec in s._specs}
+    objs = named_layers(s.enc, s.dec, s.pyr, s.feat)
     total = sum(spent) / calls
     print(f"whole pass (sum of its steps) {total * 1e3:.2f} ms over {calls} passes")
     for i, (fn, _, _) in enumerate(steps):
         name = names.get(id(fn), getattr(fn, "__name__", type(fn).__name__))
-        l = specs.get(name)
-        mb = l.c_in * l.c_out * l.kernel**2 * size / 1e6 if l is not None else 0.0
+        mb = weight_bytes(objs[name], s.dtype) / 1e6 if name in objs else 0.0
         us = spent[i] / calls * 1e6
         how = "/".join(s.plan.choices[name]) if s.plan and name in s.plan.choices else ""
         print(f"  {name:18s} {us:8.1f} us {100 * us / (total * 1e6):5.1f} %  weights {mb:5.1f} MB  {how}")
+
+
+def weight_bytes(obj, dtype: torch.dtype) -> int:
+    """The weights a layer object reads per call: its products' matrices (a dense form's skips the padding taps), or
+    its convolution weight (the direct form)."""
+    from skipgan.engine.layers import Gemm
+
+    gemms = [v for v in vars(obj).values() if isinstance(v, Gemm)]
+    if gemms:
+        return sum(g.weight.numel() for g in gemms) * (torch.finfo(dtype).bits // 8)
+    return obj.c_in * obj.c_out * 16 * (torch.finfo(dtype).bits // 8)  # DirectConv: every 4 x 4 tap
+
+
+def profile_products(s: Screener, model, x: torch.Tensor, dtype: str, rounds: int = 5) -> None:
+    """Whole pass vs its products replayed alone vs OpenVINO, images/s interleaved in rounds (skipgan.bench)."""
+    from skipgan.bench import interleaved_rates
+    from skipgan.engine.layers import Gemm
+
+    captured, call = [], Gemm.__call__
+
+    def spy(self, inp, scratch=None):
+        captured.append((self, inp.clone()))
+        return call(self, inp, scratch)
+
+    with torch.no_grad():
+        Gemm.__call__ = spy
+        try:
+            s.score(x)
+        finally:
+            Gemm.__call__ = call
+
+    def products():
+        for gemm, inp in captured:
+            gemm(inp)
+
+    calls = {"whole pass": lambda: s.score(x), f"its {len(captured)} GEMM products alone": products}
+    try:
+        from skipgan.bench.onnx_peers import openvino_bf16, openvino_fp32
+
+        peer = (openvino_fp32 if dtype == "fp32" else openvino_bf16)(model, x, None)
+        calls[f"OpenVINO {dtype}"] = lambda: peer(x)
+    except Exception as e:  # noqa: BLE001 - the peer is optional here
+        print(f"(no OpenVINO: {str(e).splitlines()[0][:80]})")
+    with torch.no_grad():
+        rates = interleaved_rates(calls, x.shape[0], rounds, 1.0)
+    for name, r in rates.items():
+        print(f"  {name:34s} {1e3 * x.shape[0] / r:7.3f} ms per call")
+    print("  (direct-convolution layers, the epilogues, copies and Python are in the whole pass only)")
 
 
 def profile_ops(s: Screener, x: torch.Tensor, calls: int = 100) -> None:
