@@ -10,6 +10,7 @@ their maximum) with one change:
     white_all  the texture descriptors whitened too (skipgan.model.patch_knn.whitening)
     level1     a third part: D's second pyramid level's energy^0.5 over 5-cell valid windows (scale)
     window15   a third part: the first level's texture over 15-cell windows (scale)
+    patch8     the intensity part on 8 x 8 pixel patches (at the cells' stride) instead of 4 x 4
 Its own memory draw: 'base' is within ~0.003 of `local_defects.py knn` with the defaults, not equal to it.
 """
 
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_defects import TEXTURES, _trained  # noqa: E402
 from map_baselines import metrics  # noqa: E402
 
-VARIANTS = ("base", "white_all", "level1", "window15")
+VARIANTS = ("base", "white_all", "level1", "window15", "patch8")
 MEMORY = {"texture": 10000, "intensity": 30000, "level1": 10000, "window15": 10000}  # skipgan's draws
 
 
@@ -38,6 +39,10 @@ def parts(model, x: torch.Tensor, variant: str) -> dict[str, torch.Tensor]:
 
     l0 = first_level(model, x)
     out = {"texture": descriptors(l0, 7), "intensity": pixel_patches(x)}
+    if variant == "patch8":  # 8 x 8 pixel patches at the cells' stride 2, whole patches only, in place of 4 x 4
+        xf = x.float()
+        h = (xf.shape[-1] - 8) // 2 + 1
+        out["intensity"] = F.unfold(xf, 8, stride=2).view(x.shape[0], -1, h, h)
     if variant == "level1":
         out["level1"] = energy_descriptors(model.discriminator.pyramid[1](l0), 5, 0.5, True, LEAKY_SLOPE)
     if variant == "window15":
