@@ -4,6 +4,7 @@
     python benchmarks/accuracy/families.py run --data /tmp/families --runs runs/families --json families.json
     python benchmarks/accuracy/families.py table --json families.json                # the docs' table
     python benchmarks/accuracy/families.py choice --runs /tmp/dig --digits           # the automatic score, post hoc
+    python benchmarks/accuracy/families.py choice --runs /tmp/dig --refit-knn        # ... with today's knn memory
 
 Protocol (docs/accuracy.md, "Benchmark families"): every setting of skipgan and of the baselines was chosen on
 family A's development split (`local_defects.py make --dev`) or fixed a priori; B, C, D are never used to choose
@@ -104,6 +105,10 @@ def choice(a) -> None:
         s = load_splits(spec, isize=meta["architecture"]["isize"], abnormal_class=meta["run_info"].get(
             "abnormal_class") or 0, channels=meta["architecture"]["nc"], seed=t["seed"])
         train, val = split_validation(s.train, t["val_fraction"], t["seed"])
+        if a.refit_knn and model.knn is not None:  # the knn memory as today's defaults fit it (no retraining)
+            from skipgan.train.knn_refit import refit_knn
+
+            refit_knn(model, meta, s.train)
         settings = MapSettings.from_meta(meta)
         cands = tuple(meta.get("calibrations") or ("mean",))
 
@@ -145,6 +150,8 @@ def main() -> None:
     c = sub.add_parser("choice", help="the automatic aggregation of trained runs (folders with model.safetensors)")
     c.add_argument("--runs", required=True)
     c.add_argument("--json", default=None)
+    c.add_argument("--refit-knn", action="store_true", help="fit each run's knn memory again with today's defaults "
+                   "first (as `local_defects.py knn`; runs trained before a knn setting changed)")
     a = p.parse_args()
     if getattr(a, "families", None):
         unknown = set(a.families) - set(families())
