@@ -83,7 +83,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
             tensors.setdefault(name, getattr(model, name))
         memory, intensity = tensors.pop(KNN_MEMORY, None), tensors.pop(KNN_INTENSITY, None)
         whitening = tuple(tensors.pop(name, None) for name in KNN_WHITENING)
-        whitening = None if whitening[0] is None and whitening[1] is None else whitening
+        if (whitening[0] is None) != (whitening[1] is None):
+            raise ValueError(f"the knn whitening needs both {' and '.join(KNN_WHITENING)}")
+        whitening = None if whitening[0] is None else whitening
         int8 = _int8_of(path, model, tensors, meta)
         model.load_state_dict(tensors, strict=True)
         model.int8 = int8

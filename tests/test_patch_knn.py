@@ -417,6 +417,10 @@ def test_files_from_before_whitening_keep_their_raw_pixel_patches(tmp_path):
     save_tensors(tmp_path / "torn.safetensors", tensors, meta)
     with pytest.raises(InputError, match=r"torn.safetensors: .*comes with its whitening"):
         load_model(tmp_path / "torn.safetensors")
+    save_tensors(tmp_path / "half.safetensors", {**tensors, "knn_intensity_mean": torch.zeros(16)}, meta)
+    with pytest.raises(InputError, match=r"half.safetensors: .*needs both knn_intensity_mean and "
+                                         r"knn_intensity_whitening"):
+        load_model(tmp_path / "half.safetensors")
 
 
 def test_whitening_gives_normal_patches_identity_covariance():
