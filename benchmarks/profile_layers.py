@@ -88,25 +88,25 @@ def profile_steps(s: Screener, x: torch.Tensor, calls: int = 300) -> None:
                 if call >= 20:  # the first passes warm up
                     spent[i] += clock() - t0
     objs = named_layers(s.enc, s.dec, s.pyr, s.feat)
+    folded = {spec.name: spec.layer for spec in s._specs}
     total = sum(spent) / calls
     print(f"whole pass (sum of its steps) {total * 1e3:.2f} ms over {calls} passes")
     for i, (fn, _, _) in enumerate(steps):
         name = names.get(id(fn), getattr(fn, "__name__", type(fn).__name__))
-        mb = weight_bytes(objs[name], s.dtype) / 1e6 if name in objs else 0.0
+        mb = weight_bytes(objs[name], folded[name], s.dtype) / 1e6 if name in objs else 0.0
         us = spent[i] / calls * 1e6
         how = "/".join(s.plan.choices[name]) if s.plan and name in s.plan.choices else ""
         print(f"  {name:18s} {us:8.1f} us {100 * us / (total * 1e6):5.1f} %  weights {mb:5.1f} MB  {how}")
 
 
-def weight_bytes(obj, dtype: torch.dtype) -> int:
+def weight_bytes(obj, layer, dtype: torch.dtype) -> int:
     """The weights a layer object reads per call: its products' matrices (a dense form's skips the padding taps), or
-    its convolution weight (the direct form)."""
+    the folded layer's whole weight (the direct form)."""
     from skipgan.engine.layers import Gemm
 
     gemms = [v for v in vars(obj).values() if isinstance(v, Gemm)]
-    if gemms:
-        return sum(g.weight.numel() for g in gemms) * (torch.finfo(dtype).bits // 8)
-    return obj.c_in * obj.c_out * 16 * (torch.finfo(dtype).bits // 8)  # DirectConv: every 4 x 4 tap
+    count = sum(g.weight.numel() for g in gemms) if gemms else layer.weight.numel()
+    return count * (torch.finfo(dtype).bits // 8)
 
 
 def profile_products(s: Screener, model, x: torch.Tensor, dtype: str, rounds: int = 5) -> None:

@@ -95,6 +95,7 @@ def choice(a) -> None:
     from skipgan.modelfile import load_model
     from skipgan.train import split_validation
     from skipgan.train.aggregation_choice import choose_aggregation
+    from skipgan.train.knn_refit import refit_knn
 
     torch.set_num_threads(2)
     rows = {}
@@ -106,8 +107,6 @@ def choice(a) -> None:
             "abnormal_class") or 0, channels=meta["architecture"]["nc"], seed=t["seed"])
         train, val = split_validation(s.train, t["val_fraction"], t["seed"])
         if a.refit_knn and model.knn is not None:  # the knn memory as today's defaults fit it (no retraining)
-            from skipgan.train.knn_refit import refit_knn
-
             refit_knn(model, meta, s.train)
         settings = MapSettings.from_meta(meta)
         cands = tuple(meta.get("calibrations") or ("mean",))

@@ -56,15 +56,11 @@ def all_parts(model, images: torch.Tensor, variant: str) -> dict[str, torch.Tens
     return {k: torch.cat([g[k] for g in got]) for k in got[0]}
 
 
-def rows(d: torch.Tensor) -> torch.Tensor:
-    return d.permute(0, 2, 3, 1).reshape(-1, d.shape[1])
-
-
 @torch.no_grad()
 def variant_map(model, meta, splits, variant: str) -> tuple[np.ndarray, np.ndarray]:
     """(image scores, smoothed maps) of the test set."""
     from skipgan.anomaly_map import MapSettings, aggregate, smooth
-    from skipgan.model.patch_knn import _to_grid, greedy_coreset, nearest_distances, whitening
+    from skipgan.model.patch_knn import _rows, _to_grid, greedy_coreset, nearest_distances, whiten, whitening
     from skipgan.train.trainer import split_validation
 
     run = meta["train"]
@@ -72,11 +68,11 @@ def variant_map(model, meta, splits, variant: str) -> tuple[np.ndarray, np.ndarr
     gen = torch.Generator().manual_seed(0)
     memories, white = {}, {}
     for k, d in all_parts(model, train, variant).items():
-        r = rows(d)
+        r = _rows(d)
         r = r[torch.randperm(len(r), generator=gen)[: MEMORY[k]]]
         if k == "intensity" or variant == "white_all":
             white[k] = whitening(r)
-            r = torch.mm(r - white[k][0], white[k][1])
+            r = whiten(r, *white[k])
         memories[k] = greedy_coreset(r.contiguous(), 0.1, gen)
 
     def distances(images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -84,7 +80,7 @@ def variant_map(model, meta, splits, variant: str) -> tuple[np.ndarray, np.ndarr
         for k, d in all_parts(model, images, variant).items():
             if k in white:
                 n, c, h, w = d.shape
-                d = torch.mm(rows(d) - white[k][0], white[k][1]).view(n, h, w, c).permute(0, 3, 1, 2)
+                d = whiten(_rows(d), *white[k]).view(n, h, w, c).permute(0, 3, 1, 2)
             grid = splits.test.shape[-1] // (4 if k == "level1" else 2)
             dd = _to_grid(nearest_distances(d, memories[k]), grid, grid)
             out[k] = F.interpolate(dd[:, None], size=[splits.test.shape[-1] // 2] * 2, mode="bilinear",

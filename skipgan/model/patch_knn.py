@@ -184,6 +184,12 @@ def whitening(rows: torch.Tensor, ridge: float = WHITEN_RIDGE) -> tuple[torch.Te
     return mu.float(), ((vec * ev.rsqrt()) @ vec.T).float()
 
 
+def whiten(rows: torch.Tensor, mean: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Descriptors [N, C] in the whitened coordinates of `whitening`'s (μ, W): (rows − μ) W. The one spelling of it
+    (the fitted memory, the queries of every path)."""
+    return torch.mm(rows - mean, w)
+
+
 def _rows(desc: torch.Tensor) -> torch.Tensor:
     """[N, C, h, w] -> [N·h·w, C] (one descriptor per position)."""
     return desc.permute(0, 2, 3, 1).reshape(-1, desc.shape[1])
@@ -388,7 +394,7 @@ class KnnMap(nn.Module):
 
     def _whiten(self, q: torch.Tensor) -> torch.Tensor:
         """Pixel patches [Q, C] fp32 -> (q − μ) W, the coordinates the intensity memory is stored in."""
-        return torch.mm(q - self.intensity_mean, self.intensity_whitening)
+        return whiten(q, self.intensity_mean, self.intensity_whitening)
 
     @torch.jit.unused
     def _whiten_fp32(self, q: torch.Tensor) -> torch.Tensor:
@@ -493,7 +499,7 @@ class PatchKnn:
             white = None
             if settings.intensity_memory and settings.intensity_whiten:  # from the whole draw, before the coreset
                 white = whitening(samples[1].out)
-                samples[1].out = torch.mm(samples[1].out - white[0], white[1])
+                samples[1].out = whiten(samples[1].out, *white)
             kept = [greedy_coreset(sample.out, settings.coreset, gen) for sample in samples]
             if not settings.intensity_memory:
                 return cls(kept[0], settings)
