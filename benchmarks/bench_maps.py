@@ -5,7 +5,8 @@
 
 Timing does not depend on the weights, so without --model a randomly initialised default-width model is used and
 its knn memory (the default settings: 10,000 descriptors) is fitted on random images. With whitened pixel patches
-(the default) a last row times the same map with raw ones (a memory fitted again without whitening). Images/s are medians of timed calls
+(the default) a row times the same map with raw ones (a memory fitted again without whitening), and a last one with
+the opt-in relative pixel patches (--knn-relative-sigma 4). Images/s are medians of timed calls
 (skipgan.bench's timer); the ratios are the claim, the absolute numbers belong to this machine and run.
 """
 
@@ -52,6 +53,12 @@ def main() -> None:
         unwhite = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch, knn=raw)
         cases["+ knn map, raw pixel patches"] = lambda: image_scores(unwhite.score(x, error_map=True), "knn",
                                                                      settings)
+    if model.knn.settings.relative_sigma == 0:  # what the opt-in --knn-relative-sigma 4 costs: its local mean
+        rel = PatchKnn.fit(model, torch.rand(300, model.arch.nc, isize, isize) * 2 - 1,
+                           dataclasses.replace(model.knn.settings, relative_sigma=4.0))
+        relative = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch, knn=rel)
+        cases["+ knn map, relative pixel patches (σ 4)"] = lambda: image_scores(relative.score(x, error_map=True),
+                                                                              "knn", settings)
     rows = [(name, a.batch / median_time(fn, torch.device("cpu"), a.min_time)) for name, fn in cases.items()]
     print(f"isize {isize}, batch {a.batch}, {a.dtype}, {model.probe_weight.shape[0]} probes, threads "
           f"{torch.get_num_threads()}, knn memory {tuple(model.knn.memory.shape)}")

@@ -81,6 +81,24 @@ def scored(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def scored_relative(tmp_path_factory):
+    """`scored`'s model with the knn map's pixel patches taken relative to their local mean (--knn-relative-sigma)."""
+    from skipgan.model.patch_knn import KnnSettings, PatchKnn
+    from skipgan.modelfile import scoring_metadata
+
+    model = make(nc=1, probes=2, margin=1)
+    x = samples(12, 1, 32, 32, torch.float32, seed=3) * 2 - 1
+    model.knn = PatchKnn.fit(model, x, KnnSettings(memory_size=300, intensity_memory=500, relative_sigma=4.0))
+    # the texture part put far below every value, so that the joined map is the intensity part's (whose patches this
+    # model takes differently; on these random images the texture part would decide every maximum)
+    model.knn.stats["texture"] = (1e6, 1.0)
+    cals = {how: {**CAL, "threshold": 0.5 + i} for i, how in enumerate(("mean", "max", "topk", "knn"))}
+    path = tmp_path_factory.mktemp("scored_relative") / "m.safetensors"
+    save_model(path, model, CAL, scoring_metadata("knn", cals, MAP_SETTINGS))
+    return path
+
+
 def samples(n, c, h, w, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
     if dtype == torch.float32:
@@ -326,9 +344,35 @@ def test_every_aggregation_and_its_map_in_every_format_equal_skipgan_score(score
     (max, topk: the smoothed, normalised error map; knn: the knn map's search against the memories carried in the
     file), its calibrated verdict and, with --maps, the anomaly map, equal to what `skipgan score` computes from the
     fp32 engine within 1e-4."""
+    _export_equals_skipgan_score(scored, fmt, how, tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "aoti", "onnx"])
+def test_relative_pixel_patches_reach_every_format(scored_relative, fmt, tmp_path):
+    """The knn map with --knn-relative-sigma (its local mean: a reflected border and a Gaussian per channel) is the
+    engine's in every format, and differs from the absolute patches' map (the setting is not lost on the way)."""
+    import dataclasses
+
+    from skipgan.anomaly_map import model_maps
+    from skipgan.model.patch_knn import PatchKnn
+    from skipgan.modelfile import scoring_choice
+
+    amap = _export_equals_skipgan_score(scored_relative, fmt, "knn", tmp_path)
+    model, meta = load_model(scored_relative)
+    k = model.knn
+    model.knn = PatchKnn(k.memory, dataclasses.replace(k.settings, relative_sigma=0.0), k.intensity, k.stats,
+                         k.whitening)
+    x = to_model_input(samples(3, 1, 45, 37, torch.uint8, seed=7), 32, 1)
+    absolute = model_maps(Screener.from_model(model, max_batch=8).score(x, error_map=True), "knn",
+                          scoring_choice(meta, "knn", scored_relative)[2])
+    assert float((amap - torch.from_numpy(absolute)).abs().max()) > 0.5  # a lost setting: equal maps
+
+
+def _export_equals_skipgan_score(path, fmt, how, tmp_path):
     from skipgan.anomaly_map import image_scores, model_maps
     from skipgan.modelfile import scoring_choice
 
+    scored = path
     if fmt == "onnx":
         pytest.importorskip("onnx")
         pytest.importorskip("onnxruntime")
@@ -349,6 +393,7 @@ def test_every_aggregation_and_its_map_in_every_format_equal_skipgan_score(score
     zw, vw = verdicts(want, *calibration_values(cal))
     torch.testing.assert_close(z, zw, rtol=1e-4, atol=1e-4)
     assert torch.equal(v, vw)
+    return amap
 
 
 def test_torchscript_knn_search_in_blocks_equals_the_unblocked_graph(scored):
@@ -374,7 +419,8 @@ def test_maps_and_error_map_together_are_refused(scored, tmp_path, capsys):
 
 @pytest.mark.parametrize("setup, extra", [("gray", ["--error-map"]), ("rgb", ["--dtype", "fp16"]),
                                           ("scored", ["--maps", "--aggregation", "knn"]),
-                                          ("scored", ["--maps", "--aggregation", "topk"])])
+                                          ("scored", ["--maps", "--aggregation", "topk"]),
+                                          ("scored_relative", ["--maps", "--aggregation", "knn"])])
 def test_onnx_graph_is_what_tensorrts_parser_accepts(setup, extra, tmp_path, request):
     """The graph TensorRT builds from (the --format onnx export) holds no operator, attribute or input that
     onnx-tensorrt's checks refuse (skipgan.export.tensorrt.parser_refusals, from the parser's source): no

@@ -19,8 +19,8 @@ from skipgan.errors import InputError
 from skipgan.model import score_in_batches
 from skipgan.model.unet import LEAKY_SLOPE
 from skipgan.modelfile import KNN_INTENSITY, KNN_MEMORY, load_model, save_model, scoring_choice
-from skipgan.model.patch_knn import (WHITEN_RIDGE, KnnSettings, PatchKnn, descriptors, first_level, pixel_patches,
-                                     whitening)
+from skipgan.model.patch_knn import (WHITEN_RIDGE, KnnSettings, PatchKnn, descriptors, first_level, gaussian_kernel,
+                                     intensity_patches, pixel_patches, relative_to_local_mean, whitening)
 from skipgan.scoring import Scores
 from skipgan.tensorfile import load_tensors, save_tensors
 from skipgan.train.calibrate import calibrate_maps
@@ -174,6 +174,50 @@ def test_memories_are_drawn_batch_by_batch_as_from_all_rows_at_once(batch_size):
     assert torch.equal(knn.intensity, torch.mm(want_pix - mean, w))
 
 
+def _reference_relative(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Images less their local mean, by scipy: a Gaussian of σ truncated at 3σ (scipy's radius int(3σ + 0.5) is
+    torch's int(3σ) for the σ tested), the image mirrored at its border without repeating the edge ('mirror',
+    torch's 'reflect'), float64."""
+    from scipy import ndimage
+
+    a = x.double().numpy()
+    mean = np.stack([[ndimage.gaussian_filter(ch, sigma, mode="mirror", truncate=3.0) for ch in im] for im in a])
+    return torch.from_numpy(a - mean)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 4.0])
+@pytest.mark.parametrize("shape", [(1, 1, 32, 32), (2, 3, 17, 29), (3, 2, 64, 40)])
+def test_local_mean_is_a_gaussian_mirrored_at_the_border(sigma, shape):
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(shape[3]), dtype=torch.float64) * 2 - 1
+    want = _reference_relative(x, sigma)
+    got = relative_to_local_mean(x.float(), gaussian_kernel(sigma))
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-6)
+    # a non-contiguous view (channels last, a crop) and bf16 images give the same (it works in fp32)
+    xf = x.float().contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(relative_to_local_mean(xf, gaussian_kernel(sigma)), got, rtol=0, atol=1e-6)
+    crop = x.float()[..., 1:, 2:]
+    torch.testing.assert_close(relative_to_local_mean(crop, gaussian_kernel(sigma)).double(),
+                               _reference_relative(crop.double(), sigma), rtol=0, atol=2e-6)
+    xb = x.to(torch.bfloat16)
+    torch.testing.assert_close(relative_to_local_mean(xb, gaussian_kernel(sigma)).double(),
+                               _reference_relative(xb.double(), sigma), rtol=0, atol=2e-6)
+
+
+def test_relative_patches_ignore_a_level_or_tint_shared_with_their_surroundings():
+    """What the setting is for: a constant offset (a tint, a level) over the whole image changes no relative patch;
+    a local one changes them where it sits."""
+    x = model_fixtures.images(2, 3, 32)
+    st = KnnSettings(relative_sigma=4.0)
+    base = intensity_patches(x, st)
+    torch.testing.assert_close(intensity_patches(x + 0.3, st), base, rtol=0, atol=1e-5)
+    local = x.clone()
+    local[:, 1, 10:18, 10:18] += 0.3
+    changed = (intensity_patches(local, st) - base).abs().amax(1)
+    assert float(changed[:, 4:8, 4:8].min()) > 0.05  # the patches that hold the tinted square's edges
+    assert torch.equal(intensity_patches(x, KnnSettings()), pixel_patches(x))  # σ 0: the patches themselves
+
+
 def _reference_distances(knn: PatchKnn, level0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The distance map on D's h x w grid, brute force (float64): each part's nearest-memory distance at its valid
     positions, every cell reading the nearest valid position (index clamped), the parts in units of their stats
@@ -195,7 +239,7 @@ def _reference_distances(knn: PatchKnn, level0: torch.Tensor, x: torch.Tensor) -
     tex = on_grid(descriptors(level0, st.window, st.power, st.border), knn.memory)
     if knn.intensity is None:
         return tex
-    patches = pixel_patches(x).double()
+    patches = pixel_patches(_reference_relative(x, st.relative_sigma) if st.relative_sigma else x).double()
     if knn.whitening is not None:  # the Mahalanobis distance: (p − μ) W against the whitened memory
         mean, white = (t.double() for t in knn.whitening)
         patches = torch.einsum("nchw,cd->ndhw", patches - mean[:, None, None], white)
@@ -205,15 +249,17 @@ def _reference_distances(knn: PatchKnn, level0: torch.Tensor, x: torch.Tensor) -
 
 
 @pytest.mark.parametrize("border", ["valid", "cut"])
-@pytest.mark.parametrize("intensity,whiten", [(0, True), (300, True), (300, False)])
-def test_distance_map_equals_brute_force_on_the_whole_grid(border, intensity, whiten):
+@pytest.mark.parametrize("intensity,whiten,relative", [(0, True, 0.0), (300, True, 0.0), (300, False, 0.0),
+                                                      (300, True, 4.0), (300, False, 2.0)])
+def test_distance_map_equals_brute_force_on_the_whole_grid(border, intensity, whiten, relative):
     """Border cells read the nearest valid position's distance; with an intensity part the two parts, each in units
     of its spread over the calibration images, are joined by their maximum; whitened, the intensity part's distance
     is the Mahalanobis distance of the raw patches."""
     model = model_fixtures.make(isize=32, nc=1, width=4)
     train, val, test = (model_fixtures.images(n, 1, 32, seed=s) for n, s in ((6, 0), (3, 1), (2, 2)))
     knn = PatchKnn.fit(model, train, KnnSettings(window=5, memory_size=200, border=border,
-                                                 intensity_memory=intensity, intensity_whiten=whiten),
+                                                 intensity_memory=intensity, intensity_whiten=whiten,
+                                                 relative_sigma=relative),
                        calibration=val)
     assert (knn.whitening is not None) == (intensity > 0 and whiten)
     with torch.no_grad():
@@ -224,6 +270,35 @@ def test_distance_map_equals_brute_force_on_the_whole_grid(border, intensity, wh
     if intensity:
         with pytest.raises(ValueError, match="has an intensity part: pass the images too"):
             knn.distances(level0)
+
+
+def test_relative_memory_holds_the_whitened_patches_of_the_images_less_their_local_mean():
+    model = model_fixtures.make(isize=32, nc=2, width=4)
+    train, val = model_fixtures.images(6, 2, 32, seed=0), model_fixtures.images(3, 2, 32, seed=1)
+    st = KnnSettings(window=3, memory_size=100, intensity_memory=150, coreset=1.0, relative_sigma=2.0)
+    knn = PatchKnn.fit(model, train, st, seed=2, calibration=val)
+    rows = pixel_patches(_reference_relative(train, 2.0).float()).permute(0, 2, 3, 1).reshape(-1, 32)
+    mean, w = knn.whitening
+    d = torch.cdist(knn.intensity.double(), torch.mm(rows - mean, w).double())
+    assert float(d.amin(1).max()) < 1e-4 and len(torch.unique(d.argmin(1))) == 150
+    # and not the absolute patches' (the fit and the map take the same patches)
+    absolute = pixel_patches(train).permute(0, 2, 3, 1).reshape(-1, 32)
+    assert float(torch.cdist(knn.intensity.double(), torch.mm(absolute - mean, w).double()).amin(1).max()) > 0.1
+
+
+def test_files_from_before_the_relative_setting_take_the_patches_themselves(tmp_path):
+    model = model_fixtures.make(isize=32, nc=1, width=4)
+    x, val = model_fixtures.images(4, 1, 32), model_fixtures.images(2, 1, 32, seed=1)
+    model.knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=50, intensity_memory=60), calibration=val)
+    save_model(tmp_path / "m.safetensors", model, {"threshold": 1.0, "val_stats": {}})
+    tensors, meta = load_tensors(tmp_path / "m.safetensors")
+    del meta["knn"]["relative_sigma"]  # what such a file holds
+    save_tensors(tmp_path / "old.safetensors", tensors, meta)
+    old, _ = load_model(tmp_path / "old.safetensors")
+    assert old.knn.settings.relative_sigma == 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(old.knn.distances(first_level(model, x), x),
+                                   model.knn.distances(first_level(model, x), x))
 
 
 def test_intensity_memory_and_the_statistics_of_both_parts():
@@ -271,7 +346,9 @@ def test_without_calibration_images_a_tenth_is_held_out_for_the_statistics():
                                     ({"power": -1.0}, "knn_power=-1.0"),
                                     ({"border": "same"}, "knn border='same': expected one of valid, cut"),
                                     ({"intensity_memory": -1}, "knn_intensity_memory=-1: must be a non-negative"),
-                                    ({"intensity_whiten": 1}, "knn_intensity_whiten=1: must be True or False")])
+                                    ({"intensity_whiten": 1}, "knn_intensity_whiten=1: must be True or False"),
+                                    ({"relative_sigma": -1.0}, r"knn_relative_sigma=-1.0: must be in \[0, 64\]"),
+                                    ({"relative_sigma": "4"}, "knn_relative_sigma='4'")])
 def test_bad_settings(kw, msg):
     with pytest.raises(ValueError, match=msg):
         KnnSettings(**kw)
@@ -315,7 +392,8 @@ def test_knn_finds_a_smooth_blob_in_noise_that_the_error_map_misses():
 @needs_ops
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("probes", [0, 2])
-def test_engine_knn_map_equals_the_eager_model(dtype, tol, probes):
+@pytest.mark.parametrize("relative", [0.0, 4.0])
+def test_engine_knn_map_equals_the_eager_model(dtype, tol, probes, relative):
     from skipgan.engine import Screener
     from skipgan.engine.cpu import bf16_restriction
 
@@ -323,7 +401,8 @@ def test_engine_knn_map_equals_the_eager_model(dtype, tol, probes):
         pytest.skip(f"no fast bf16: {bf16_restriction()}")
 
     model = model_fixtures.make(isize=32, nc=1, probes=probes, width=8)
-    model.knn = PatchKnn.fit(model, model_fixtures.images(10, 1, 32, seed=3), KnnSettings(window=5, memory_size=500))
+    model.knn = PatchKnn.fit(model, model_fixtures.images(10, 1, 32, seed=3),
+                             KnnSettings(window=5, memory_size=500, relative_sigma=relative))
     x = model_fixtures.images(5, 1, 32, seed=4)
     want = score_in_batches(model, x, with_error_map=True)
     sc = Screener.from_model(model, dtype=dtype, max_batch=3)  # two batches: 3 + 2
@@ -342,7 +421,8 @@ def test_engine_knn_map_on_cuda_from_images_on_the_cpu():
     from skipgan.engine import Screener
 
     model = model_fixtures.make(isize=32, nc=1, width=8)
-    model.knn = PatchKnn.fit(model, model_fixtures.images(10, 1, 32, seed=3), KnnSettings(window=5, memory_size=500))
+    model.knn = PatchKnn.fit(model, model_fixtures.images(10, 1, 32, seed=3),
+                             KnnSettings(window=5, memory_size=500, relative_sigma=relative))
     x = model_fixtures.images(5, 1, 32, seed=4)
     want = score_in_batches(model, x, with_error_map=True)
     got = Screener.from_model(model, device="cuda", max_batch=3).score(x, error_map=True)
@@ -362,7 +442,7 @@ def test_model_file_round_trip_and_files_without_memory(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(loaded.knn.whitening, model.knn.whitening))
     assert {k: v for k, v in meta["knn"].items() if k != "stats"} == {
         "window": 3, "memory_size": 50, "power": 0.5, "border": "valid", "intensity_memory": 60, "coreset": 0.1,
-        "intensity_whiten": True}
+        "intensity_whiten": True, "relative_sigma": 0.0}
     with torch.no_grad():
         torch.testing.assert_close(loaded.knn.distances(first_level(model, x), x),
                                    model.knn.distances(first_level(model, x), x))
@@ -494,7 +574,7 @@ def test_train_with_knn_records_memory_calibration_and_pixel_metrics(knn_run):
     assert set(meta["calibrations"]) == {"mean", "max", "topk", "knn"}
     assert {k: v for k, v in meta["knn"].items() if k != "stats"} == {
         "window": 3, "memory_size": 2000, "power": 0.5, "border": "valid", "intensity_memory": 30000, "coreset": 0.1,
-        "intensity_whiten": True}
+        "intensity_whiten": True, "relative_sigma": 0.0}
     # the default coreset keeps a tenth of each draw (the draw: min(2000, all positions) texture descriptors)
     assert model.knn.memory.shape == (200, 4) and set(model.knn.stats) == {"texture", "intensity"}
     # fewer inner 4 x 4 patches than the intensity memory holds: all of them are drawn (the training share, 14 x 14
@@ -544,6 +624,14 @@ def test_knn_flag_errors(tmp_path, capsys):
                  *TINY_TRAIN]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--knn-intensity-memory -1: must be a non-negative integer" in err
+    assert main(["train", "--knn-relative-sigma", "-2", "--data", "digits", "--out", str(tmp_path / "r"),
+                 *TINY_TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--knn-relative-sigma -2.0: must be in [0, 64] pixels" in err
+    assert main(["train", "--knn-relative-sigma", "11", "--data", "digits", "--out", str(tmp_path / "r"),
+                 *TINY_TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--knn-relative-sigma 11.0: 3σ must stay below the image size 32" in err
     assert main(["train", "--aggregation", "knn", "--knn-memory", "0", "--data", "digits", "--out",
                  str(tmp_path / "r"), *TINY_TRAIN]) == 2
     assert "--aggregation 'knn': must be 'mean', 'max' or 'topk' with --knn-memory 0" in capsys.readouterr().err
@@ -558,6 +646,10 @@ def test_knn_border_and_intensity_flags_reach_the_model_file(tmp_path):
     model, meta = load_model(tmp_path / "r" / "model.safetensors")
     assert model.knn.settings == KnnSettings(window=3, border="cut", intensity_memory=0)
     assert model.knn.intensity is None and "stats" not in meta["knn"]
+    assert main(["train", "--data", f"folder:{data}", "--out", str(tmp_path / "rel"), "--knn-relative-sigma", "4",
+                 "--val-fraction", "0.25", *TINY_TRAIN]) == 0
+    model, meta = load_model(tmp_path / "rel" / "model.safetensors")
+    assert model.knn.settings == KnnSettings(relative_sigma=4.0) and meta["knn"]["relative_sigma"] == 4.0
 
 
 def test_knn_memory_zero_trains_without_a_knn_map(tmp_path):
@@ -629,12 +721,18 @@ def test_fit_with_a_coreset_keeps_that_share_of_each_memory():
         KnnSettings(coreset=0)
 
 
-def test_whitened_intensity_part_stays_fp32_under_autocast():
+@pytest.mark.parametrize("relative", [0.0, 2.0])
+def test_whitened_intensity_part_stays_fp32_under_autocast(relative):
     """A bf16-AMP training scores its validation normals' knn maps inside an autocast region: the whitening product
-    must not come out in bf16 (the native search takes fp32, and bf16 would move the distances)."""
+    and the local mean's convolution must not come out in bf16 (the native search takes fp32, and bf16 would move
+    the distances); the memory fitted inside one is the one fitted outside."""
     model = model_fixtures.make(isize=32, nc=1, width=4)
     x, val = model_fixtures.images(4, 1, 32), model_fixtures.images(2, 1, 32, seed=1)
-    knn = PatchKnn.fit(model, x, KnnSettings(window=3, memory_size=50, intensity_memory=60), calibration=val)
+    st = KnnSettings(window=3, memory_size=50, intensity_memory=60, relative_sigma=relative)
+    knn = PatchKnn.fit(model, x, st, calibration=val)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = PatchKnn.fit(model, x, st, calibration=val)
+    assert torch.equal(amp.intensity, knn.intensity)
     with torch.no_grad():
         level0 = first_level(model, x)
         want = knn.module().parts(level0, x)[1]

@@ -311,9 +311,10 @@ def test_readme_cpp_example_scores_one_image(cmake_build, gray_setup):
 
 
 # ------------------------------------------------------------------------------------------ regions
-def regions_model(root: Path, how: str, folder: Path) -> Path:
+def regions_model(root: Path, how: str, folder: Path, relative_sigma: float = 0.0) -> Path:
     """A 1-channel model scoring by `how` whose calibration flags about half of `folder`'s images and whose map
-    threshold lies at the 90th percentile of their maps: flagged images with regions of various sizes."""
+    threshold lies at the 90th percentile of their maps: flagged images with regions of various sizes
+    (relative_sigma: the knn map's setting)."""
     from skipgan.anomaly_map import MapSettings, image_scores, model_maps
     from skipgan.data.images import read_image, to_tensor
     from skipgan.engine import Screener
@@ -322,7 +323,8 @@ def regions_model(root: Path, how: str, folder: Path) -> Path:
 
     model = make(nc=1, probes=2, margin=1)
     normals = torch.rand(10, 1, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
-    model.knn = PatchKnn.fit(model, normals, KnnSettings(memory_size=300, intensity_memory=400))
+    model.knn = PatchKnn.fit(model, normals, KnnSettings(memory_size=300, intensity_memory=400,
+                                                         relative_sigma=relative_sigma))
     x = torch.stack([to_tensor(read_image(p), 32, channels=1) for p in sorted(folder.iterdir())])
     res = Screener.from_model(model, max_batch=8).score(x, error_map=True)
     base = {"sigma": 1.0, "topk_percent": 1.0, "mean": 0.0, "std": 1.0, "knn_mean": 0.0, "knn_std": 1.0}
@@ -336,12 +338,13 @@ def regions_model(root: Path, how: str, folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("how", ["max", "knn"])
-@pytest.mark.parametrize("fmt", ["torchscript", "aoti"])
-def test_regions_equal_skipgan_score(scanner, gray_setup, tmp_path, how, fmt):
+@pytest.mark.parametrize("how,fmt,relative", [("max", "torchscript", 0.0), ("max", "aoti", 0.0),
+                                              ("knn", "torchscript", 0.0), ("knn", "aoti", 0.0),
+                                              ("knn", "torchscript", 4.0)])
+def test_regions_equal_skipgan_score(scanner, gray_setup, tmp_path, how, fmt, relative):
     """A flagged image's line lists the same regions in the scanner as in `skipgan score` (boxes in the image's own
     pixels, areas, peaks, means), unflagged lines none; --max-regions caps both, 0 turns them off. A .pt2 has maps
-    only when exported with --maps."""
+    only when exported with --maps. relative: the knn map's pixel patches less their local mean."""
     _, _, folder = gray_setup
     if fmt == "aoti":  # one sample type and channel count per package: the 8-bit gray images
         folder8 = tmp_path / "images8"
@@ -349,7 +352,7 @@ def test_regions_equal_skipgan_score(scanner, gray_setup, tmp_path, how, fmt):
         for name in ("a_png8.png", "c_tif8.tif", "g_png8_same.png"):
             (folder8 / name).write_bytes((folder / name).read_bytes())
         folder = folder8
-    model = regions_model(tmp_path, how, folder)
+    model = regions_model(tmp_path, how, folder, relative)
     loaded, meta = load_model(model)
     out = tmp_path / ("m.pt" if fmt == "torchscript" else "m.pt2")
     export_model(loaded, meta, fmt, out, max_batch=8, maps=fmt == "aoti")

@@ -11,7 +11,16 @@ their maximum) with one change:
     level1     a third part: D's second pyramid level's energy^0.5 over 5-cell valid windows (scale)
     window15   a third part: the first level's texture over 15-cell windows (scale)
     patch8     the intensity part on 8 x 8 pixel patches (at the cells' stride) instead of 4 x 4
-Its own memory draw: 'base' is within ~0.003 of `local_defects.py knn` with the defaults, not equal to it.
+    coarse     a third part: whitened 4 x 4 patches of the image averaged 2 x 2 (8 x 8 pixels at half the
+               resolution and half the noise; on D's second-level grid) (scale)
+    context    a third part: whitened 4 x 4 patches of the image less its local mean (Gaussian, σ 4 pixels): a
+               patch against its surroundings rather than against the whole training set (a tint or a level
+               within the normal range overall but not where it sits)
+    relative   the intensity part on those relative patches instead of the patches themselves (what skipgan's
+               --knn-relative-sigma 4 does)
+Its own memory draw: 'base' is within ~0.003 of `local_defects.py knn` with the defaults on family A, up to 0.03 on
+a held-out category (fundus), not equal to it: compare a variant with the script's own base, over several --seed
+(one draw moves a family mean by up to 0.009).
 """
 
 from __future__ import annotations
@@ -29,12 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_defects import TEXTURES, _trained  # noqa: E402
 from map_baselines import metrics  # noqa: E402
 
-VARIANTS = ("base", "white_all", "level1", "window15", "patch8")
-MEMORY = {"texture": 10000, "intensity": 30000, "level1": 10000, "window15": 10000}  # skipgan's draws
+VARIANTS = ("base", "white_all", "level1", "window15", "patch8", "coarse", "context", "relative")
+MEMORY = {"texture": 10000, "intensity": 30000, "level1": 10000, "window15": 10000,  # skipgan's draws
+          "coarse": 30000, "context": 30000}
+PIXEL_PARTS = ("intensity", "coarse", "context")  # whitened, as skipgan whitens its pixel patches
+HALF_GRID = ("level1", "coarse")  # on D's second-level grid (isize / 4 cells a side)
 
 
 def parts(model, x: torch.Tensor, variant: str) -> dict[str, torch.Tensor]:
-    from skipgan.model.patch_knn import descriptors, energy_descriptors, first_level, pixel_patches
+    from skipgan.model.patch_knn import (KnnSettings, descriptors, energy_descriptors, first_level,
+                                         intensity_patches, pixel_patches)
     from skipgan.model.unet import LEAKY_SLOPE
 
     l0 = first_level(model, x)
@@ -47,6 +60,10 @@ def parts(model, x: torch.Tensor, variant: str) -> dict[str, torch.Tensor]:
         out["level1"] = energy_descriptors(model.discriminator.pyramid[1](l0), 5, 0.5, True, LEAKY_SLOPE)
     if variant == "window15":
         out["window15"] = descriptors(l0, 15)
+    if variant == "coarse":
+        out["coarse"] = pixel_patches(F.avg_pool2d(x.float(), 2))
+    if variant in ("context", "relative"):  # skipgan's --knn-relative-sigma 4 patches
+        out["context" if variant == "context" else "intensity"] = intensity_patches(x, KnnSettings(relative_sigma=4.0))
     return out
 
 
@@ -57,7 +74,7 @@ def all_parts(model, images: torch.Tensor, variant: str) -> dict[str, torch.Tens
 
 
 @torch.no_grad()
-def variant_map(model, meta, splits, variant: str) -> tuple[np.ndarray, np.ndarray]:
+def variant_map(model, meta, splits, variant: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(image scores, smoothed maps) of the test set."""
     from skipgan.anomaly_map import MapSettings, aggregate, smooth
     from skipgan.model.patch_knn import _rows, _to_grid, greedy_coreset, nearest_distances, whiten, whitening
@@ -65,12 +82,12 @@ def variant_map(model, meta, splits, variant: str) -> tuple[np.ndarray, np.ndarr
 
     run = meta["train"]
     train, val = split_validation(splits.train, run["val_fraction"], run.get("seed", 0))
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     memories, white = {}, {}
     for k, d in all_parts(model, train, variant).items():
         r = _rows(d)
         r = r[torch.randperm(len(r), generator=gen)[: MEMORY[k]]]
-        if k == "intensity" or variant == "white_all":
+        if k in PIXEL_PARTS or variant == "white_all":
             white[k] = whitening(r)
             r = whiten(r, *white[k])
         memories[k] = greedy_coreset(r.contiguous(), 0.1, gen)
@@ -81,10 +98,10 @@ def variant_map(model, meta, splits, variant: str) -> tuple[np.ndarray, np.ndarr
             if k in white:
                 n, c, h, w = d.shape
                 d = whiten(_rows(d), *white[k]).view(n, h, w, c).permute(0, 3, 1, 2)
-            grid = splits.test.shape[-1] // (4 if k == "level1" else 2)
+            grid = splits.test.shape[-1] // (4 if k in HALF_GRID else 2)
             dd = _to_grid(nearest_distances(d, memories[k]), grid, grid)
             out[k] = F.interpolate(dd[:, None], size=[splits.test.shape[-1] // 2] * 2, mode="bilinear",
-                                   align_corners=False)[:, 0] if k == "level1" else dd
+                                   align_corners=False)[:, 0] if k in HALF_GRID else dd
         return out
 
     stats = {k: (float(v.mean()), float(v.std())) for k, v in distances(val).items()}
@@ -101,6 +118,7 @@ def main() -> None:
     p.add_argument("--runs", required=True)
     p.add_argument("--textures", nargs="+", default=list(TEXTURES))
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--seed", type=int, default=0, help="the memory draws' seed (their spread is the measurement's noise)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     torch.set_num_threads(2)
@@ -108,7 +126,7 @@ def main() -> None:
     for tex in a.textures:
         model, meta, s = _trained(Path(a.data), Path(a.runs), tex)
         for v in a.variants.split(","):
-            scores, maps = variant_map(model, meta, s, v)
+            scores, maps = variant_map(model, meta, s, v, a.seed)
             results.setdefault(v, {})[tex] = metrics(scores, s.test_labels.numpy(), maps, s.test_masks.numpy())
             print(tex, v, {k: round(x, 4) for k, x in results[v][tex].items()}, flush=True)
     for v, per in results.items():

@@ -195,7 +195,7 @@ def knn_settings(a) -> None:
 
     given = {"window": a.knn_window, "memory_size": a.knn_memory, "power": a.knn_power, "border": a.knn_border,
              "intensity_memory": a.knn_intensity_memory, "coreset": a.knn_coreset,
-             "intensity_whiten": a.knn_intensity_whiten}
+             "intensity_whiten": a.knn_intensity_whiten, "relative_sigma": a.knn_relative_sigma}
     settings = KnnSettings(**{k: v for k, v in given.items() if v is not None})
     results = {}
     for tex in a.textures:
@@ -289,6 +289,7 @@ def main() -> None:
     k.add_argument("--knn-border", choices=["valid", "cut"], help="default: skipgan's")
     k.add_argument("--knn-intensity-whiten", action=argparse.BooleanOptionalAction, default=None,
                    help="default: skipgan's")
+    k.add_argument("--knn-relative-sigma", type=float, help="default: skipgan's (0: the pixel patches themselves)")
     k.add_argument("--memory-seed", type=int, default=0)
     k.add_argument("--json", default=None)
     a = p.parse_args()

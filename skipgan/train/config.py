@@ -88,6 +88,9 @@ class TrainConfig:
     knn_intensity_whiten: bool = setting(KnnSettings.intensity_whiten, "compare the knn map's pixel patches in "
                                          "whitened coordinates (a Mahalanobis distance; --no-knn-intensity-whiten: "
                                          "raw patches, the default before 2026-12-03)")
+    knn_relative_sigma: float = setting(KnnSettings.relative_sigma, "take the knn map's pixel patches from the "
+                                        "image less its local mean (Gaussian of this σ in pixels; e.g. 4 for stains "
+                                        "on colour data whose tint varies; 0 = the patches themselves)")
     map_sigma: float = setting(2.0, "Gaussian smoothing of the anomaly map, in pixels at isize (0 = none)")
     topk_percent: float = setting(1.0, "share of the map's pixels averaged by --aggregation topk")
     sync_bn: bool = setting(False, "under torchrun: SyncBatchNorm (batch statistics over all processes; CUDA only) "
@@ -128,7 +131,8 @@ class TrainConfig:
         """The knn map's settings, None with --knn-memory 0 (raises ValueError 'knn_window=...: ...')."""
         settings = KnnSettings(window=self.knn_window, memory_size=max(self.knn_memory, 1), power=self.knn_power,
                                border=self.knn_border, intensity_memory=self.knn_intensity_memory,
-                               coreset=self.knn_coreset, intensity_whiten=self.knn_intensity_whiten)
+                               coreset=self.knn_coreset, intensity_whiten=self.knn_intensity_whiten,
+                               relative_sigma=self.knn_relative_sigma)
         return settings if self.knn_memory else None  # checked either way
 
     @property
