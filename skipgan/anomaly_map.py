@@ -33,7 +33,7 @@ map.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -100,9 +100,10 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
-def reflect_index(n: int, radius: int, device=None) -> torch.Tensor:
+def reflect_index(n: int, radius: int, device: Optional[torch.device] = None) -> torch.Tensor:
     """Indices of a length-n axis padded by `radius` on each side by half-sample symmetry (d c b a | a b c d | d c
-    b a): the border rule of the smoothing, valid for any radius (a kernel wider than the map reflects again)."""
+    b a): the border rule of the smoothing, valid for any radius (a kernel wider than the map reflects again).
+    Scriptable (the knn map's local mean computes its indices in the graph)."""
     i = torch.arange(-radius, n + radius, device=device) % (2 * n)
     return torch.where(i >= n, 2 * n - 1 - i, i)
 

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..anomaly_map import gaussian_kernel, reflect_index, smooth_with
 from .unet import LEAKY_SLOPE
 
 # Distance blocks: QUERY_BLOCK queries x MEMORY_BLOCK memory rows (16 MB of fp32 partial distances at most; 12 MB for
@@ -101,7 +102,7 @@ class KnnSettings:
     # pixels at isize): a patch is compared by how it differs from its surroundings, so a tint or a level that is
     # normal somewhere in the training set but not where it sits shows (stains on colour data whose tint varies
     # across images: held-out family D 0.79 / 0.87 -> 0.86 / 0.92 image / pixel AUROC). 0, the default: the patches
-    # themselves. Not the default because family C's pixel AUROC fell by 0.002 (mean of three memory draws), and a
+    # themselves. Not the default because family C's pixel AUROC fell by 0.003 (mean of three memory draws), and a
     # change that lowers any held-out family is not taken (docs/accuracy.md, "Relative pixel patches"). σ 4 was
     # fixed a priori (about a stain's radius at isize 64), not tuned
     relative_sigma: float = 0.0
@@ -129,12 +130,8 @@ class KnnSettings:
                              "patches themselves; 4 = less their local mean over about 8 pixels)")
 
     def check(self, isize: int) -> None:
-        """The settings at image size `isize`: the window must fit on D's first level (isize/2 cells a side), the
-        local mean's reach (3σ) inside the image."""
+        """The settings at image size `isize`: the window must fit on D's first level (isize/2 cells a side)."""
         check_window(self.window, isize // 2)
-        if len(gaussian_kernel(self.relative_sigma)) // 2 >= isize:
-            raise ValueError(f"knn_relative_sigma={self.relative_sigma!r}: 3σ must stay below the image size "
-                             f"{isize} (the local mean reflects the image at its border)")
 
 
 def check_window(window: int, cells: int) -> None:
@@ -186,30 +183,27 @@ def pixel_patches(x: torch.Tensor) -> torch.Tensor:
     return F.unfold(x, 4, stride=2).view(x.shape[0], -1, h, w)
 
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """The local mean's 1-D Gaussian [2r + 1], r = int(3σ), summing to 1 ([1] for σ = 0: no local mean)."""
-    r = int(3 * sigma)
-    if r == 0:
-        return torch.ones(1)
-    g = torch.exp(-(torch.arange(-r, r + 1, dtype=torch.float64) ** 2) / (2 * sigma**2))
-    return (g / g.sum()).float()
-
-
 def relative_to_local_mean(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Images [N, nc, H, W] -> fp32 images less their local mean: a separable Gaussian `kernel` (gaussian_kernel)
-    per channel, the image reflected at its border. The one spelling of it (the memory fit, KnnMap)."""
+    """Images [N, nc, H, W] -> fp32 images less their local mean: each channel smoothed by the maps' one smoothing
+    (skipgan.anomaly_map: `kernel` = gaussian_kernel(σ) in fp32, its border rule computed here for this size), so
+    the fit, the map and every export take the same patches."""
     x = x.float()
-    r, c = kernel.shape[0] // 2, x.shape[1]
-    m = F.pad(x, [r, r, r, r], mode="reflect")
-    m = F.conv2d(m, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return x - F.conv2d(m, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    n, c, h, w = x.shape
+    r = (kernel.shape[0] - 1) // 2
+    mean = smooth_with(x.reshape(n * c, h, w), kernel, reflect_index(h, r, x.device), reflect_index(w, r, x.device))
+    return x - mean.view(n, c, h, w)
 
 
 def intensity_patches(x: torch.Tensor, settings: KnnSettings) -> torch.Tensor:
     """The intensity part's pixel patches of images x under `settings` (relative_sigma), before any whitening."""
     if settings.relative_sigma > 0:
-        x = relative_to_local_mean(x, gaussian_kernel(settings.relative_sigma).to(x.device))
+        x = relative_to_local_mean(x, local_mean_kernel(settings.relative_sigma).to(x.device))
     return pixel_patches(x)
+
+
+def local_mean_kernel(sigma: float) -> torch.Tensor:
+    """The local mean's kernel for relative_sigma σ: the smoothing's Gaussian in fp32 ([1] for σ 0: unused)."""
+    return gaussian_kernel(sigma).float() if sigma > 0 else torch.ones(1)
 
 
 @torch.no_grad()
@@ -423,7 +417,7 @@ class KnnMap(nn.Module):
         self.register_buffer("intensity_whitening", w)
         # the local mean's kernel when the pixel patches are relative to it (settings.relative_sigma)
         self.relative = st.relative_sigma > 0
-        self.register_buffer("relative_kernel", gaussian_kernel(st.relative_sigma))
+        self.register_buffer("relative_kernel", local_mean_kernel(st.relative_sigma))
         # the search's GEMM, measured on this machine for each memory (an export carries the exporter's choice)
         self.gemm_texture = choose_search_gemm(self.memory, self.memory_sq, query_block) if self.native else 0
         self.gemm_intensity = choose_search_gemm(self.intensity, self.intensity_sq, query_block) \
