@@ -347,7 +347,8 @@ def test_without_calibration_images_a_tenth_is_held_out_for_the_statistics():
                                     ({"intensity_memory": -1}, "knn_intensity_memory=-1: must be a non-negative"),
                                     ({"intensity_whiten": 1}, "knn_intensity_whiten=1: must be True or False"),
                                     ({"relative_sigma": -1.0}, r"knn_relative_sigma=-1.0: must be in \[0, 64\]"),
-                                    ({"relative_sigma": "4"}, "knn_relative_sigma='4'")])
+                                    ({"relative_sigma": "4"}, "knn_relative_sigma='4'"),
+                                    ({"relative_sigma": True}, "knn_relative_sigma=True")])
 def test_bad_settings(kw, msg):
     with pytest.raises(ValueError, match=msg):
         KnnSettings(**kw)

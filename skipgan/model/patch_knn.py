@@ -15,7 +15,7 @@ memory of normal patches, finds both kinds of defect.
                window lies on the grid (border 'valid')
     pixels   = the 4 x 4 patch of x under each inner cell of that grid (the cell's own receptive field), in
                whitened coordinates: (p − μ) W with μ, W = Σ^(−1/2) of the drawn normal patches (ridge WHITEN_RIDGE);
-               with relative_sigma > 0 (not the default), the patches of x less its local mean (Gaussian, that σ)
+               with relative_sigma > 0 (not the default), the patches of x less its local mean (the maps' smoothing)
     distance = per part, the Euclidean distance to the nearest row of its memory: `memory_size` texture
                descriptors and `intensity_memory` pixel patches drawn (seeded, without replacement) from every
                position of every normal training image; each cell of the grid without a valid position of its own
@@ -125,7 +125,8 @@ class KnnSettings:
                              "all of the draw)")
         if not isinstance(self.intensity_whiten, bool):
             raise ValueError(f"knn_intensity_whiten={self.intensity_whiten!r}: must be True or False")
-        if not (isinstance(self.relative_sigma, (int, float)) and 0 <= self.relative_sigma <= 64):
+        if not (isinstance(self.relative_sigma, (int, float)) and not isinstance(self.relative_sigma, bool)
+                and 0 <= self.relative_sigma <= 64):
             raise ValueError(f"knn_relative_sigma={self.relative_sigma!r}: must be in [0, 64] pixels (0 = the pixel "
                              "patches themselves; 4 = less their local mean over about 8 pixels)")
 
