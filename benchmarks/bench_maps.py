@@ -47,18 +47,18 @@ def main() -> None:
         "+ error map (max aggregation)": lambda: image_scores(plain.score(x, error_map=True), "max", settings),
         "+ knn map (knn aggregation)": lambda: image_scores(sc.score(x, error_map=True), "knn", settings),
     }
+
+    def knn_case(**changes):
+        """The knn map of a memory fitted again with other settings, timed as the model's own."""
+        knn = PatchKnn.fit(model, torch.rand(300, model.arch.nc, isize, isize) * 2 - 1,
+                           dataclasses.replace(model.knn.settings, **changes))
+        other = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch, knn=knn)
+        return lambda: image_scores(other.score(x, error_map=True), "knn", settings)
+
     if model.knn.whitening is not None:  # what whitening the pixel patches costs: the same map with raw ones
-        raw = PatchKnn.fit(model, torch.rand(300, model.arch.nc, isize, isize) * 2 - 1,
-                           dataclasses.replace(model.knn.settings, intensity_whiten=False))
-        unwhite = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch, knn=raw)
-        cases["+ knn map, raw pixel patches"] = lambda: image_scores(unwhite.score(x, error_map=True), "knn",
-                                                                     settings)
+        cases["+ knn map, raw pixel patches"] = knn_case(intensity_whiten=False)
     if model.knn.settings.relative_sigma == 0:  # what the opt-in --knn-relative-sigma 4 costs: its local mean
-        rel = PatchKnn.fit(model, torch.rand(300, model.arch.nc, isize, isize) * 2 - 1,
-                           dataclasses.replace(model.knn.settings, relative_sigma=4.0))
-        relative = Screener.from_model(model, dtype=a.dtype, max_batch=a.batch, knn=rel)
-        cases["+ knn map, relative pixel patches (σ 4)"] = lambda: image_scores(relative.score(x, error_map=True),
-                                                                              "knn", settings)
+        cases["+ knn map, relative pixel patches (σ 4)"] = knn_case(relative_sigma=4.0)
     rows = [(name, a.batch / median_time(fn, torch.device("cpu"), a.min_time)) for name, fn in cases.items()]
     print(f"isize {isize}, batch {a.batch}, {a.dtype}, {model.probe_weight.shape[0]} probes, threads "
           f"{torch.get_num_threads()}, knn memory {tuple(model.knn.memory.shape)}")

@@ -430,39 +430,35 @@ class KnnMap(nn.Module):
             x = relative_to_local_mean(x, self.relative_kernel)
         return pixel_patches(x)
 
-    @torch.jit.unused
-    def _pixels_fp32(self, x: torch.Tensor) -> torch.Tensor:
-        """_pixels in fp32 under autocast too (its local mean is a convolution, which autocast would run in bf16)."""
-        with torch.autocast(x.device.type, enabled=False):
-            return self._pixels(x)
-
     def _nearest(self, desc: torch.Tensor, mem: torch.Tensor, mem_sq: torch.Tensor, gemm: int,
-                 whiten: bool = False) -> torch.Tensor:
+                 whitened: bool = False) -> torch.Tensor:
         n, c, h, w = desc.shape
         q = desc.permute(0, 2, 3, 1).reshape(-1, c)
-        if whiten:
-            q = self._whiten(q) if torch.jit.is_scripting() else self._whiten_fp32(q)
+        if whitened:  # the coordinates the intensity memory is stored in
+            q = whiten(q, self.intensity_mean, self.intensity_whitening)
         return nearest_rows(q, mem, mem_sq, self.query_block, self.rerank, self.memory_block, self.native,
                             gemm).view(n, h, w)
 
-    def _whiten(self, q: torch.Tensor) -> torch.Tensor:
-        """Pixel patches [Q, C] fp32 -> (q − μ) W, the coordinates the intensity memory is stored in."""
-        return whiten(q, self.intensity_mean, self.intensity_whitening)
+    def parts(self, level0: torch.Tensor, x: torch.Tensor) -> List[torch.Tensor]:
+        """[texture distances(, intensity distances)], each on its own grid of valid positions. In fp32 under
+        autocast too: a bf16-AMP training's validation scores the knn map in an autocast region, which would run the
+        local mean's convolution, the whitening product and the search's GEMM in bf16 (exports and the engine run
+        without one)."""
+        if torch.jit.is_scripting():
+            return self._parts(level0, x)
+        return self._parts_fp32(level0, x)
 
     @torch.jit.unused
-    def _whiten_fp32(self, q: torch.Tensor) -> torch.Tensor:
-        """_whiten in fp32 under autocast too (a bf16-AMP training's validation scores the knn map in an autocast
-        region, where the product would come out in bf16; exports and the engine run without one)."""
-        with torch.autocast(q.device.type, enabled=False):
-            return self._whiten(q)
+    def _parts_fp32(self, level0: torch.Tensor, x: torch.Tensor) -> List[torch.Tensor]:
+        with torch.autocast(x.device.type, enabled=False):
+            return self._parts(level0, x)
 
-    def parts(self, level0: torch.Tensor, x: torch.Tensor) -> List[torch.Tensor]:
-        """[texture distances(, intensity distances)], each on its own grid of valid positions."""
+    def _parts(self, level0: torch.Tensor, x: torch.Tensor) -> List[torch.Tensor]:
         out = [self._nearest(energy_descriptors(level0, self.window, self.power, self.valid, self.slope), self.memory,
                              self.memory_sq, self.gemm_texture)]
         if self.joined:
-            pixels = self._pixels(x) if torch.jit.is_scripting() else self._pixels_fp32(x)
-            out.append(self._nearest(pixels, self.intensity, self.intensity_sq, self.gemm_intensity, self.whitened))
+            out.append(self._nearest(self._pixels(x), self.intensity, self.intensity_sq, self.gemm_intensity,
+                                     self.whitened))
         return out
 
     def distances(self, level0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
